@@ -1,0 +1,23 @@
+//! velo-core: the pure heart of velo.
+//!
+//! This crate holds everything that computes and nothing that touches the outside world:
+//!
+//! - [`schemas`]: declarative column specifications, validated (and losslessly coerced) on
+//!   Arrow record batches, reporting every violation with its column, rule, count and rows;
+//! - [`metrics`]: regression metrics with scikit-learn's definitions and edge cases;
+//! - [`splitters`]: train/test and time-series cross-validation splits;
+//! - [`models`]: the model kinds and their configuration (training arrives with the models work).
+//!
+//! **Layer:** the bottom of the workspace; it depends on external crates only.
+//! **Invariant:** core never opens a file, reads an environment variable, starts a process or
+//! an async runtime. It works on values, Arrow data and `Read`/`Write` handles given to it, so
+//! embedders bring their own I/O (velo-io is one such I/O layer).
+#![deny(clippy::disallowed_methods)]
+
+mod error;
+pub mod metrics;
+pub mod models;
+pub mod schemas;
+pub mod splitters;
+
+pub use error::{Error, Result};
