@@ -15,9 +15,17 @@
 #![deny(clippy::disallowed_methods)]
 
 mod error;
+mod kind;
 pub mod metrics;
 pub mod models;
 pub mod schemas;
 pub mod splitters;
 
 pub use error::{Error, Result};
+
+#[doc(hidden)]
+pub mod __private {
+    //! Re-exports used by [`impl_kind_deserialize!`](crate::impl_kind_deserialize).
+    pub use serde;
+    pub use serde_json;
+}

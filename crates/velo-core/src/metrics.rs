@@ -315,7 +315,7 @@ fn explained_variance_score(y_true: &[f64], y_pred: &[f64]) -> f64 {
 }
 
 /// A metric a job computes, selected by `KIND`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "KIND")]
 #[non_exhaustive]
@@ -323,6 +323,8 @@ pub enum Metric {
     /// A regression metric over targets and predictions.
     RegressionMetric(RegressionMetric),
 }
+
+crate::impl_kind_deserialize!(Metric { RegressionMetric });
 
 impl Default for Metric {
     fn default() -> Self {

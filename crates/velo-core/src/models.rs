@@ -6,7 +6,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 /// A model to train, selected by `KIND`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "KIND")]
 #[non_exhaustive]
@@ -14,6 +14,8 @@ pub enum ModelConfig {
     /// A random forest regressor.
     RandomForestModel(RandomForestModel),
 }
+
+crate::impl_kind_deserialize!(ModelConfig { RandomForestModel });
 
 impl Default for ModelConfig {
     fn default() -> Self {
@@ -67,7 +69,10 @@ impl RandomForestModel {
     fn default_n_estimators() -> usize {
         200
     }
-    #[expect(clippy::unnecessary_wraps, reason = "serde default of an optional field")]
+    #[expect(
+        clippy::unnecessary_wraps,
+        reason = "serde default of an optional field"
+    )]
     fn default_max_depth() -> Option<usize> {
         Some(20)
     }
@@ -137,7 +142,9 @@ impl<'de> Deserialize<'de> for MaxFeatures {
         impl de::Visitor<'_> for Visitor {
             type Value = MaxFeatures;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("\"all\", \"sqrt\", \"log2\", a positive integer or a fraction in (0, 1]")
+                f.write_str(
+                    "\"all\", \"sqrt\", \"log2\", a positive integer or a fraction in (0, 1]",
+                )
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<MaxFeatures, E> {
                 match value {
@@ -231,9 +238,13 @@ mod tests {
 
     #[test]
     fn defaults_are_the_reference_forest() {
-        let ModelConfig::RandomForestModel(model) = parse("KIND: RandomForestModel").expect("parses");
+        let ModelConfig::RandomForestModel(model) =
+            parse("KIND: RandomForestModel").expect("parses");
         assert_eq!(model, RandomForestModel::default());
-        assert_eq!((model.n_estimators, model.max_depth, model.seed), (200, Some(20), 42));
+        assert_eq!(
+            (model.n_estimators, model.max_depth, model.seed),
+            (200, Some(20), 42)
+        );
     }
 
     #[test]
@@ -245,15 +256,22 @@ mod tests {
             ("3", MaxFeatures::Count(3)),
             ("0.5", MaxFeatures::Fraction(0.5)),
         ] {
-            let model = parse(&format!("{{KIND: RandomForestModel, max_features: {text}}}")).expect(text);
+            let model = parse(&format!(
+                "{{KIND: RandomForestModel, max_features: {text}}}"
+            ))
+            .expect(text);
             let ModelConfig::RandomForestModel(model) = model;
             assert_eq!(model.max_features, expected);
             let round_trip: MaxFeatures =
-                serde_json::from_value(serde_json::to_value(expected).expect("serializes")).expect("parses");
+                serde_json::from_value(serde_json::to_value(expected).expect("serializes"))
+                    .expect("parses");
             assert_eq!(round_trip, expected);
         }
         for bad in ["0", "1.5", "-1", "half"] {
-            assert!(parse(&format!("{{KIND: RandomForestModel, max_features: {bad}}}")).is_err(), "{bad}");
+            assert!(
+                parse(&format!("{{KIND: RandomForestModel, max_features: {bad}}}")).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -200,7 +200,7 @@ pub struct Split {
 }
 
 /// A way to split data, selected by `KIND`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "KIND")]
 #[non_exhaustive]
@@ -210,6 +210,11 @@ pub enum Splitter {
     /// Time-series cross-validation folds.
     TimeSeriesSplitter(TimeSeriesSplitter),
 }
+
+crate::impl_kind_deserialize!(Splitter {
+    TrainTestSplitter,
+    TimeSeriesSplitter
+});
 
 impl Splitter {
     /// Splits `n_samples` rows, returning [`Splitter::n_splits`] splits of row positions.

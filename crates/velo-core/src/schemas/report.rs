@@ -155,6 +155,8 @@ impl fmt::Display for Violation {
         }
         let first = if self.count > self.first_rows.len() {
             "first rows"
+        } else if self.first_rows.len() == 1 {
+            "row"
         } else {
             "rows"
         };
@@ -249,7 +251,7 @@ mod tests {
         );
         check(
             &violation(Rule::Nullable, 1, &[4], &["null"]),
-            "column 'season': 1 row missing (null or NaN), but not nullable (rows 4; values null)",
+            "column 'season': 1 row missing (null or NaN), but not nullable (row 4; values null)",
         );
         check(
             &Violation::structural("season", Rule::MissingColumn),

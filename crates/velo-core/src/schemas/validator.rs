@@ -916,8 +916,8 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "column 's': 1 row with a duplicate value in a unique column (rows 2; values \"a\")",
-                "column 'f': 1 row with a duplicate value in a unique column (rows 1; values -0.0)",
+                "column 's': 1 row with a duplicate value in a unique column (row 2; values \"a\")",
+                "column 'f': 1 row with a duplicate value in a unique column (row 1; values -0.0)",
             ]
         );
     }
@@ -973,6 +973,6 @@ mod tests {
         assert!(broken.schema().field(0).is_nullable());
         assert!(broken.column(0).is_null(1));
         let error = validator.finish().unwrap_err().to_string();
-        assert!(error.contains("(rows 2; values 300)"), "{error}");
+        assert!(error.contains("(row 2; values 300)"), "{error}");
     }
 }

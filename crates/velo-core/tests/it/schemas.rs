@@ -264,7 +264,7 @@ fn each_rule_is_reported_with_its_count_rows_and_values() {
     );
     check(
         |frame| frame.set("mnth", ints_with(&[(0, Some(0))])),
-        &["column 'mnth': 1 row below the minimum 1 (rows 0; values 0)"],
+        &["column 'mnth': 1 row below the minimum 1 (row 0; values 0)"],
     );
     check(
         |frame| frame.set("casual", ints_with(&[(4, None), (8, None)])),
@@ -278,8 +278,8 @@ fn each_rule_is_reported_with_its_count_rows_and_values() {
     check(
         |frame| frame.set("temp", Arc::new(Float64Array::from(temp))),
         &[
-            "column 'temp': 1 row missing (null or NaN), but not nullable (rows 11; values NaN)",
-            "column 'temp': 1 row above the maximum 1 (rows 12; values 1.5)",
+            "column 'temp': 1 row missing (null or NaN), but not nullable (row 11; values NaN)",
+            "column 'temp': 1 row above the maximum 1 (row 12; values 1.5)",
         ],
     );
     check(
@@ -335,7 +335,7 @@ fn lossless_coercions_and_their_failures() {
         |frame| frame.set("casual", Arc::new(Float64Array::from(casual))),
         &[
             "column 'casual': 1 row cannot be converted losslessly from Float64 to uint32 \
-           (rows 1; values 2.5)",
+           (row 1; values 2.5)",
         ],
     );
     // Already-converted types pass through, and booleans may arrive as booleans.
@@ -441,8 +441,8 @@ fn streaming_counts_rows_across_batches() {
     assert_eq!(
         lines(&report),
         [
-            "column 'instant': 1 row with a duplicate value in a unique column (rows 24; values 2)",
-            "column 'season': 1 row not in allowed values [1, 2, 3, 4] (rows 13; values 5)",
+            "column 'instant': 1 row with a duplicate value in a unique column (row 24; values 2)",
+            "column 'season': 1 row not in allowed values [1, 2, 3, 4] (row 13; values 5)",
         ]
     );
 
@@ -453,7 +453,7 @@ fn streaming_counts_rows_across_batches() {
     assert_eq!(
         lines(&report),
         [
-            "column 'season': 1 row not in allowed values [1, 2, 3, 4] (rows 3; values 5)",
+            "column 'season': 1 row not in allowed values [1, 2, 3, 4] (row 3; values 5)",
             "column 'hr': missing from the data",
         ]
     );
@@ -475,7 +475,7 @@ fn targets_outputs_and_feature_importances() {
     .unwrap();
     assert_eq!(
         lines(&violations(load("outputs").validate(&outputs))),
-        ["column 'prediction': 1 row missing (null or NaN), but not nullable (rows 2; values NaN)"]
+        ["column 'prediction': 1 row missing (null or NaN), but not nullable (row 2; values NaN)"]
     );
     let validated = load("outputs").validate(&outputs.slice(0, 2)).unwrap();
     assert_eq!(
@@ -502,7 +502,7 @@ fn targets_outputs_and_feature_importances() {
             load("feature_importances").validate(&importances)
         )),
         [
-            "column 'feature': 1 row with a duplicate value in a unique column (rows 2; values \"temp\")"
+            "column 'feature': 1 row with a duplicate value in a unique column (row 2; values \"temp\")"
         ]
     );
     let validated = load("feature_importances")
@@ -553,7 +553,7 @@ fn shap_values_accept_any_float_column() {
         lines(&violations(schema.validate(&bad))),
         [
             "column 'temp': expected type float64, found Arrow type Utf8",
-            "column 'hr': 1 row missing (null or NaN), but not nullable (rows 0; values NaN)",
+            "column 'hr': 1 row missing (null or NaN), but not nullable (row 0; values NaN)",
         ]
     );
     // A non-strict schema without extra_columns drops the columns it does not list.

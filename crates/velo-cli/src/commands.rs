@@ -1,0 +1,275 @@
+//! Command-line arguments and the command each one runs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use velo_io::{
+    configs::ConfigLoader,
+    datasets::{self, spec::DataSpec},
+};
+use velo_jobs::Settings;
+
+/// Writes a line to stdout; a closed pipe (`velo … | head`) ends the output quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::commands::emit(&format!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
+/// Writes text to stdout as it is, like [`say!`] without the newline.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {
+        $crate::commands::emit(&format!($($arg)*))?
+    };
+}
+
+/// Writes to stdout, treating a closed pipe as the reader's wish to stop.
+pub(crate) fn emit(text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Job(error.into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A failed command: bad usage or configuration (exit 2), or a job that failed (exit 1).
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Usage(anyhow::Error),
+    Job(anyhow::Error),
+}
+
+/// velo: an MLOps toolkit for tabular regression models.
+#[derive(Debug, Parser)]
+#[command(name = "velo", version, about, long_about = None, arg_required_else_help = true)]
+pub(crate) struct Cli {
+    /// Print the JSON Schema of configuration files and exit.
+    #[arg(long, exclusive = true)]
+    schema: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a configuration and run the job it names.
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Load and validate only; print what would run.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Inspect configurations.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the configuration schema (JSON Schema, or the Markdown reference).
+    Schema {
+        /// Print the Markdown reference instead of the JSON Schema.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Create datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration and the source of every value.
+    Show {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Import a CSV into inputs/targets train/test Parquet files, split by time.
+    Import {
+        /// The CSV file.
+        #[arg(long)]
+        csv: PathBuf,
+        /// The output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The data spec naming the schemas and the test ratio.
+        #[arg(long, default_value = "configs/data.yaml")]
+        spec: PathBuf,
+    },
+    /// Validate a Parquet or CSV file against a schema and print its lineage.
+    Validate {
+        /// The dataset (`.parquet` or `.csv`).
+        file: PathBuf,
+        /// The schema file.
+        #[arg(long)]
+        schema: PathBuf,
+    },
+    /// Generate a deterministic synthetic dataset with the spec's schema.
+    Synth {
+        /// Number of rows.
+        #[arg(long, default_value_t = 17_379)]
+        rows: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The data spec naming the schemas, the test ratio and the generator's columns.
+        #[arg(long, default_value = "configs/data.yaml")]
+        spec: PathBuf,
+    },
+}
+
+/// Where a configuration comes from.
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Configuration files (YAML, JSON or TOML), merged left to right.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// YAML snippets applied last, e.g. -e 'job: {model: {max_depth: 7}}'.
+    #[arg(short = 'e', long = "extras")]
+    extras: Vec<String>,
+    /// The profile to select (`dev`, `prod`, …).
+    #[arg(long, env = "VELO_PROFILE")]
+    profile: Option<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<velo_io::configs::Loaded<Settings>, Failure> {
+        ConfigLoader::default()
+            .files(self.files.iter().cloned())
+            .extras(self.extras.iter().cloned())
+            .profile(self.profile.clone())
+            .load::<Settings>()
+            .map_err(|error| Failure::Usage(error.into()))
+    }
+}
+
+/// Runs the command.
+pub(crate) fn dispatch(cli: Cli) -> Result<(), Failure> {
+    if cli.schema {
+        return print_json(&velo_jobs::settings_schema());
+    }
+    match cli.command {
+        None => Err(Failure::Usage(anyhow::anyhow!(
+            "no command given (see `velo --help`)"
+        ))),
+        Some(Command::Run { config, dry_run }) => run(&config, dry_run),
+        Some(Command::Config(ConfigCommand::Show { config })) => show(&config),
+        Some(Command::Schema { markdown: false }) => print_json(&velo_jobs::settings_schema()),
+        Some(Command::Schema { markdown: true }) => {
+            say_raw!(
+                "{}",
+                crate::reference::markdown(&velo_jobs::settings_schema())
+            );
+            Ok(())
+        }
+        Some(Command::Data(DataCommand::Import { csv, out, spec })) => {
+            let spec = load_spec(&spec)?;
+            let summary = datasets::import::import_csv(&csv, &spec, &out)
+                .with_context(|| format!("cannot import {}", csv.display()))
+                .map_err(Failure::Job)?;
+            let source = &summary.source;
+            say!(
+                "imported {} rows of {} (digest {})",
+                source.rows,
+                csv.display(),
+                source.digest
+            );
+            say!("{}", summary.splits);
+            Ok(())
+        }
+        Some(Command::Data(DataCommand::Validate { file, schema })) => validate(&file, &schema),
+        Some(Command::Data(DataCommand::Synth {
+            rows,
+            seed,
+            out,
+            spec,
+        })) => {
+            let spec = load_spec(&spec)?;
+            let summary = spec
+                .synthesize(rows, seed, &out)
+                .with_context(|| format!("cannot generate {rows} rows into {}", out.display()))
+                .map_err(Failure::Job)?;
+            say!("generated {rows} rows with seed {seed}");
+            say!("{}", summary.split);
+            Ok(())
+        }
+    }
+}
+
+fn validate(file: &Path, schema: &Path) -> Result<(), Failure> {
+    let schema = datasets::load_schema(schema).map_err(|error| Failure::Usage(error.into()))?;
+    let kind = match file.extension().and_then(|e| e.to_str()) {
+        Some("parquet" | "pq") => "ParquetReader",
+        Some("csv") => "CsvReader",
+        _ => {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "{} is neither .parquet nor .csv",
+                file.display()
+            )));
+        }
+    };
+    let reader: datasets::Reader =
+        serde_json::from_value(serde_json::json!({"KIND": kind, "path": file}))
+            .map_err(|error| Failure::Usage(error.into()))?;
+    let dataset = reader
+        .read_validated(&schema)
+        .map_err(|error| Failure::Job(error.into()))?;
+    let lineage = &dataset.lineage;
+    say!(
+        "{} is valid: {} rows, {} columns, digest {}",
+        file.display(),
+        lineage.rows,
+        lineage.columns,
+        lineage.digest
+    );
+    Ok(())
+}
+
+fn load_spec(path: &Path) -> Result<DataSpec, Failure> {
+    DataSpec::load(path).map_err(|error| Failure::Usage(error.into()))
+}
+
+fn print_json(value: &serde_json::Value) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Failure::Job(e.into()))?;
+    say!("{text}");
+    Ok(())
+}
+
+fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
+    let settings = config.load()?.value;
+    let job = &settings.job;
+    for path in velo_jobs::schema_paths(job) {
+        datasets::load_schema(path).map_err(|error| Failure::Usage(error.into()))?;
+    }
+    say!("{} is valid; it would:", job.kind());
+    for (step, line) in job.plan().iter().enumerate() {
+        say!("  {}. {line}", step + 1);
+    }
+    if !dry_run {
+        say!("(running jobs arrives with the models and registry work: nothing was changed)");
+    }
+    Ok(())
+}
+
+fn show(config: &ConfigArgs) -> Result<(), Failure> {
+    let loaded = config.load()?;
+    let entries = loaded
+        .provenance()
+        .map_err(|error| Failure::Usage(error.into()))?;
+    let width = entries
+        .iter()
+        .map(|entry| entry.key.len())
+        .max()
+        .unwrap_or(0);
+    for entry in entries {
+        say!("{:width$} = {}  # {}", entry.key, entry.value, entry.source);
+    }
+    Ok(())
+}

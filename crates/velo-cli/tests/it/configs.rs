@@ -1,0 +1,225 @@
+//! Loading, validating and explaining configurations from the command line.
+
+use std::path::Path;
+
+use crate::{Output, output, root, velo};
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("writes the config");
+    path.display().to_string()
+}
+
+fn assert_usage_error(result: &Output, needles: &[&str]) {
+    assert_eq!(
+        result.code, 2,
+        "stdout: {}\nstderr: {}",
+        result.stdout, result.stderr
+    );
+    for needle in needles {
+        assert!(
+            result.stderr.contains(needle),
+            "`{needle}` missing from:\n{}",
+            result.stderr
+        );
+    }
+}
+
+#[test]
+fn every_shipped_job_config_validates() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("configs")).expect("configs/ exists") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if path.extension().is_none_or(|e| e != "yaml") || name == "data.yaml" {
+            continue;
+        }
+        let result = output(velo().args(["run", "--dry-run", &format!("configs/{name}")]));
+        assert_eq!(result.code, 0, "{name}: {}", result.stderr);
+        assert!(
+            result.stdout.contains("is valid"),
+            "{name}: {}",
+            result.stdout
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 6, "the six reference jobs ship in configs/");
+}
+
+#[test]
+fn run_says_what_the_job_would_do() {
+    let result = output(velo().args(["run", "configs/training.yaml"]));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.stdout.contains("TrainingJob is valid"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result.stdout.contains("fit RandomForestModel"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result.stdout.contains("data/inputs_train.parquet"),
+        "{}",
+        result.stdout
+    );
+}
+
+#[test]
+fn malformed_yaml_names_the_file_and_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write(
+        dir.path(),
+        "broken.yaml",
+        "job:\n  KIND: TrainingJob\n  inputs: [unclosed\n",
+    );
+    let result = output(velo().args(["run", &file]));
+    assert_usage_error(&result, &["broken.yaml", "line"]);
+}
+
+#[test]
+fn unknown_key_names_the_key_and_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write(
+        dir.path(),
+        "unknown.yaml",
+        "job:\n  KIND: PromotionJob\n  alais: Champion\n",
+    );
+    let result = output(velo().args(["run", &file]));
+    assert_usage_error(&result, &["alais", "unknown.yaml"]);
+}
+
+#[test]
+fn wrong_type_names_the_key_the_expected_type_and_the_source() {
+    let result = output(velo().args([
+        "run",
+        "configs/training.yaml",
+        "-e",
+        "job: {model: {max_depth: deep}}",
+    ]));
+    assert_usage_error(&result, &["max_depth", "--extras #1", "deep"]);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write(
+        dir.path(),
+        "wrong.yaml",
+        "job:\n  KIND: PromotionJob\n  version: latest\n",
+    );
+    let result = output(velo().args(["run", &file]));
+    assert_usage_error(&result, &["version", "wrong.yaml", "latest"]);
+}
+
+#[test]
+fn missing_field_and_unknown_kind_are_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write(dir.path(), "missing.yaml", "job:\n  KIND: InferenceJob\n");
+    let result = output(velo().args(["run", &file]));
+    assert_usage_error(&result, &["missing field `inputs`", "job"]);
+
+    let file = write(dir.path(), "kind.yaml", "job:\n  KIND: TrainJob\n");
+    let result = output(velo().args(["run", &file]));
+    assert_usage_error(&result, &["TrainJob", "TrainingJob"]);
+}
+
+#[test]
+fn missing_config_and_schema_files_are_named() {
+    let result = output(velo().args(["run", "configs/absent.yaml"]));
+    assert_usage_error(&result, &["configs/absent.yaml"]);
+
+    let result = output(velo().args([
+        "run",
+        "configs/inference.yaml",
+        "-e",
+        "job: {schemas: {inputs: configs/schemas/absent.yaml}}",
+    ]));
+    assert_usage_error(&result, &["configs/schemas/absent.yaml"]);
+}
+
+#[test]
+fn config_show_names_the_source_of_every_value() {
+    let result = output(
+        velo()
+            .args([
+                "config",
+                "show",
+                "configs/training.yaml",
+                "-e",
+                "job: {model: {max_depth: 7}}",
+            ])
+            .env("VELO_JOB__MODEL__MIN_SAMPLES_LEAF", "3"),
+    );
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let line = |key: &str| {
+        result
+            .stdout
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no line for {key} in:\n{}", result.stdout))
+            .to_owned()
+    };
+    assert!(line("job.model.max_depth").contains("= 7  # --extras #1"));
+    assert!(line("job.model.min_samples_leaf").contains("= 3  # environment"));
+    assert!(line("job.inputs.path").contains("# configs/training.yaml"));
+    assert!(line("job.model.bootstrap").contains("# default"));
+    // Array elements are attributed to the source of their array.
+    assert!(line("job.metrics.0.name").contains("# configs/training.yaml"));
+}
+
+#[test]
+fn profiles_come_from_the_flag_or_the_environment() {
+    let n_estimators = |result: &Output| {
+        assert_eq!(result.code, 0, "{}", result.stderr);
+        result
+            .stdout
+            .lines()
+            .find(|line| line.starts_with("job.model.n_estimators "))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let default = output(velo().args(["config", "show", "configs/training.yaml"]));
+    assert!(n_estimators(&default).contains("= 200"));
+    let flag = output(velo().args([
+        "config",
+        "show",
+        "configs/training.yaml",
+        "--profile",
+        "dev",
+    ]));
+    assert!(n_estimators(&flag).contains("= 20 "));
+    let env = output(
+        velo()
+            .args(["config", "show", "configs/training.yaml"])
+            .env("VELO_PROFILE", "dev"),
+    );
+    assert!(n_estimators(&env).contains("= 20 "));
+}
+
+#[test]
+fn the_schema_describes_every_job() {
+    let result = output(velo().arg("--schema"));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let schema: serde_json::Value = serde_json::from_str(&result.stdout).expect("JSON");
+    let text = schema.to_string();
+    for kind in [
+        "TuningJob",
+        "TrainingJob",
+        "PromotionJob",
+        "InferenceJob",
+        "EvaluationsJob",
+        "ExplanationsJob",
+    ] {
+        assert!(text.contains(kind), "{kind} missing from the schema");
+    }
+}
+
+#[test]
+fn bad_usage_exits_with_two() {
+    assert_eq!(output(velo().args(["run"])).code, 2);
+    assert_eq!(output(velo().args(["frobnicate"])).code, 2);
+}

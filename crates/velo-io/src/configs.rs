@@ -1,0 +1,759 @@
+//! Layered configuration: files, environment, `--extras` snippets and profiles, with provenance.
+//!
+//! A [`ConfigLoader`] builds one figment from, in increasing order of precedence:
+//!
+//! 1. YAML, JSON or TOML files, merged left to right (later files override earlier ones);
+//! 2. inside each file, the section `profiles.<name>` of the selected profile, which overrides
+//!    that file's top level (profiles are chosen with [`ConfigLoader::profile`], e.g. from
+//!    `--profile` or `VELO_PROFILE` in the CLI);
+//! 3. environment variables `VELO_<KEY>__<KEY>…` (a double underscore separates nesting levels,
+//!    keys are lower-cased except `KIND`): `VELO_JOB__MODEL__MAX_DEPTH=7`. Variables without a
+//!    double underscore (`VELO_PROFILE`, `VELO_LOG`, …) are not configuration and are ignored;
+//! 4. `--extras` YAML snippets, in order: `job: {model: {max_depth: 7}}`.
+//!
+//! Extraction errors name the key path, the expected type and the source (file, variable or
+//! snippet) of the offending value; [`Loaded::provenance`] tells, for each effective value,
+//! which source it came from. figment appears nowhere else in velo.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    Figment, Metadata, Profile, Provider, Source,
+    providers::{Env, Format, Json, Toml, Yaml},
+    value::{Dict, Map, Value},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// The prefix of environment variables read as configuration.
+pub const ENV_PREFIX: &str = "VELO_";
+
+/// The key of the per-file section holding profile overrides.
+pub const PROFILES_KEY: &str = "profiles";
+
+/// Errors raised while loading configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A configuration file does not exist or cannot be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration file's extension is not one of yaml, yml, json or toml.
+    #[error(
+        "config file {path} has an unsupported extension (expected .yaml, .yml, .json or .toml)"
+    )]
+    Format {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A configuration file or snippet is not well-formed.
+    #[error("cannot parse {origin}: {message}")]
+    Parse {
+        /// The file path or `--extras #N`.
+        origin: String,
+        /// The parser's message, with line and column where known.
+        message: String,
+    },
+    /// A profile section is not a mapping.
+    #[error("{origin}: `{PROFILES_KEY}.{profile}` must be a mapping of config keys")]
+    Profile {
+        /// The file path.
+        origin: String,
+        /// The profile name.
+        profile: String,
+    },
+    /// The merged configuration does not match the expected types.
+    #[error("invalid configuration:\n{}", .errors.join("\n"))]
+    Invalid {
+        /// One line per error: key path, what was found, what was expected and its source.
+        errors: Vec<String>,
+    },
+}
+
+/// The format of a configuration file, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileFormat {
+    Yaml,
+    Json,
+    Toml,
+}
+
+impl FileFormat {
+    fn of(path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "yaml" | "yml" => Some(Self::Yaml),
+            "json" => Some(Self::Json),
+            "toml" => Some(Self::Toml),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Yaml => "YAML",
+            Self::Json => "JSON",
+            Self::Toml => "TOML",
+        }
+    }
+
+    fn parse(self, text: &str) -> Result<Dict, String> {
+        let parsed = match self {
+            Self::Yaml => Yaml::from_str::<Option<Dict>>(text).map_err(|e| e.to_string()),
+            Self::Json => Json::from_str::<Option<Dict>>(text).map_err(|e| e.to_string()),
+            Self::Toml => Toml::from_str::<Option<Dict>>(text).map_err(|e| e.to_string()),
+        };
+        // An empty file is an empty configuration, not an error.
+        parsed.map(Option::unwrap_or_default)
+    }
+}
+
+/// One parsed configuration layer: its top level and its profile sections.
+#[derive(Debug, Clone)]
+struct Layer {
+    metadata: Metadata,
+    data: Map<Profile, Dict>,
+}
+
+impl Layer {
+    fn new(metadata: Metadata, origin: &str, mut dict: Dict) -> Result<Self, ConfigError> {
+        let mut data = Map::new();
+        if let Some(profiles) = dict.remove(PROFILES_KEY) {
+            let Value::Dict(_, profiles) = profiles else {
+                return Err(ConfigError::Profile {
+                    origin: origin.to_owned(),
+                    profile: "*".to_owned(),
+                });
+            };
+            for (name, section) in profiles {
+                let Value::Dict(_, section) = section else {
+                    return Err(ConfigError::Profile {
+                        origin: origin.to_owned(),
+                        profile: name,
+                    });
+                };
+                data.insert(Profile::new(&name), section);
+            }
+        }
+        data.insert(Profile::Default, dict);
+        Ok(Self { metadata, data })
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> figment::Result<Map<Profile, Dict>> {
+        Ok(self.data.clone())
+    }
+}
+
+/// Where an effective configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ValueSource {
+    /// A configuration file (with the profile section it came from, if any).
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An environment variable.
+    Env,
+    /// An `--extras` snippet, numbered from 1.
+    Extra {
+        /// The snippet's position on the command line.
+        index: usize,
+    },
+    /// Not set anywhere: the default of the config type.
+    Default,
+}
+
+impl fmt::Display for ValueSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File { path } => write!(f, "{}", path.display()),
+            Self::Env => f.write_str("environment"),
+            Self::Extra { index } => write!(f, "--extras #{index}"),
+            Self::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// One effective value with its dotted key path and source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvenanceEntry {
+    /// The dotted key path, e.g. `job.model.max_depth`.
+    pub key: String,
+    /// The value, rendered as JSON.
+    pub value: serde_json::Value,
+    /// Where it came from.
+    pub source: ValueSource,
+}
+
+/// Builds a configuration from files, environment, snippets and a profile.
+///
+/// ```
+/// use velo_io::configs::ConfigLoader;
+/// #[derive(serde::Deserialize)]
+/// struct Settings { job: Job }
+/// #[derive(serde::Deserialize)]
+/// struct Job { depth: u32 }
+/// let settings: Settings = ConfigLoader::default()
+///     .without_env()
+///     .extra("job: {depth: 7}")
+///     .load()?
+///     .value;
+/// assert_eq!(settings.job.depth, 7);
+/// # Ok::<(), velo_io::configs::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConfigLoader {
+    files: Vec<PathBuf>,
+    extras: Vec<String>,
+    profile: Option<String>,
+    env_prefix: Option<String>,
+}
+
+impl Default for ConfigLoader {
+    fn default() -> Self {
+        Self {
+            files: Vec::new(),
+            extras: Vec::new(),
+            profile: None,
+            env_prefix: Some(ENV_PREFIX.to_owned()),
+        }
+    }
+}
+
+impl ConfigLoader {
+    /// Adds a configuration file (YAML, JSON or TOML by extension); later files win.
+    #[must_use]
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.files.push(path.into());
+        self
+    }
+
+    /// Adds several configuration files, in order.
+    #[must_use]
+    pub fn files<P: Into<PathBuf>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
+        self.files.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds a YAML snippet that overrides files and environment; later snippets win.
+    #[must_use]
+    pub fn extra(mut self, snippet: impl Into<String>) -> Self {
+        self.extras.push(snippet.into());
+        self
+    }
+
+    /// Adds several YAML snippets, in order.
+    #[must_use]
+    pub fn extras<S: Into<String>>(mut self, snippets: impl IntoIterator<Item = S>) -> Self {
+        self.extras.extend(snippets.into_iter().map(Into::into));
+        self
+    }
+
+    /// Selects a profile (`dev`, `prod`, …); `None` keeps the default profile.
+    #[must_use]
+    pub fn profile(mut self, profile: Option<String>) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// Reads environment variables with this prefix (default [`ENV_PREFIX`]).
+    #[must_use]
+    pub fn env_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.env_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Ignores the environment entirely (for embedders and tests).
+    #[must_use]
+    pub fn without_env(mut self) -> Self {
+        self.env_prefix = None;
+        self
+    }
+
+    /// Builds the merged figment, reading and parsing every file and snippet.
+    ///
+    /// # Errors
+    /// A file that is missing, unreadable, of an unknown extension or malformed, or a
+    /// malformed snippet.
+    fn figment(&self) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::new();
+        for path in &self.files {
+            let format =
+                FileFormat::of(path).ok_or_else(|| ConfigError::Format { path: path.clone() })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let origin = path.display().to_string();
+            let dict = format.parse(&text).map_err(|message| ConfigError::Parse {
+                origin: origin.clone(),
+                message,
+            })?;
+            let metadata = Metadata::from(
+                format!("{} file", format.name()),
+                Source::File(path.clone()),
+            );
+            figment = figment.merge(Layer::new(metadata, &origin, dict)?);
+        }
+        if let Some(prefix) = &self.env_prefix {
+            figment = figment.merge(env_provider(prefix));
+        }
+        for (position, snippet) in self.extras.iter().enumerate() {
+            let origin = format!("--extras #{}", position + 1);
+            let dict = FileFormat::Yaml
+                .parse(snippet)
+                .map_err(|message| ConfigError::Parse {
+                    origin: origin.clone(),
+                    message,
+                })?;
+            let metadata = Metadata::from(origin.clone(), Source::Custom(origin.clone()));
+            let mut layer = Layer::new(metadata, &origin, dict)?;
+            // Snippets override every profile: they are the user's last word.
+            let top = layer.data.remove(&Profile::Default).unwrap_or_default();
+            layer.data.insert(Profile::Global, top);
+            figment = figment.merge(layer);
+        }
+        if let Some(profile) = &self.profile {
+            figment = figment.select(profile.as_str());
+        }
+        Ok(figment)
+    }
+
+    /// Loads and validates a configuration of type `T`.
+    ///
+    /// # Errors
+    /// See [`ConfigError`]: every extraction error is listed with its key path and source.
+    pub fn load<T: DeserializeOwned>(&self) -> Result<Loaded<T>, ConfigError> {
+        let figment = self.figment()?;
+        let value = figment
+            .extract::<T>()
+            .map_err(|error| invalid(&figment, error))?;
+        Ok(Loaded { value, figment })
+    }
+}
+
+/// The environment provider: `VELO_A__B=1` becomes `a.b = 1`, `KIND` keeps its case.
+fn env_provider(prefix: &str) -> Env {
+    // `lowercase(false)` must come after `filter_map`, which resets it.
+    Env::prefixed(prefix)
+        .filter_map(|key| {
+            let key = key.as_str();
+            if !key.contains("__") {
+                return None;
+            }
+            let mapped: Vec<String> = key
+                .split("__")
+                .map(|part| {
+                    if part.eq_ignore_ascii_case("kind") {
+                        "KIND".to_owned()
+                    } else {
+                        part.to_ascii_lowercase()
+                    }
+                })
+                .collect();
+            Some(mapped.join(".").into())
+        })
+        .lowercase(false)
+        .global()
+}
+
+/// Renders every figment error as one line naming key, problem and source.
+fn invalid(figment: &Figment, error: figment::Error) -> ConfigError {
+    let errors = error
+        .into_iter()
+        .map(|error| {
+            let key = error.path.join(".");
+            let source = error.metadata.as_ref().map(describe_metadata).or_else(|| {
+                (!key.is_empty())
+                    .then(|| figment.find_metadata(&key))
+                    .flatten()
+                    .map(describe_metadata)
+            });
+            let mut line = String::new();
+            if !key.is_empty() {
+                line.push_str(&format!("key `{key}`: "));
+            }
+            line.push_str(&error.kind.to_string());
+            if let Some(source) = source {
+                line.push_str(&format!(" (in {source})"));
+            }
+            line
+        })
+        .collect();
+    ConfigError::Invalid { errors }
+}
+
+fn describe_metadata(metadata: &Metadata) -> String {
+    match &metadata.source {
+        Some(Source::File(path)) => path.display().to_string(),
+        Some(Source::Custom(custom)) => custom.clone(),
+        _ => metadata.name.to_string(),
+    }
+}
+
+fn source_of(metadata: &Metadata) -> ValueSource {
+    match &metadata.source {
+        Some(Source::File(path)) => ValueSource::File { path: path.clone() },
+        Some(Source::Custom(custom)) => custom
+            .strip_prefix("--extras #")
+            .and_then(|n| n.parse().ok())
+            .map_or(ValueSource::Env, |index| ValueSource::Extra { index }),
+        _ => ValueSource::Env,
+    }
+}
+
+/// A loaded configuration together with what is needed to explain where its values came from.
+#[derive(Debug, Clone)]
+pub struct Loaded<T> {
+    /// The validated configuration.
+    pub value: T,
+    figment: Figment,
+}
+
+impl<T: Serialize> Loaded<T> {
+    /// Every leaf of the effective configuration (defaults included), in key order, with the
+    /// source that set it.
+    ///
+    /// # Errors
+    /// Fails only if `T` cannot be serialized, which the config types never do.
+    pub fn provenance(&self) -> Result<Vec<ProvenanceEntry>, ConfigError> {
+        let effective = serde_json::to_value(&self.value).map_err(|e| ConfigError::Invalid {
+            errors: vec![e.to_string()],
+        })?;
+        let mut leaves = BTreeMap::new();
+        flatten(String::new(), &effective, &mut leaves);
+        Ok(leaves
+            .into_iter()
+            .map(|(key, value)| {
+                // figment finds values by dict keys only: an array element is attributed to
+                // the source of its array.
+                let lookup = match key
+                    .split('.')
+                    .position(|part| part.parse::<usize>().is_ok())
+                {
+                    Some(first_index) => key
+                        .split('.')
+                        .take(first_index)
+                        .collect::<Vec<_>>()
+                        .join("."),
+                    None => key.clone(),
+                };
+                let source = self
+                    .figment
+                    .find_value(&lookup)
+                    .ok()
+                    .and_then(|found| self.figment.get_metadata(found.tag()))
+                    .map_or(ValueSource::Default, source_of);
+                ProvenanceEntry { key, value, source }
+            })
+            .collect())
+    }
+
+    /// The effective configuration as JSON.
+    ///
+    /// # Errors
+    /// Fails only if `T` cannot be serialized.
+    pub fn effective(&self) -> Result<serde_json::Value, ConfigError> {
+        serde_json::to_value(&self.value).map_err(|e| ConfigError::Invalid {
+            errors: vec![e.to_string()],
+        })
+    }
+}
+
+/// Collects the leaves of a JSON value under dotted keys (arrays index as `key.0`).
+fn flatten(
+    prefix: String,
+    value: &serde_json::Value,
+    out: &mut BTreeMap<String, serde_json::Value>,
+) {
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (key, child) in map {
+                flatten(join(key), child, out);
+            }
+        }
+        serde_json::Value::Array(items) if !items.is_empty() => {
+            for (index, child) in items.iter().enumerate() {
+                flatten(join(&index.to_string()), child, out);
+            }
+        }
+        leaf => {
+            out.insert(prefix, leaf.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "figment::Jail closures return figment's error"
+)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Settings {
+        job: Job,
+    }
+
+    #[derive(Debug, Serialize, PartialEq)]
+    #[serde(tag = "KIND")]
+    enum Job {
+        Train(Train),
+    }
+
+    velo_core::impl_kind_deserialize!(Job { Train });
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Train {
+        #[serde(default = "default_depth")]
+        depth: u32,
+        #[serde(default)]
+        name: String,
+    }
+
+    fn default_depth() -> u32 {
+        20
+    }
+
+    fn check(loader: ConfigLoader, expected_depth: u32, expected_name: &str) {
+        let loaded = loader.load::<Settings>().expect("loads");
+        let Job::Train(train) = loaded.value.job;
+        assert_eq!(
+            (train.depth, train.name.as_str()),
+            (expected_depth, expected_name)
+        );
+    }
+
+    #[test]
+    fn files_merge_left_to_right_then_env_then_extras() {
+        Jail::expect_with(|jail| {
+            jail.create_file("a.yaml", "job: {KIND: Train, depth: 3, name: a}")?;
+            jail.create_file("b.json", r#"{"job": {"depth": 4}}"#)?;
+            check(ConfigLoader::default().file("a.yaml"), 3, "a");
+            check(
+                ConfigLoader::default().file("a.yaml").file("b.json"),
+                4,
+                "a",
+            );
+            jail.set_env("VELO_JOB__DEPTH", "5");
+            check(
+                ConfigLoader::default().file("a.yaml").file("b.json"),
+                5,
+                "a",
+            );
+            check(
+                ConfigLoader::default()
+                    .file("a.yaml")
+                    .extra("job: {depth: 6}"),
+                6,
+                "a",
+            );
+            check(ConfigLoader::default().file("a.yaml").without_env(), 3, "a");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_keeps_kind_upper_case_and_ignores_flat_variables() {
+        Jail::expect_with(|jail| {
+            jail.set_env("VELO_JOB__KIND", "Train");
+            jail.set_env("VELO_JOB__NAME", "env");
+            jail.set_env("VELO_PROFILE", "dev");
+            jail.set_env("VELO_IT", "1");
+            check(ConfigLoader::default(), 20, "env");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn profiles_override_the_top_level_of_their_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.yaml",
+                "job: {KIND: Train, depth: 3}\nprofiles:\n  dev: {job: {depth: 1}}\n  prod: {job: {name: p}}\n",
+            )?;
+            check(ConfigLoader::default().file("c.yaml"), 3, "");
+            check(
+                ConfigLoader::default()
+                    .file("c.yaml")
+                    .profile(Some("dev".into())),
+                1,
+                "",
+            );
+            check(
+                ConfigLoader::default()
+                    .file("c.yaml")
+                    .profile(Some("prod".into())),
+                3,
+                "p",
+            );
+            check(
+                ConfigLoader::default()
+                    .file("c.yaml")
+                    .profile(Some("dev".into()))
+                    .extra("job: {depth: 9}"),
+                9,
+                "",
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn provenance_names_each_source() {
+        Jail::expect_with(|jail| {
+            jail.create_file("a.yaml", "job: {KIND: Train, name: a}")?;
+            let loaded = ConfigLoader::default()
+                .without_env()
+                .file("a.yaml")
+                .extra("job: {depth: 8}")
+                .load::<Settings>()
+                .expect("loads");
+            let entries = loaded.provenance().expect("provenance");
+            let find = |key: &str| {
+                entries
+                    .iter()
+                    .find(|e| e.key == key)
+                    .expect(key)
+                    .source
+                    .clone()
+            };
+            assert_eq!(
+                find("job.name"),
+                ValueSource::File {
+                    path: "a.yaml".into()
+                }
+            );
+            assert_eq!(find("job.depth"), ValueSource::Extra { index: 1 });
+            assert_eq!(
+                find("job.KIND"),
+                ValueSource::File {
+                    path: "a.yaml".into()
+                }
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("a.yaml", "job: {KIND: Train}")?;
+            jail.set_env("VELO_JOB__NAME", "from-env");
+            let loaded = ConfigLoader::default()
+                .file("a.yaml")
+                .load::<Settings>()
+                .expect("loads");
+            let entries = loaded.provenance().expect("provenance");
+            let find = |key: &str| {
+                entries
+                    .iter()
+                    .find(|e| e.key == key)
+                    .expect(key)
+                    .source
+                    .clone()
+            };
+            assert_eq!(find("job.name"), ValueSource::Env);
+            assert_eq!(find("job.depth"), ValueSource::Default);
+            Ok(())
+        });
+    }
+
+    fn error_of(loader: ConfigLoader) -> String {
+        loader
+            .without_env()
+            .load::<Settings>()
+            .expect_err("must fail")
+            .to_string()
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_expectation() {
+        Jail::expect_with(|jail| {
+            jail.create_file("wrong_type.yaml", "job: {KIND: Train, depth: deep}")?;
+            let message = error_of(ConfigLoader::default().file("wrong_type.yaml"));
+            assert!(message.contains("depth"), "{message}");
+            assert!(message.contains("u32"), "{message}");
+            assert!(message.contains("wrong_type.yaml"), "{message}");
+
+            jail.create_file("unknown.yaml", "job: {KIND: Train, dpeth: 3}")?;
+            let message = error_of(ConfigLoader::default().file("unknown.yaml"));
+            assert!(message.contains("dpeth"), "{message}");
+            assert!(message.contains("unknown.yaml"), "{message}");
+
+            jail.create_file("top.yaml", "job: {KIND: Train}\njbo: 1")?;
+            let message = error_of(ConfigLoader::default().file("top.yaml"));
+            assert!(message.contains("jbo"), "{message}");
+
+            jail.create_file("missing.yaml", "{}")?;
+            let message = error_of(ConfigLoader::default().file("missing.yaml"));
+            assert!(message.contains("missing field `job`"), "{message}");
+
+            jail.create_file("kind.yaml", "job: {KIND: Tarin}")?;
+            let message = error_of(ConfigLoader::default().file("kind.yaml"));
+            assert!(
+                message.contains("Tarin") && message.contains("Train"),
+                "{message}"
+            );
+
+            jail.create_file("broken.yaml", "job: {KIND: Train\n  depth: [")?;
+            let message = error_of(ConfigLoader::default().file("broken.yaml"));
+            assert!(
+                message.contains("broken.yaml") && message.contains("line"),
+                "{message}"
+            );
+
+            let message = error_of(ConfigLoader::default().file("absent.yaml"));
+            assert!(message.contains("absent.yaml"), "{message}");
+
+            jail.create_file("conf.ini", "")?;
+            let message = error_of(ConfigLoader::default().file("conf.ini"));
+            assert!(message.contains("unsupported extension"), "{message}");
+
+            let message = error_of(ConfigLoader::default().extra("job: [unclosed"));
+            assert!(message.contains("--extras #1"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn empty_files_and_toml_are_accepted() {
+        Jail::expect_with(|jail| {
+            jail.create_file("empty.yaml", "")?;
+            jail.create_file("t.toml", "[job]\nKIND = \"Train\"\ndepth = 2\n")?;
+            check(
+                ConfigLoader::default()
+                    .without_env()
+                    .file("empty.yaml")
+                    .file("t.toml"),
+                2,
+                "",
+            );
+            Ok(())
+        });
+    }
+}

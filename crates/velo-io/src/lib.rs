@@ -1,0 +1,17 @@
+//! velo-io: velo's contact with the outside world.
+//!
+//! - [`configs`]: layered configuration with figment (files, `VELO_…` environment variables,
+//!   `--extras` snippets, profiles) with the source of every value;
+//! - [`datasets`]: Parquet and CSV readers and writers on Arrow, lineage with content digests,
+//!   schema files, the CSV importer and the synthetic data generator;
+//! - [`services`]: the logging, alerts and tracking services jobs are given.
+//!
+//! **Layer:** depends on velo-core only. **Invariant:** io owns paths, URLs, credentials,
+//! retries, timeouts and wire formats; the types it exchanges with velo-core are core types.
+
+pub mod configs;
+pub mod datasets;
+mod error;
+pub mod services;
+
+pub use error::{Error, Result};

@@ -1,0 +1,121 @@
+//! velo-jobs: the model lifecycle as configurable jobs.
+//!
+//! Each job is one module holding a `KIND`-tagged config struct: [`tuning::TuningJob`],
+//! [`training::TrainingJob`], [`promotion::PromotionJob`], [`inference::InferenceJob`],
+//! [`evaluations::EvaluationsJob`] and [`explanations::ExplanationsJob`]. A configuration file
+//! holds one [`Settings`], whose `job` is a [`JobConfig`]:
+//!
+//! ```
+//! let yaml = "
+//! job:
+//!   KIND: PromotionJob
+//!   alias: Champion
+//! ";
+//! let settings: velo_jobs::Settings = serde_yaml::from_str(yaml)?;
+//! assert_eq!(settings.job.kind(), "PromotionJob");
+//! # Ok::<(), serde_yaml::Error>(())
+//! ```
+//!
+//! The jobs' behaviour arrives with the models and registry work; today [`JobConfig::plan`]
+//! describes what a validated job would do.
+//!
+//! **Layer:** depends on velo-io and velo-core. **Invariant:** a job receives everything it
+//! uses (config, services) explicitly; it never reads the environment or global state.
+
+pub mod common;
+pub mod evaluations;
+pub mod explanations;
+pub mod inference;
+pub mod promotion;
+pub mod training;
+pub mod tuning;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::{
+    evaluations::EvaluationsJob, explanations::ExplanationsJob, inference::InferenceJob,
+    promotion::PromotionJob, training::TrainingJob, tuning::TuningJob,
+};
+
+/// The top level of a velo configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The job to run, selected by its `KIND`.
+    pub job: JobConfig,
+}
+
+/// A job, selected by `KIND`.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "KIND")]
+#[non_exhaustive]
+pub enum JobConfig {
+    /// Search model parameters with cross-validation.
+    TuningJob(TuningJob),
+    /// Train, evaluate and register a model.
+    TrainingJob(TrainingJob),
+    /// Point an alias at a registered model version.
+    PromotionJob(PromotionJob),
+    /// Predict a dataset in batches with a registered model.
+    InferenceJob(InferenceJob),
+    /// Score a registered model on a dataset against thresholds.
+    EvaluationsJob(EvaluationsJob),
+    /// Explain a registered model globally and per sample.
+    ExplanationsJob(ExplanationsJob),
+}
+
+velo_core::impl_kind_deserialize!(JobConfig {
+    TuningJob,
+    TrainingJob,
+    PromotionJob,
+    InferenceJob,
+    EvaluationsJob,
+    ExplanationsJob
+});
+
+impl JobConfig {
+    /// The `KIND` of this job.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TuningJob(_) => "TuningJob",
+            Self::TrainingJob(_) => "TrainingJob",
+            Self::PromotionJob(_) => "PromotionJob",
+            Self::InferenceJob(_) => "InferenceJob",
+            Self::EvaluationsJob(_) => "EvaluationsJob",
+            Self::ExplanationsJob(_) => "ExplanationsJob",
+        }
+    }
+
+    /// A human description of what this job would do, one step per line.
+    pub fn plan(&self) -> Vec<String> {
+        match self {
+            Self::TuningJob(job) => job.plan(),
+            Self::TrainingJob(job) => job.plan(),
+            Self::PromotionJob(job) => job.plan(),
+            Self::InferenceJob(job) => job.plan(),
+            Self::EvaluationsJob(job) => job.plan(),
+            Self::ExplanationsJob(job) => job.plan(),
+        }
+    }
+}
+
+/// The JSON Schema of [`Settings`]: every job and every field, with their documentation.
+pub fn settings_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Settings)).unwrap_or_default()
+}
+
+/// The schema files a job refers to, for validation before it runs.
+pub fn schema_paths(job: &JobConfig) -> Vec<&std::path::Path> {
+    let files = match job {
+        JobConfig::TuningJob(job) => &job.schemas,
+        JobConfig::TrainingJob(job) => &job.schemas,
+        JobConfig::PromotionJob(_) => return Vec::new(),
+        JobConfig::InferenceJob(job) => &job.schemas,
+        JobConfig::EvaluationsJob(job) => &job.schemas,
+        JobConfig::ExplanationsJob(job) => &job.schemas,
+    };
+    std::iter::once(files.inputs.as_path())
+        .chain(files.targets.as_deref())
+        .chain(files.outputs.as_deref())
+        .collect()
+}

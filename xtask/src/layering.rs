@@ -1,0 +1,108 @@
+//! The crate layering: dependencies between workspace crates point one way.
+//!
+//! core <- io <- jobs <- cli; velo-mlflow and xtask depend on no workspace crate.
+
+use std::{collections::BTreeSet, path::Path, process::Command};
+
+use anyhow::{Context as _, Result, bail};
+
+/// The allowed edges (from, to) between workspace packages, normal and build dependencies.
+const ALLOWED: &[(&str, &str)] = &[
+    ("velo-io", "velo-core"),
+    ("velo-jobs", "velo-io"),
+    ("velo-jobs", "velo-core"),
+    ("velo-cli", "velo-jobs"),
+    ("velo-cli", "velo-io"),
+    ("velo-cli", "velo-core"),
+];
+
+/// Reads `cargo metadata` and fails on any edge between workspace crates not in [`ALLOWED`].
+pub(crate) fn check(root: &Path) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
+        .current_dir(root)
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("cannot parse cargo metadata")?;
+    let violations = violations(&metadata);
+    if violations.is_empty() {
+        eprintln!("xtask: layering ok");
+        Ok(())
+    } else {
+        bail!(
+            "dependencies that break the layering (core <- io <- jobs <- cli):\n{}",
+            violations.join("\n")
+        )
+    }
+}
+
+/// Every forbidden edge in `metadata`, as `from -> to` lines.
+fn violations(metadata: &serde_json::Value) -> Vec<String> {
+    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+    let members: BTreeSet<String> = packages
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .map(str::to_owned)
+        .collect();
+    let mut found = Vec::new();
+    for package in &packages {
+        let from = package["name"].as_str().unwrap_or_default();
+        // Normal, build and dev dependencies all obey the same table.
+        for dependency in package["dependencies"].as_array().into_iter().flatten() {
+            let to = dependency["name"].as_str().unwrap_or_default();
+            if members.contains(to) && !ALLOWED.contains(&(from, to)) {
+                found.push(format!("{from} -> {to}"));
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(edges: &[(&str, &str)]) -> serde_json::Value {
+        let names: BTreeSet<&str> = edges.iter().flat_map(|(a, b)| [*a, *b]).collect();
+        let packages: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let dependencies: Vec<_> = edges
+                    .iter()
+                    .filter(|(from, _)| from == name)
+                    .map(|(_, to)| serde_json::json!({"name": to, "kind": null}))
+                    .collect();
+                serde_json::json!({"name": name, "dependencies": dependencies})
+            })
+            .collect();
+        serde_json::json!({ "packages": packages })
+    }
+
+    #[test]
+    fn allowed_edges_pass_and_others_fail() {
+        assert!(violations(&metadata(ALLOWED)).is_empty());
+        let upward = metadata(&[("velo-core", "velo-io"), ("velo-io", "velo-core")]);
+        assert_eq!(violations(&upward), vec!["velo-core -> velo-io".to_owned()]);
+        let mlflow = metadata(&[("velo-mlflow", "velo-core")]);
+        assert_eq!(
+            violations(&mlflow),
+            vec!["velo-mlflow -> velo-core".to_owned()]
+        );
+    }
+
+    #[test]
+    fn the_workspace_respects_the_layering() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        check(root).expect("layering");
+    }
+}

@@ -1,0 +1,268 @@
+//! `cargo xtask`: velo's development automation.
+//!
+//! Every task is idempotent and runs from the workspace root whatever the current directory.
+//! Tasks: `install`, `check`, `test`, `ci`, `fmt`, `codegen`, `docs`, `clean`, `layering`.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "xtask reports to the terminal"
+)]
+
+mod layering;
+mod python;
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  install   install what the tests need, once: rustup components, cargo-nextest, cargo-deny,
+            the Python venv (.venv, or $VELO_VENV) with the pinned interop packages
+  check     cargo fmt --check, clippy -D warnings, cargo deny (bans licenses sources),
+            the crate layering and the freshness of generated files
+  test      install what is missing, then run the whole test suite (unit, integration,
+            doc tests and tests against real services)
+  ci        check, then test (what .ci/run runs)
+  fmt       format the workspace
+  codegen   regenerate docs/config.schema.json and the README's config reference
+  docs      build the API documentation (warnings are errors)
+  clean     remove build outputs and local run artefacts (target, mlruns, outputs)
+  project   run the whole lifecycle on the embedded default: create data/ when it holds no
+            dataset (`--csv PATH` imports a UCI-style CSV, otherwise `velo data synth`), then
+            `velo run` each job config in order (tuning .. explanations)
+  layering  check that crate dependencies point one way (core <- io <- jobs <- cli)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let task = args.first().map(String::as_str);
+    let result = match task {
+        Some("install") => install(),
+        Some("check") => check(),
+        Some("test") => test(),
+        Some("ci") => check().and_then(|()| test()),
+        Some("fmt") => cargo(&["fmt", "--all"]),
+        Some("codegen") => codegen(),
+        Some("docs") => docs(),
+        Some("clean") => clean(),
+        Some("layering") => layering::check(&root()),
+        Some("project") => project(&args[1..]),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown task `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask's manifest lives one level below it).
+fn root() -> PathBuf {
+    let manifest =
+        env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);
+    manifest
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The cargo that runs this task.
+fn cargo_bin() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Runs a command in the workspace root, failing with its name if it fails.
+fn run(command: &mut Command) -> Result<()> {
+    command.current_dir(root());
+    let shown = format!("{command:?}");
+    eprintln!("xtask: $ {shown}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    run(Command::new(cargo_bin()).args(args))
+}
+
+/// True when `program --version` runs.
+fn has(program: &str, subcommand: Option<&str>) -> bool {
+    let mut command = Command::new(program);
+    if let Some(subcommand) = subcommand {
+        command.arg(subcommand);
+    }
+    command
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn install() -> Result<()> {
+    if has("rustup", None) {
+        // Idempotent: rustup does nothing when the components are there.
+        run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
+    }
+    for (subcommand, package) in [("nextest", "cargo-nextest"), ("deny", "cargo-deny")] {
+        if has(&cargo_bin(), Some(subcommand)) {
+            eprintln!("xtask: {package} is installed");
+        } else {
+            cargo(&["install", "--locked", package])?;
+        }
+    }
+    python::ensure_venv(&root())?;
+    Ok(())
+}
+
+fn check() -> Result<()> {
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    if !has(&cargo_bin(), Some("deny")) {
+        cargo(&["install", "--locked", "cargo-deny"])?;
+    }
+    cargo(&[
+        "deny",
+        "--log-level",
+        "error",
+        "check",
+        "bans",
+        "licenses",
+        "sources",
+    ])?;
+    layering::check(&root())?;
+    // Generated files must match the code that generates them.
+    run(Command::new(cargo_bin())
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "velo-cli",
+            "--test",
+            "it",
+            "generated",
+        ])
+        .env("UPDATE_SCHEMA", "0"))?;
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    install()?;
+    let python = python::venv_python(&root());
+    let run_with_env = |command: &mut Command| {
+        command.env("VELO_IT", "1").env("VELO_PYTHON", &python);
+        run(command)
+    };
+    run_with_env(Command::new(cargo_bin()).args([
+        "nextest",
+        "run",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--no-fail-fast",
+    ]))?;
+    run_with_env(Command::new(cargo_bin()).args(["test", "--workspace", "--doc", "--locked"]))?;
+    Ok(())
+}
+
+/// The jobs of the lifecycle, in the order `project` runs them.
+const LIFECYCLE: &[&str] = &[
+    "tuning",
+    "training",
+    "promotion",
+    "inference",
+    "evaluations",
+    "explanations",
+];
+
+/// The files a project's `data/` must hold.
+const DATA_FILES: &[&str] = &[
+    "inputs_train.parquet",
+    "targets_train.parquet",
+    "inputs_test.parquet",
+    "targets_test.parquet",
+];
+
+fn project(args: &[String]) -> Result<()> {
+    let csv = match args {
+        [] => None,
+        [flag, path] if flag == "--csv" => Some(path.clone()),
+        _ => bail!("usage: cargo xtask project [--csv PATH]"),
+    };
+    let velo = |velo_args: &[&str]| {
+        let mut command = Command::new(cargo_bin());
+        command
+            .args([
+                "run",
+                "--release",
+                "--locked",
+                "--quiet",
+                "-p",
+                "velo-cli",
+                "--",
+            ])
+            .args(velo_args);
+        run(&mut command)
+    };
+    let data = root().join("data");
+    if DATA_FILES.iter().all(|file| data.join(file).exists()) {
+        eprintln!("xtask: using the dataset in {}", data.display());
+    } else if let Some(csv) = csv {
+        velo(&["data", "import", "--csv", &csv, "--out", "data"])?;
+    } else {
+        velo(&["data", "synth", "--out", "data"])?;
+    }
+    for job in LIFECYCLE {
+        velo(&["run", &format!("configs/{job}.yaml")])?;
+    }
+    Ok(())
+}
+
+fn codegen() -> Result<()> {
+    run(Command::new(cargo_bin())
+        .args(["test", "-p", "velo-cli", "--test", "it", "generated"])
+        .env("UPDATE_SCHEMA", "1"))
+}
+
+fn docs() -> Result<()> {
+    run(Command::new(cargo_bin())
+        .args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings"))
+}
+
+fn clean() -> Result<()> {
+    cargo(&["clean"])?;
+    for artefact in ["mlruns", "outputs"] {
+        let path = root().join(artefact);
+        if path.exists() {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+            eprintln!("xtask: removed {}", path.display());
+        }
+    }
+    Ok(())
+}

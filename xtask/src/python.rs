@@ -1,0 +1,65 @@
+//! The project's Python environment, for interop tests (pandas, polars, pyarrow) and, later,
+//! MLflow's own client and server.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+/// Pinned packages; changing this list re-creates the environment.
+pub(crate) const REQUIREMENTS: &[&str] = &["pandas==3.1.1", "pyarrow==26.0.1", "polars==2.1.0"];
+
+/// Where the venv lives: `$VELO_VENV`, else `.venv` in the workspace.
+pub(crate) fn venv_dir(root: &Path) -> PathBuf {
+    std::env::var_os("VELO_VENV").map_or_else(|| root.join(".venv"), PathBuf::from)
+}
+
+/// The venv's Python interpreter.
+pub(crate) fn venv_python(root: &Path) -> PathBuf {
+    if cfg!(windows) {
+        venv_dir(root).join("Scripts").join("python.exe")
+    } else {
+        venv_dir(root).join("bin").join("python")
+    }
+}
+
+/// Creates the venv and installs [`REQUIREMENTS`] unless a stamp says it is done already.
+pub(crate) fn ensure_venv(root: &Path) -> Result<()> {
+    let dir = venv_dir(root);
+    let stamp = dir.join("velo-requirements.txt");
+    let wanted = REQUIREMENTS.join("\n");
+    let python = venv_python(root);
+    if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|done| done == wanted) {
+        eprintln!("xtask: python venv {} is up to date", dir.display());
+        return Ok(());
+    }
+    let default_python = if cfg!(windows) { "python" } else { "python3" };
+    let system_python = std::env::var("PYTHON").unwrap_or_else(|_| default_python.to_owned());
+    if !python.exists() {
+        crate::run(Command::new(&system_python).arg("-m").arg("venv").arg(&dir))?;
+    }
+    crate::run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(REQUIREMENTS),
+    )?;
+    let check = Command::new(&python)
+        .args(["-c", "import pandas, polars, pyarrow"])
+        .status();
+    if !check.is_ok_and(|status| status.success()) {
+        bail!(
+            "the venv {} cannot import pandas, polars and pyarrow",
+            dir.display()
+        );
+    }
+    std::fs::write(&stamp, wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
+    Ok(())
+}
