@@ -177,6 +177,8 @@ fn test() -> Result<()> {
         command.env("VELO_IT", "1").env("VELO_PYTHON", &python);
         run(command)
     };
+    // Doc tests first, so that the run ends on nextest's summary of every other test.
+    run_with_env(Command::new(cargo_bin()).args(["test", "--workspace", "--doc", "--locked"]))?;
     run_with_env(Command::new(cargo_bin()).args([
         "nextest",
         "run",
@@ -185,7 +187,6 @@ fn test() -> Result<()> {
         "--locked",
         "--no-fail-fast",
     ]))?;
-    run_with_env(Command::new(cargo_bin()).args(["test", "--workspace", "--doc", "--locked"]))?;
     Ok(())
 }
 

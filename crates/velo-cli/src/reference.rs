@@ -18,12 +18,21 @@ pub(crate) fn markdown(schema: &Value) -> String {
                 let _ = writeln!(out, "{}\n", one_line(description));
             }
             if let Some(variants) = definition.get("oneOf").and_then(Value::as_array) {
-                out.push_str("One of (by `KIND`):\n\n");
-                for variant in variants {
-                    let kind = variant
+                let kind_of = |variant: &Value| {
+                    variant
                         .pointer("/properties/KIND/const")
                         .or_else(|| variant.pointer("/properties/KIND/enum/0"))
-                        .and_then(Value::as_str);
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                let tagged = variants.iter().any(|variant| kind_of(variant).is_some());
+                out.push_str(if tagged {
+                    "One of (by `KIND`):\n\n"
+                } else {
+                    "One of:\n\n"
+                });
+                for variant in variants {
+                    let kind = kind_of(variant);
                     let description = variant
                         .get("description")
                         .and_then(Value::as_str)

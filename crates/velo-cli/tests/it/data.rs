@@ -20,6 +20,15 @@ fn digest_of(stdout: &str) -> String {
         .to_owned()
 }
 
+/// The shipped schema of one of the four split files.
+fn schema_for(file: &str) -> &'static str {
+    if file.starts_with("inputs") {
+        "configs/schemas/inputs.yaml"
+    } else {
+        "configs/schemas/targets.yaml"
+    }
+}
+
 fn validate(file: &Path, schema: &str) -> crate::Output {
     output(
         velo()
@@ -48,11 +57,7 @@ fn synth_is_deterministic_and_valid_against_the_schemas() {
         );
     }
     for file in FILES {
-        let schema = if file.starts_with("inputs") {
-            "configs/schemas/inputs.yaml"
-        } else {
-            "configs/schemas/targets.yaml"
-        };
+        let schema = schema_for(file);
         let a = validate(&first.join(file), schema);
         assert_eq!(a.code, 0, "{file}: {}", a.stderr);
         let b = validate(&second.join(file), schema);
@@ -165,11 +170,7 @@ fn import_reproduces_the_shared_splits() {
         result.stdout
     );
     for file in FILES {
-        let schema = if file.starts_with("inputs") {
-            "configs/schemas/inputs.yaml"
-        } else {
-            "configs/schemas/targets.yaml"
-        };
+        let schema = schema_for(file);
         let ours = validate(&dir.path().join(file), schema);
         let theirs = validate(&shared.join(file), schema);
         assert_eq!(ours.code, 0, "{file}: {}", ours.stderr);
