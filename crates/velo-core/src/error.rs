@@ -1,6 +1,8 @@
 //! The crate-wide error type of velo-core.
 
-use crate::{metrics::MetricError, schemas::SchemaError, splitters::SplitError};
+use crate::{
+    metrics::MetricError, models::ModelError, schemas::SchemaError, splitters::SplitError,
+};
 
 /// Any error raised by velo-core.
 ///
@@ -18,6 +20,9 @@ pub enum Error {
     /// A splitter could not split the data.
     #[error(transparent)]
     Split(#[from] SplitError),
+    /// A model could not be fitted, used, explained or loaded.
+    #[error(transparent)]
+    Model(#[from] ModelError),
 }
 
 /// The result type of velo-core.

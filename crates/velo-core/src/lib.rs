@@ -6,7 +6,8 @@
 //!   Arrow record batches, reporting every violation with its column, rule, count and rows;
 //! - [`metrics`]: regression metrics with scikit-learn's definitions and edge cases;
 //! - [`splitters`]: train/test and time-series cross-validation splits;
-//! - [`models`]: the model kinds and their configuration (training arrives with the models work).
+//! - [`models`]: the model configuration, the feature pipeline, regression trees and forests;
+//! - [`explainers`]: feature importances and exact or model-agnostic Shapley contributions.
 //!
 //! **Layer:** the bottom of the workspace; it depends on external crates only.
 //! **Invariant:** core never opens a file, reads an environment variable, starts a process or
@@ -15,6 +16,7 @@
 #![deny(clippy::disallowed_methods)]
 
 mod error;
+pub mod explainers;
 mod kind;
 pub mod metrics;
 pub mod models;

@@ -1,0 +1,1 @@
+//! Explainers: global importances and per-sample contributions (being written).

@@ -1,0 +1,1 @@
+//! Feature pipeline (being written).

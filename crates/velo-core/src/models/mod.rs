@@ -1,0 +1,70 @@
+//! Models: configuration, the [`Model`] trait, the feature pipeline and the regressors.
+//!
+//! - [`config`]: the `KIND`-tagged model configuration ([`ModelConfig`]);
+//! - [`matrix`]: [`FeatureMatrix`], the encoded numeric features regressors train on;
+//! - [`features`]: [`FeaturePipeline`](features::FeaturePipeline), from Arrow inputs to a
+//!   feature matrix (categorical encoding, pass-through or standardisation), fitted with the model;
+//! - [`tree`]: [`Tree`], the regression-tree structure shared by the forest, its predictor and
+//!   the exact TreeSHAP explainer;
+//! - [`forest`]: the random forest regressor.
+
+pub mod config;
+pub mod features;
+pub mod forest;
+pub mod matrix;
+pub mod tree;
+
+pub use config::{CategoricalEncoding, FeaturesConfig, MaxFeatures, ModelConfig, RandomForestModel};
+pub use matrix::FeatureMatrix;
+pub use tree::{Node, Tree};
+
+/// Errors raised while fitting, predicting with, explaining or loading a model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The model was used before it was fitted.
+    #[error("the model is not fitted yet")]
+    NotFitted,
+    /// Inputs and targets (or two inputs) disagree on their number of rows.
+    #[error("inputs have {inputs} rows but targets have {targets}")]
+    RowMismatch {
+        /// Rows of the inputs.
+        inputs: usize,
+        /// Rows of the targets.
+        targets: usize,
+    },
+    /// There is nothing to learn from.
+    #[error("cannot fit a model on {rows} rows")]
+    TooFewRows {
+        /// Rows given.
+        rows: usize,
+    },
+    /// A target is NaN or infinite.
+    #[error("target at row {row} is {value}, expected a finite number")]
+    NonFiniteTarget {
+        /// Row position.
+        row: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A parameter has a value the model cannot use.
+    #[error("invalid parameter `{name}`: {message}")]
+    InvalidParameter {
+        /// The parameter.
+        name: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// Inputs do not have what the fitted pipeline needs.
+    #[error("invalid inputs: {message}")]
+    Inputs {
+        /// What is wrong: the column and what was expected.
+        message: String,
+    },
+    /// A saved model is damaged, truncated, foreign or inconsistent.
+    #[error("invalid model artifact: {message}")]
+    Artifact {
+        /// What is wrong.
+        message: String,
+    },
+}
