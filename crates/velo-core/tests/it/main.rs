@@ -1,3 +1,4 @@
 //! Integration tests of velo-core, one binary for the whole crate.
 
+mod models;
 mod schemas;

@@ -1,0 +1,209 @@
+//! Models end to end through the `Model` trait: fit, predict, explain, save and load.
+
+use std::sync::Arc;
+
+use arrow::{
+    array::{ArrayRef, Float64Array, Int64Array},
+    datatypes::{DataType, Field, Schema as ArrowSchema},
+    record_batch::RecordBatch,
+};
+use proptest::prelude::*;
+use velo_core::{
+    models::{
+        FeaturesConfig, ModelConfig, Params, RandomForestModel,
+        artifact::{Artifact, Tensor, TensorData},
+        load_model,
+    },
+    schemas::Schema,
+};
+
+fn schema() -> Schema {
+    serde_yaml::from_str(
+        "index: id\ncolumns:\n  - {name: id, type: int64}\n  - {name: kind, type: int64}\n  - {name: x, type: float64}\n  - {name: z, type: float64}\n",
+    )
+    .expect("schema")
+}
+
+/// Rows where the target depends on a category and on `x`, with `z` as noise.
+fn data(rows: usize, seed: u64) -> (RecordBatch, Vec<f64>) {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1_u64 << 53) as f64
+    };
+    let ids: Vec<i64> = (0..rows as i64).collect();
+    let kinds: Vec<i64> = (0..rows).map(|_| (next() * 3.0) as i64).collect();
+    let xs: Vec<f64> = (0..rows).map(|_| next() * 10.0).collect();
+    let zs: Vec<f64> = (0..rows).map(|_| next()).collect();
+    let targets = kinds
+        .iter()
+        .zip(&xs)
+        .map(|(k, x)| 5.0 * *k as f64 + x * x / 10.0)
+        .collect();
+    let arrow_schema = Arc::new(ArrowSchema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("kind", DataType::Int64, false),
+        Field::new("x", DataType::Float64, false),
+        Field::new("z", DataType::Float64, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids)),
+        Arc::new(Int64Array::from(kinds)),
+        Arc::new(Float64Array::from(xs)),
+        Arc::new(Float64Array::from(zs)),
+    ];
+    (
+        RecordBatch::try_new(arrow_schema, columns).expect("batch"),
+        targets,
+    )
+}
+
+fn config(trees: usize, seed: u64) -> ModelConfig {
+    ModelConfig::RandomForestModel(RandomForestModel {
+        n_estimators: trees,
+        max_depth: Some(8),
+        seed,
+        features: FeaturesConfig {
+            categoricals: vec!["kind".into()],
+            ..FeaturesConfig::default()
+        },
+        ..RandomForestModel::default()
+    })
+}
+
+#[test]
+fn a_forest_learns_explains_and_survives_a_round_trip() {
+    let (train, y_train) = data(600, 1);
+    let (test, y_test) = data(200, 2);
+    let mut model = config(30, 7).build(&schema());
+    assert!(
+        model.predict(&test).is_err(),
+        "an unfitted model refuses to predict"
+    );
+    model.fit(&train, &y_train).expect("fits");
+    let predictions = model.predict(&test).expect("predicts");
+    let mse = predictions
+        .iter()
+        .zip(&y_test)
+        .map(|(p, y)| (p - y).powi(2))
+        .sum::<f64>()
+        / 200.0;
+    let variance = {
+        let mean = y_test.iter().sum::<f64>() / 200.0;
+        y_test.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / 200.0
+    };
+    assert!(mse < 0.1 * variance, "mse {mse} vs variance {variance}");
+
+    let importances = model.explain_model().expect("importances");
+    assert_eq!(
+        importances.features,
+        ["kind_0", "kind_1", "kind_2", "x", "z"]
+    );
+    let total: f64 = importances.importances.iter().sum();
+    assert!((total - 1.0).abs() < 1e-9);
+    assert!(
+        importances.importances[4] < importances.importances[3],
+        "noise below signal"
+    );
+
+    let explanations = model.explain_samples(&test).expect("explains");
+    assert_eq!(explanations.per_column.names(), ["kind", "x", "z"]);
+    for (row, prediction) in predictions.iter().enumerate() {
+        for contributions in [&explanations.per_feature, &explanations.per_column] {
+            let sum: f64 = contributions.row(row).expect("row").iter().sum::<f64>()
+                + contributions.base_value();
+            assert!(
+                (sum - prediction).abs() <= 1e-6 * prediction.abs().max(1.0),
+                "row {row}: {sum} vs {prediction}"
+            );
+        }
+    }
+
+    let bytes = model
+        .to_artifact()
+        .expect("artifact")
+        .to_bytes()
+        .expect("bytes");
+    let loaded = load_model(&Artifact::from_bytes(&bytes).expect("reads")).expect("loads");
+    assert_eq!(loaded.predict(&test).expect("predicts"), predictions);
+    assert_eq!(loaded.params(), model.params());
+}
+
+#[test]
+fn params_can_be_read_and_changed_by_name() {
+    let mut model = config(5, 1).build(&schema());
+    let params = model.params();
+    assert_eq!(params["n_estimators"], 5);
+    model
+        .set_params(&Params::from([("max_depth".to_owned(), 3.into())]))
+        .expect("sets");
+    assert_eq!(model.params()["max_depth"], 3);
+    let unknown = model.set_params(&Params::from([("depth".to_owned(), 3.into())]));
+    assert!(unknown.expect_err("unknown").to_string().contains("depth"));
+    let wrong = model.set_params(&Params::from([("max_depth".to_owned(), "deep".into())]));
+    assert!(wrong.is_err());
+}
+
+#[test]
+fn crafted_artifacts_are_rejected_before_use() {
+    let (train, y_train) = data(100, 3);
+    let mut model = config(3, 1).build(&schema());
+    model.fit(&train, &y_train).expect("fits");
+    let artifact = model.to_artifact().expect("artifact");
+    let tamper = |name: &str, data: TensorData| {
+        let mut crafted = artifact.clone();
+        crafted
+            .tensors
+            .insert(name.to_owned(), Tensor::vector(data));
+        // A crafted file has a valid hash: only structural validation can catch it.
+        let bytes = crafted.to_bytes().expect("bytes");
+        load_model(&Artifact::from_bytes(&bytes).expect("hash is valid"))
+            .expect_err("must be rejected")
+            .to_string()
+    };
+    let n_nodes = artifact.u32s("feature").expect("feature").len();
+    let mut left = artifact.u32s("left").expect("left").to_vec();
+    let split = artifact
+        .u32s("feature")
+        .expect("feature")
+        .iter()
+        .position(|&f| f != u32::MAX)
+        .expect("a split");
+    left[split] = u32::MAX - 1;
+    assert!(tamper("left", TensorData::U32(left)).contains("child"));
+    let mut feature = artifact.u32s("feature").expect("feature").to_vec();
+    feature[split] = 99;
+    assert!(tamper("feature", TensorData::U32(feature)).contains("feature"));
+    assert!(tamper("value", TensorData::F64(vec![0.0; n_nodes - 1])).contains("length"));
+    let mut offsets = artifact.u64s("tree_offsets").expect("offsets").to_vec();
+    offsets[1] = u64::MAX;
+    assert!(tamper("tree_offsets", TensorData::U64(offsets)).contains("offsets"));
+    let mut unknown = artifact.clone();
+    unknown.kind = "Mystery".into();
+    let error =
+        load_model(&Artifact::from_bytes(&unknown.to_bytes().expect("bytes")).expect("reads"));
+    assert!(
+        error
+            .expect_err("unknown kind")
+            .to_string()
+            .contains("Mystery")
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn predictions_are_identical_after_save_and_load(seed in 0_u64..1_000, rows in 20_usize..120) {
+        let (train, y_train) = data(rows, seed);
+        let (test, _) = data(50, seed + 1);
+        let mut model = config(4, seed).build(&schema());
+        model.fit(&train, &y_train).expect("fits");
+        let bytes = model.to_artifact().expect("artifact").to_bytes().expect("bytes");
+        let loaded = load_model(&Artifact::from_bytes(&bytes).expect("reads")).expect("loads");
+        prop_assert_eq!(loaded.predict(&test).expect("predicts"), model.predict(&test).expect("predicts"));
+    }
+}
