@@ -8,6 +8,7 @@
     reason = "xtask reports to the terminal"
 )]
 
+mod bench;
 mod layering;
 mod python;
 
@@ -38,6 +39,9 @@ tasks:
             dataset (`--csv PATH` imports a UCI-style CSV, otherwise `velo data synth`), then
             `velo run` each job config in order (tuning .. explanations)
   layering  check that crate dependencies point one way (core <- io <- jobs <- cli)
+  bench     run the criterion benches; with --reference [--runs N] [--data-dir DIR], run
+            velo and ../shared/bench/sklearn_baseline.py (as shipped and with --n-jobs -1)
+            side by side on the same machine and print the ratios
 ";
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Some("clean") => clean(),
         Some("layering") => layering::check(&root()),
         Some("project") => project(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -11,6 +11,33 @@ use anyhow::{Context as _, Result, bail};
 /// Pinned packages; changing this list re-creates the environment.
 pub(crate) const REQUIREMENTS: &[&str] = &["pandas==3.1.1", "pyarrow==26.0.1", "polars==2.1.0"];
 
+/// Packages the reference benchmark needs (`cargo xtask bench --reference`), installed on demand.
+pub(crate) const BENCH_REQUIREMENTS: &[&str] = &["scikit-learn==1.9.1", "shap==0.51.0"];
+
+/// Installs `packages` into the venv unless its stamp for them says they are there.
+pub(crate) fn ensure_packages(root: &Path, packages: &[&str]) -> Result<()> {
+    let stamp = venv_dir(root).join("velo-extra-requirements.txt");
+    let wanted = packages.join("\n");
+    if std::fs::read_to_string(&stamp).is_ok_and(|done| done == wanted) {
+        return Ok(());
+    }
+    let python = venv_python(root);
+    crate::run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(REQUIREMENTS)
+            .args(packages),
+    )?;
+    std::fs::write(&stamp, wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
+    Ok(())
+}
+
 /// Where the venv lives: `$VELO_VENV`, else `.venv` in the workspace.
 pub(crate) fn venv_dir(root: &Path) -> PathBuf {
     std::env::var_os("VELO_VENV").map_or_else(|| root.join(".venv"), PathBuf::from)

@@ -213,6 +213,24 @@ pub struct FeaturesConfig {
     /// How categories are encoded.
     #[serde(default)]
     pub encoding: CategoricalEncoding,
+    /// How numerical columns are scaled (categorical encodings are never scaled).
+    #[serde(default)]
+    pub scaling: Scaling,
+}
+
+/// How numerical columns are scaled before they reach the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Scaling {
+    /// Values are passed through unchanged (what trees need: splits do not care about scale).
+    #[default]
+    None,
+    /// `(x - mean) / std`, with the mean and the population standard deviation of the training
+    /// data (missing values ignored; a constant column keeps a scale of 1), as scikit-learn's
+    /// `StandardScaler`; for models sensitive to scale, such as neural networks.
+    Standard,
 }
 
 /// How categorical columns are encoded.

@@ -16,13 +16,24 @@ impl FeatureMatrix {
     /// A message naming the first column whose length differs, or a names/columns mismatch.
     pub fn from_columns(names: Vec<String>, columns: Vec<Vec<f32>>) -> Result<Self, String> {
         if names.len() != columns.len() {
-            return Err(format!("{} names for {} columns", names.len(), columns.len()));
+            return Err(format!(
+                "{} names for {} columns",
+                names.len(),
+                columns.len()
+            ));
         }
         let n_rows = columns.first().map_or(0, Vec::len);
         if let Some((name, column)) = names.iter().zip(&columns).find(|(_, c)| c.len() != n_rows) {
-            return Err(format!("column `{name}` has {} rows, expected {n_rows}", column.len()));
+            return Err(format!(
+                "column `{name}` has {} rows, expected {n_rows}",
+                column.len()
+            ));
         }
-        Ok(Self { names, n_rows, columns })
+        Ok(Self {
+            names,
+            n_rows,
+            columns,
+        })
     }
 
     /// Number of rows.
@@ -72,7 +83,15 @@ impl FeatureMatrix {
 
     /// The rows at `positions`, in that order.
     pub fn select_rows(&self, positions: &[usize]) -> Self {
-        let columns = self.columns.iter().map(|c| positions.iter().map(|&p| c[p]).collect()).collect();
-        Self { names: self.names.clone(), n_rows: positions.len(), columns }
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| positions.iter().map(|&p| c[p]).collect())
+            .collect();
+        Self {
+            names: self.names.clone(),
+            n_rows: positions.len(),
+            columns,
+        }
     }
 }

@@ -1,21 +1,30 @@
 //! Models: configuration, the [`Model`] trait, the feature pipeline and the regressors.
 //!
+//! - [`artifact`]: the portable, validated on-disk format of fitted models;
 //! - [`config`]: the `KIND`-tagged model configuration ([`ModelConfig`]);
 //! - [`matrix`]: [`FeatureMatrix`], the encoded numeric features regressors train on;
 //! - [`features`]: [`FeaturePipeline`](features::FeaturePipeline), from Arrow inputs to a
 //!   feature matrix (categorical encoding, pass-through or standardisation), fitted with the model;
 //! - [`tree`]: [`Tree`], the regression-tree structure shared by the forest, its predictor and
 //!   the exact TreeSHAP explainer;
-//! - [`forest`]: the random forest regressor.
+//! - [`forest`]: the random forest regressor;
+//! - [`model`]: the [`Model`] trait (fit, predict, params, explanations, artifacts), the forest
+//!   model behind `KIND: RandomForestModel`, and [`load_model`].
 
+pub mod artifact;
 pub mod config;
 pub mod features;
 pub mod forest;
+pub mod leakage;
 pub mod matrix;
+pub mod model;
 pub mod tree;
 
-pub use config::{CategoricalEncoding, FeaturesConfig, MaxFeatures, ModelConfig, RandomForestModel};
+pub use config::{
+    CategoricalEncoding, FeaturesConfig, MaxFeatures, ModelConfig, RandomForestModel,
+};
 pub use matrix::FeatureMatrix;
+pub use model::{FeatureImportances, ForestModel, Model, Params, SampleExplanations, load_model};
 pub use tree::{Node, Tree};
 
 /// Errors raised while fitting, predicting with, explaining or loading a model.

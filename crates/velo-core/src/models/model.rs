@@ -296,11 +296,7 @@ impl Model for ForestModel {
         artifact.put_section("params", &self.config)?;
         artifact.put_section("inputs_schema", &self.schema)?;
         artifact.put_section("pipeline", pipeline)?;
-        let nodes: Vec<&Node> = forest
-            .trees()
-            .iter()
-            .flat_map(Tree::nodes)
-            .collect();
+        let nodes: Vec<&Node> = forest.trees().iter().flat_map(Tree::nodes).collect();
         let mut offsets = vec![0_u64];
         for tree in forest.trees() {
             offsets.push(offsets.last().copied().unwrap_or(0) + tree.nodes().len() as u64);

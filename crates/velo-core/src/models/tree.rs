@@ -28,7 +28,15 @@ pub struct Node {
 impl Node {
     /// A leaf predicting `value` for `cover` training rows.
     pub fn leaf(value: f64, cover: f64) -> Self {
-        Self { feature: LEAF, threshold: 0.0, left: 0, right: 0, value, cover, gain: 0.0 }
+        Self {
+            feature: LEAF,
+            threshold: 0.0,
+            left: 0,
+            right: 0,
+            value,
+            cover,
+            gain: 0.0,
+        }
     }
 
     /// True when the node is a leaf.
@@ -79,7 +87,10 @@ impl Tree {
                 continue;
             }
             if node.feature as usize >= n_features {
-                return Err(format!("node {index} tests feature {} of {n_features}", node.feature));
+                return Err(format!(
+                    "node {index} tests feature {} of {n_features}",
+                    node.feature
+                ));
             }
             if !node.threshold.is_finite() {
                 return Err(format!("node {index} has a non-finite threshold"));
@@ -87,13 +98,19 @@ impl Tree {
             for child in [node.left, node.right] {
                 let child = child as usize;
                 if child <= index || child >= len {
-                    return Err(format!("node {index} has child {child} outside {}..{len}", index + 1));
+                    return Err(format!(
+                        "node {index} has child {child} outside {}..{len}",
+                        index + 1
+                    ));
                 }
                 parents[child] += 1;
             }
         }
         if let Some(orphan) = (1..len).find(|&i| parents[i] != 1) {
-            return Err(format!("node {orphan} has {} parents, expected 1", parents[orphan]));
+            return Err(format!(
+                "node {orphan} has {} parents, expected 1",
+                parents[orphan]
+            ));
         }
         Ok(())
     }
@@ -107,7 +124,11 @@ impl Tree {
                 return index;
             }
             // NaN compares false and goes right.
-            index = if row[node.feature as usize] <= node.threshold { node.left } else { node.right } as usize;
+            index = if row[node.feature as usize] <= node.threshold {
+                node.left
+            } else {
+                node.right
+            } as usize;
         }
     }
 
@@ -137,13 +158,28 @@ mod tests {
     use super::*;
 
     fn split(feature: u32, threshold: f32, left: u32, right: u32) -> Node {
-        Node { feature, threshold, left, right, value: 0.0, cover: 2.0, gain: 1.0 }
+        Node {
+            feature,
+            threshold,
+            left,
+            right,
+            value: 0.0,
+            cover: 2.0,
+            gain: 1.0,
+        }
     }
 
     #[test]
     fn rows_follow_scikit_learns_rule() {
-        let tree = Tree::new(vec![split(0, 0.5, 1, 2), Node::leaf(1.0, 1.0), Node::leaf(2.0, 1.0)], 1)
-            .expect("valid");
+        let tree = Tree::new(
+            vec![
+                split(0, 0.5, 1, 2),
+                Node::leaf(1.0, 1.0),
+                Node::leaf(2.0, 1.0),
+            ],
+            1,
+        )
+        .expect("valid");
         assert_eq!(tree.predict_row(&[0.5]), 1.0);
         assert_eq!(tree.predict_row(&[0.6]), 2.0);
         assert_eq!(tree.predict_row(&[f32::NAN]), 2.0);
@@ -154,11 +190,29 @@ mod tests {
     fn malformed_trees_are_rejected() {
         let leaf = Node::leaf(1.0, 1.0);
         assert!(Tree::new(vec![], 1).is_err());
-        assert!(Tree::new(vec![split(0, 0.5, 0, 2), leaf, leaf], 1).is_err(), "cycle");
-        assert!(Tree::new(vec![split(0, 0.5, 1, 3), leaf, leaf], 1).is_err(), "out of bounds");
-        assert!(Tree::new(vec![split(1, 0.5, 1, 2), leaf, leaf], 1).is_err(), "feature");
-        assert!(Tree::new(vec![split(0, 0.5, 1, 1), leaf, leaf], 1).is_err(), "shared child");
-        assert!(Tree::new(vec![split(0, f32::NAN, 1, 2), leaf, leaf], 1).is_err(), "threshold");
-        assert!(Tree::new(vec![Node::leaf(f64::INFINITY, 1.0)], 1).is_err(), "value");
+        assert!(
+            Tree::new(vec![split(0, 0.5, 0, 2), leaf, leaf], 1).is_err(),
+            "cycle"
+        );
+        assert!(
+            Tree::new(vec![split(0, 0.5, 1, 3), leaf, leaf], 1).is_err(),
+            "out of bounds"
+        );
+        assert!(
+            Tree::new(vec![split(1, 0.5, 1, 2), leaf, leaf], 1).is_err(),
+            "feature"
+        );
+        assert!(
+            Tree::new(vec![split(0, 0.5, 1, 1), leaf, leaf], 1).is_err(),
+            "shared child"
+        );
+        assert!(
+            Tree::new(vec![split(0, f32::NAN, 1, 2), leaf, leaf], 1).is_err(),
+            "threshold"
+        );
+        assert!(
+            Tree::new(vec![Node::leaf(f64::INFINITY, 1.0)], 1).is_err(),
+            "value"
+        );
     }
 }

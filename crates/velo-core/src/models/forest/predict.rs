@@ -1,0 +1,223 @@
+//! Prediction: the trees of a forest flattened into one array of compact nodes.
+//!
+//! Each tree is laid out depth first (a left child right after its parent) in 16-byte nodes.
+//! A leaf points to itself on both sides, so a row can take exactly `depth` steps in any tree
+//! without testing for leaves. Each block of rows (a parallel task) walks one tree after the
+//! other, so a tree is fetched from memory once per block; within a tree, groups of rows take
+//! one step together, which keeps many independent node loads in flight instead of one
+//! dependent chain. Each row's sum adds the trees in order, so the result does not depend on
+//! the blocks or the thread count.
+
+use rayon::prelude::*;
+
+use super::super::tree::Tree;
+
+/// Fewest rows in a block (a task of the parallel prediction).
+const MIN_BLOCK_ROWS: usize = 256;
+
+/// Rows walked together, in lockstep, down one tree.
+const GROUP: usize = 32;
+
+/// Trees walked together for a single row.
+const TREE_GROUP: usize = 16;
+
+/// One node in the prediction layout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FlatNode {
+    threshold: f32,
+    /// The feature tested (0 in a leaf, which points to itself).
+    feature: u32,
+    /// Absolute index of the left child (the node itself in a leaf).
+    left: u32,
+    /// Absolute index of the right child (the node itself in a leaf).
+    right: u32,
+}
+
+/// Where a tree starts in the flat layout, and how many steps reach any of its leaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FlatTree {
+    root: u32,
+    depth: u32,
+}
+
+/// The prediction layout of a forest.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct FlatForest {
+    nodes: Vec<FlatNode>,
+    /// The value of each node (read at leaves).
+    values: Vec<f64>,
+    trees: Vec<FlatTree>,
+    /// Features per row (at least 1).
+    stride: usize,
+}
+
+impl FlatForest {
+    /// Flattens validated trees; `None` when they have more than `u32::MAX` nodes together.
+    pub(super) fn new(trees: &[Tree], n_features: usize) -> Option<Self> {
+        let total: usize = trees.iter().map(|tree| tree.nodes().len()).sum();
+        u32::try_from(total).ok()?;
+        let mut offsets = Vec::with_capacity(trees.len());
+        let mut offset = 0;
+        for tree in trees {
+            offsets.push(offset as u32);
+            offset += tree.nodes().len();
+        }
+        let flattened: Vec<(Vec<FlatNode>, Vec<f64>, u32)> = trees
+            .par_iter()
+            .zip(&offsets)
+            .map(|(tree, &offset)| flatten(tree, offset))
+            .collect();
+        let mut nodes = Vec::with_capacity(total);
+        let mut values = Vec::with_capacity(total);
+        let mut flat_trees = Vec::with_capacity(trees.len());
+        for ((tree_nodes, tree_values, depth), root) in flattened.into_iter().zip(offsets) {
+            nodes.extend(tree_nodes);
+            values.extend(tree_values);
+            flat_trees.push(FlatTree { root, depth });
+        }
+        Some(Self {
+            nodes,
+            values,
+            trees: flat_trees,
+            stride: n_features.max(1),
+        })
+    }
+
+    /// Features per row in the buffers given to [`FlatForest::predict_block`].
+    pub(super) fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Predicts rows stored row-major with [`FlatForest::stride`] values each (one block);
+    /// writes one mean per row into `out`.
+    ///
+    /// Trees are the outer loop, so each tree is fetched from memory once per block and stays
+    /// in cache while every row of the block walks it; rows walk it in groups of [`GROUP`]
+    /// taking one step together, whose node loads are independent.
+    fn predict_block(&self, rows: &[f32], out: &mut [f64]) {
+        let rows = &rows[..out.len() * self.stride];
+        out.fill(0.0);
+        let mut at = [0_u32; GROUP];
+        for tree in &self.trees {
+            for (sums, rows) in out.chunks_mut(GROUP).zip(rows.chunks(GROUP * self.stride)) {
+                let at = &mut at[..sums.len()];
+                at.fill(tree.root);
+                for _ in 0..tree.depth {
+                    for (position, row) in at.iter_mut().zip(rows.chunks_exact(self.stride)) {
+                        let node = self.nodes[*position as usize];
+                        *position = if row[node.feature as usize] <= node.threshold {
+                            node.left
+                        } else {
+                            node.right
+                        };
+                    }
+                }
+                for (sum, &position) in sums.iter_mut().zip(at.iter()) {
+                    *sum += self.values[position as usize];
+                }
+            }
+        }
+        let n_trees = self.trees.len() as f64;
+        for value in out {
+            *value /= n_trees;
+        }
+    }
+
+    /// Predicts one row of [`FlatForest::stride`] values, walking groups of trees together.
+    pub(super) fn predict_one(&self, row: &[f32]) -> f64 {
+        let row = &row[..self.stride];
+        let mut sum = 0.0;
+        let mut at = [0_u32; TREE_GROUP];
+        for group in self.trees.chunks(TREE_GROUP) {
+            let at = &mut at[..group.len()];
+            let mut steps = 0;
+            for (position, tree) in at.iter_mut().zip(group) {
+                *position = tree.root;
+                steps = steps.max(tree.depth);
+            }
+            for _ in 0..steps {
+                for position in at.iter_mut() {
+                    let node = self.nodes[*position as usize];
+                    *position = if row[node.feature as usize] <= node.threshold {
+                        node.left
+                    } else {
+                        node.right
+                    };
+                }
+            }
+            // Summed in tree order, as in `predict_block`, so both give the same bits.
+            for &position in at.iter() {
+                sum += self.values[position as usize];
+            }
+        }
+        sum / self.trees.len() as f64
+    }
+
+    /// Predicts every row of a column-major matrix (`columns`, each `n_rows` long; missing
+    /// features read as NaN), blocks of rows in parallel.
+    pub(super) fn predict_columns(&self, columns: &[Vec<f32>], n_rows: usize) -> Vec<f64> {
+        // Large blocks fetch each tree fewer times; two per thread balance the load.
+        let block_rows = n_rows
+            .div_ceil(2 * rayon::current_num_threads())
+            .max(MIN_BLOCK_ROWS);
+        let mut out = vec![0.0; n_rows];
+        out.par_chunks_mut(block_rows)
+            .enumerate()
+            .for_each(|(block, out)| {
+                let first = block * block_rows;
+                let mut rows = vec![f32::NAN; out.len() * self.stride];
+                for (feature, column) in columns.iter().take(self.stride).enumerate() {
+                    let values = &column[first..first + out.len()];
+                    for (row, &value) in rows.chunks_exact_mut(self.stride).zip(values) {
+                        row[feature] = value;
+                    }
+                }
+                self.predict_block(&rows, out);
+            });
+        out
+    }
+}
+
+/// One tree's nodes in the flat layout, depth first from the root (left before right), with
+/// absolute indices starting at `offset`; their values; the tree's depth.
+fn flatten(tree: &Tree, offset: u32) -> (Vec<FlatNode>, Vec<f64>, u32) {
+    let tree_nodes = tree.nodes();
+    let mut order = Vec::with_capacity(tree_nodes.len());
+    let mut new_index = vec![0_u32; tree_nodes.len()];
+    let mut depth = 0;
+    let mut stack = vec![(0_usize, 0_u32)];
+    while let Some((old, node_depth)) = stack.pop() {
+        new_index[old] = offset + order.len() as u32;
+        order.push(old);
+        depth = depth.max(node_depth);
+        let node = &tree_nodes[old];
+        if !node.is_leaf() {
+            stack.push((node.right as usize, node_depth + 1));
+            stack.push((node.left as usize, node_depth + 1));
+        }
+    }
+    let nodes = order
+        .iter()
+        .map(|&old| {
+            let node = &tree_nodes[old];
+            if node.is_leaf() {
+                let itself = new_index[old];
+                FlatNode {
+                    threshold: 0.0,
+                    feature: 0,
+                    left: itself,
+                    right: itself,
+                }
+            } else {
+                FlatNode {
+                    threshold: node.threshold,
+                    feature: node.feature,
+                    left: new_index[node.left as usize],
+                    right: new_index[node.right as usize],
+                }
+            }
+        })
+        .collect();
+    let values = order.iter().map(|&old| tree_nodes[old].value).collect();
+    (nodes, values, depth)
+}
