@@ -1,8 +1,8 @@
 //! Explainers: global feature importances and per-sample additive contributions.
 //!
-//! - [`tree_shap`]: exact path-dependent TreeSHAP for one [`Tree`](crate::models::Tree)
-//!   ([`tree_shap()`], [`expected_value`]) and for ensembles that average their trees
-//!   ([`TreeExplainer`]);
+//! - [`tree_shap`](mod@tree_shap): exact path-dependent TreeSHAP for one
+//!   [`Tree`](crate::models::Tree) ([`tree_shap()`], [`expected_value`]) and for ensembles that
+//!   average their trees ([`TreeExplainer`]);
 //! - [`permutation`]: model-agnostic permutation importance ([`permutation_importance`]);
 //! - [`sampling`]: a model-agnostic Shapley estimate by permutation sampling against a
 //!   background sample ([`sampling_shap`]), with additivity enforced per row.

@@ -23,14 +23,19 @@
 //!
 //! because the Shapley weight `|S|! (|U| - |S| - 1)! / |U|!` is the Beta integral of
 //! `t^|S| (1 - t)^(|U| - |S| - 1)`. The integrand is a polynomial of degree `|U| - 1`, so
-//! Gauss–Legendre quadrature with `ceil(|U| / 2)` points computes it exactly. Holding the
-//! products at the quadrature points, one depth-first walk pushes them down the tree and sums
-//! `v * prod` back up, and every split adds one integral for its feature: the sum over the
-//! leaves below it, minus the leaves below a deeper split on the same feature (whose merged
-//! fractions are accounted for there), divided by the split's own factor. Linear TreeSHAP (Yu
-//! et al., 2022) exploits the same polynomial structure. Subtrees that the row does not reach
-//! and that carry no cover contribute nothing and are skipped, and the walk uses an explicit
-//! stack, so very deep trees cannot overflow the thread's stack.
+//! Gauss–Legendre quadrature with `ceil(|U| / 2)` points (`|U| <= min(depth, features)`)
+//! computes it exactly. Holding the path products at the quadrature points, one depth-first walk
+//! pushes them down the tree and sums `v * product` back up, and every split adds, for its
+//! feature, the integral of the sum below it divided by its own factor. A deeper split on the
+//! same feature merges its fractions with the enclosing one (replacing that factor in the
+//! products below it) and takes back the share the enclosing split counted for its leaves.
+//! Linear TreeSHAP (Yu et al., 2022) exploits the same polynomial structure.
+//!
+//! The walk of a tree is the same for every row, so eight rows are explained by one walk,
+//! one row per lane of the arrays (which the compiler turns into vector instructions). Subtrees
+//! that no row reaches and that carry no cover contribute nothing and are skipped, and the walk
+//! uses an explicit stack, so very deep trees cannot overflow the thread's stack. The result
+//! of a row does not depend on the other rows of its block nor on the number of threads.
 
 use std::f64::consts::PI;
 
@@ -420,9 +425,9 @@ impl Scratch {
         self.inverse_ones.resize(points, 0.0);
     }
 
-    /// Adds the TreeSHAP values of the rows of `block` for one tree into `out` (row-major, one
-    /// row per row of the block). The tree must be valid for the block's features and no
-    /// deeper than what the scratch was prepared for, with `quadrature` of the prepared size.
+    /// Adds the TreeSHAP values of the rows of `block` for one tree to the block's
+    /// contributions. The tree must be valid for the block's features and no deeper than what
+    /// the scratch was prepared for, with `quadrature` of the prepared size.
     fn explain(&mut self, nodes: &[Node], quadrature: &Quadrature, block: &mut Block) {
         debug_assert_eq!(
             self.points,
@@ -434,7 +439,7 @@ impl Scratch {
         }
         self.stack.clear();
         self.product[..self.points].fill([1.0; LANES]);
-        self.open_split(nodes, quadrature, block, 0, 0);
+        self.open_split(&nodes[0], 0, 0);
         while let Some(step) = self.stack.pop() {
             match step {
                 Step::Enter {
@@ -443,15 +448,16 @@ impl Scratch {
                     parent,
                     left,
                 } => {
-                    let (node, level) = (node as usize, level as usize);
-                    let Some(edge) = self.edge(nodes, block, level, parent as usize, left) else {
+                    let (index, level) = (node as usize, level as usize);
+                    let Some(edge) = self.edge(nodes, block, parent as usize, left) else {
                         continue;
                     };
-                    if nodes[node].is_leaf() {
-                        self.leaf(quadrature, block, level, edge, nodes[node].value);
+                    let node = &nodes[index];
+                    if node.is_leaf() {
+                        self.leaf(quadrature, block, level, &edge, node.value);
                     } else {
                         self.enter(quadrature, level, edge);
-                        self.open_split(nodes, quadrature, block, node, level);
+                        self.open_split(node, index, level);
                     }
                 }
                 Step::Exit { level } => self.exit(quadrature, block, level as usize),
@@ -459,25 +465,10 @@ impl Scratch {
         }
     }
 
-    /// Starts the subtree of the split `nodes[index]`, entered at `level`: a split with two
-    /// leaves is finished at once, any other schedules its children, then its own exit.
-    fn open_split(
-        &mut self,
-        nodes: &[Node],
-        quadrature: &Quadrature,
-        block: &mut Block,
-        index: usize,
-        level: usize,
-    ) {
+    /// Starts the subtree of the split `node` (at `index`), entered at `level`: schedules its
+    /// children, then its own exit.
+    fn open_split(&mut self, node: &Node, index: usize, level: usize) {
         let m = self.points;
-        let node = &nodes[index];
-        if nodes[node.left as usize].is_leaf() && nodes[node.right as usize].is_leaf() {
-            self.twin_leaves(nodes, quadrature, block, index, level);
-            if level > 0 {
-                self.exit(quadrature, block, level);
-            }
-            return;
-        }
         self.subtree[level * m..(level + 1) * m].fill([0.0; LANES]);
         if level > 0 {
             self.stack.push(Step::Exit {
@@ -499,92 +490,10 @@ impl Scratch {
         });
     }
 
-    /// The two leaves below the split `nodes[index]` at `level`, together: [`Scratch::leaf`]
-    /// for both, sharing what depends only on the split. Sets the split's leaf sum.
-    fn twin_leaves(
-        &mut self,
-        nodes: &[Node],
-        quadrature: &Quadrature,
-        block: &mut Block,
-        index: usize,
-        level: usize,
-    ) {
-        let m = self.points;
-        let node = &nodes[index];
-        let children = [(node.left, true), (node.right, false)].map(|(child, left)| {
-            let edge = self.edge(nodes, block, level + 1, index, left);
-            // A child without weight counts as a leaf of value 0 that no row follows.
-            let value = if edge.is_some() {
-                nodes[child as usize].value
-            } else {
-                0.0
-            };
-            let edge = edge.unwrap_or(Edge {
-                feature: node.feature,
-                zero: 0.0,
-                one: [0.0; LANES],
-                previous: NONE,
-            });
-            (edge, value)
-        });
-        let previous = self.latest[node.feature as usize];
-        let [(left, left_value), (right, right_value)] = children;
-        let mut shared = [0.0; LANES];
-        let mut enclosing = [0.0; LANES];
-        for k in 0..m {
-            let weight = quadrature.weights[k];
-            let t = quadrature.points[k];
-            let parent = self.product[level * m + k];
-            // The path product without the children's own factors.
-            let base = match previous {
-                NONE => parent,
-                p => {
-                    let ratio = self.inverse[p as usize * m + k];
-                    lanes(|lane| parent[lane] * ratio[lane])
-                }
-            };
-            shared = lanes(|lane| shared[lane] + weight * base[lane]);
-            let factor = |edge: &Edge| {
-                let (zero, one) = (edge.zero, edge.one);
-                let (factor_one, factor_zero) = (zero + (1.0 - zero) * t, zero * (1.0 - t));
-                lanes(|lane| one[lane] * factor_one + (1.0 - one[lane]) * factor_zero)
-            };
-            let (left_factor, right_factor) = (factor(&left), factor(&right));
-            let sums = lanes(|lane| {
-                base[lane] * (left_value * left_factor[lane] + right_value * right_factor[lane])
-            });
-            self.subtree[level * m + k] = sums;
-            if previous != NONE {
-                let ratio = self.inverse[previous as usize * m + k];
-                enclosing = lanes(|lane| enclosing[lane] + weight * sums[lane] * ratio[lane]);
-            }
-        }
-        let phi = &mut block.contributions[node.feature as usize];
-        let current = *phi;
-        let (outer_one, outer_zero) = match previous {
-            NONE => ([0.0; LANES], 0.0),
-            p => (self.edges[p as usize].one, self.edges[p as usize].zero),
-        };
-        *phi = lanes(|lane| {
-            current[lane]
-                + ((left.one[lane] - left.zero) * left_value
-                    + (right.one[lane] - right.zero) * right_value)
-                    * shared[lane]
-                - (outer_one[lane] - outer_zero) * enclosing[lane]
-        });
-    }
-
-    /// The split into the `left` (or right) child of `nodes[parent]`, at `level`, merged with
-    /// the enclosing split on the same feature; `None` when the child's subtree carries no
-    /// weight for any row (no cover, and no row follows it): it contributes nothing.
-    fn edge(
-        &self,
-        nodes: &[Node],
-        block: &Block,
-        level: usize,
-        parent: usize,
-        left: bool,
-    ) -> Option<Edge> {
+    /// The split into the `left` (or right) child of `nodes[parent]`, merged with the
+    /// enclosing split on the same feature; `None` when the child's subtree carries no weight
+    /// for any row (no cover, and no row follows it): it contributes nothing.
+    fn edge(&self, nodes: &[Node], block: &Block, parent: usize, left: bool) -> Option<Edge> {
         let split = &nodes[parent];
         let feature = split.feature as usize;
         let (left_cover, right_cover) = (
@@ -600,7 +509,13 @@ impl Scratch {
         };
         let values = &block.rows[feature];
         // NaN compares false and goes right, as in prediction.
-        let hot = lanes(|lane| f64::from(u8::from((values[lane] <= split.threshold) == left)));
+        let hot = lanes(|lane| {
+            if (values[lane] <= split.threshold) == left {
+                1.0
+            } else {
+                0.0
+            }
+        });
         let previous = self.latest[feature];
         let (zero, one) = match previous {
             NONE => (fraction, hot),
@@ -612,10 +527,6 @@ impl Scratch {
                 )
             }
         };
-        debug_assert!(
-            previous == NONE || (previous as usize) < level,
-            "enclosing split above"
-        );
         if zero >= MIN_SHARE {
             Some(Edge {
                 feature: split.feature,
@@ -635,93 +546,85 @@ impl Scratch {
         }
     }
 
-    /// The merged factor `(1 - t) z + t o` of `edge` at quadrature point `k` for every lane,
-    /// times the parent's product and divided by the enclosing split's factor: the path
-    /// product at the node the edge leads to.
-    #[inline(always)]
-    fn product_through(
-        &self,
-        quadrature: &Quadrature,
-        level: usize,
-        edge: &Edge,
-        k: usize,
-    ) -> Lanes {
-        let m = self.points;
-        let t = quadrature.points[k];
-        let (zero, one) = (edge.zero, edge.one);
-        let (factor_one, factor_zero) = (zero + (1.0 - zero) * t, zero * (1.0 - t));
-        let parent = self.product[(level - 1) * m + k];
-        // With o in {0, 1} the blend is exact.
-        let product =
-            lanes(|lane| parent[lane] * (one[lane] * factor_one + (1.0 - one[lane]) * factor_zero));
-        match edge.previous {
-            NONE => product,
-            p => {
-                let ratio = self.inverse[p as usize * m + k];
-                lanes(|lane| product[lane] * ratio[lane])
-            }
-        }
-    }
-
-    /// Enters the split node at `level` through `edge`: records the edge and the node's path
-    /// product and inverse factors.
+    /// Enters the split node at `level` through `edge`: records the edge, the node's path
+    /// product and the inverses of its merged factor.
     fn enter(&mut self, quadrature: &Quadrature, level: usize, edge: Edge) {
         let m = self.points;
-        let zero = edge.zero;
         self.edges[level] = edge;
         self.latest[edge.feature as usize] = level as u32;
-        for (inverse, &t) in self.inverse_ones.iter_mut().zip(&quadrature.points) {
-            *inverse = 1.0 / (zero + (1.0 - zero) * t);
+        let (zero, one) = (edge.zero, edge.one);
+        let off = lanes(|lane| 1.0 - one[lane]);
+        let (inverses_before, inverses_here) = self.inverse.split_at_mut(level * m);
+        let enclosing = match edge.previous {
+            NONE => None,
+            p => Some(&inverses_before[p as usize * m..(p as usize + 1) * m]),
+        };
+        let (products_before, products_here) = self.product.split_at_mut(level * m);
+        let parents = &products_before[(level - 1) * m..];
+        for (k, (product, parent)) in products_here[..m].iter_mut().zip(parents).enumerate() {
+            let t = quadrature.points[k];
+            let (factor_one, factor_zero) = (zero + (1.0 - zero) * t, zero * (1.0 - t));
+            let ratio = enclosing.map_or([1.0; LANES], |inverses| inverses[k]);
+            // With o in {0, 1} the blends are exact.
+            *product = lanes(|lane| {
+                parent[lane] * ratio[lane] * (one[lane] * factor_one + off[lane] * factor_zero)
+            });
         }
         // A row that does not follow the splits has factor z (1 - t), inverse 0 when z = 0.
         let inverse_zero = if zero > 0.0 { 1.0 / zero } else { 0.0 };
-        let one = edge.one;
-        for k in 0..m {
-            let product = self.product_through(quadrature, level, &edge, k);
-            self.product[level * m + k] = product;
-            let (inverse_one, inverse_zero) = (
-                self.inverse_ones[k],
-                inverse_zero * quadrature.inverse_complements[k],
-            );
-            self.inverse[level * m + k] =
-                lanes(|lane| one[lane] * inverse_one + (1.0 - one[lane]) * inverse_zero);
+        for (k, inverse) in inverses_here[..m].iter_mut().enumerate() {
+            let t = quadrature.points[k];
+            let inverse_one = 1.0 / (zero + (1.0 - zero) * t);
+            let inverse_zero = inverse_zero * quadrature.inverse_complements[k];
+            *inverse = lanes(|lane| one[lane] * inverse_one + off[lane] * inverse_zero);
         }
     }
 
-    /// A leaf reached through `edge` at `level`: adds its value times the path product to the
-    /// parent's sum, and its integral to the feature's contributions.
+    /// A leaf of `value` reached through `edge` at `level`: adds its value times the path
+    /// product to the parent's sum, and its integral to the feature's contributions.
     fn leaf(
         &mut self,
         quadrature: &Quadrature,
         block: &mut Block,
         level: usize,
-        edge: Edge,
+        edge: &Edge,
         value: f64,
     ) {
         let m = self.points;
+        let (zero, one) = (edge.zero, edge.one);
+        let off = lanes(|lane| 1.0 - one[lane]);
+        let enclosing_inverses = match edge.previous {
+            NONE => None,
+            p => Some(&self.inverse[p as usize * m..(p as usize + 1) * m]),
+        };
+        let parents = &self.product[(level - 1) * m..level * m];
+        let parent_sums = &mut self.subtree[(level - 1) * m..level * m];
         let mut integral = [0.0; LANES];
         let mut enclosing = [0.0; LANES];
-        for k in 0..m {
-            let weight = quadrature.weights[k];
-            let sums = self.product_through(quadrature, level, &edge, k);
-            let sums = lanes(|lane| value * sums[lane]);
-            let parent = self.subtree[(level - 1) * m + k];
-            self.subtree[(level - 1) * m + k] = lanes(|lane| parent[lane] + sums[lane]);
-            // The product divided by the edge's own factor, written so that a factor of 0
-            // (only where o - z = 0 too) never divides.
-            let parent = self.product[(level - 1) * m + k];
-            let without = match edge.previous {
-                NONE => parent,
-                p => {
-                    let ratio = self.inverse[p as usize * m + k];
-                    let terms = lanes(|lane| sums[lane] * ratio[lane]);
-                    enclosing = lanes(|lane| enclosing[lane] + weight * terms[lane]);
+        for (k, (parent_sum, parent)) in parent_sums.iter_mut().zip(parents).enumerate() {
+            let (t, weight) = (quadrature.points[k], quadrature.weights[k]);
+            let (factor_one, factor_zero) = (zero + (1.0 - zero) * t, zero * (1.0 - t));
+            // The product without the edge's own factor: the integrand, which never divides by
+            // a factor of 0 (only found where o - z = 0 too).
+            let without = match enclosing_inverses {
+                None => *parent,
+                Some(inverses) => {
+                    let ratio = inverses[k];
                     lanes(|lane| parent[lane] * ratio[lane])
                 }
             };
+            let sums = lanes(|lane| {
+                value * without[lane] * (one[lane] * factor_one + off[lane] * factor_zero)
+            });
+            let current = *parent_sum;
+            *parent_sum = lanes(|lane| current[lane] + sums[lane]);
             integral = lanes(|lane| integral[lane] + weight * value * without[lane]);
+            if let Some(inverses) = enclosing_inverses {
+                let ratio = inverses[k];
+                enclosing = lanes(|lane| enclosing[lane] + weight * sums[lane] * ratio[lane]);
+            }
         }
-        self.add(block, &edge, integral, enclosing);
+        self.add(block, edge, integral, enclosing);
     }
 
     /// Leaves the split node at `level`: adds its integral to the feature's contributions,
@@ -729,19 +632,29 @@ impl Scratch {
     fn exit(&mut self, quadrature: &Quadrature, block: &mut Block, level: usize) {
         let m = self.points;
         let edge = self.edges[level];
+        let enclosing_inverses = match edge.previous {
+            NONE => None,
+            p => Some(&self.inverse[p as usize * m..(p as usize + 1) * m]),
+        };
+        let inverses = &self.inverse[level * m..(level + 1) * m];
+        let (sums_before, sums_here) = self.subtree.split_at_mut(level * m);
+        let parent_sums = &mut sums_before[(level - 1) * m..];
         let mut integral = [0.0; LANES];
         let mut enclosing = [0.0; LANES];
-        for k in 0..m {
+        for (k, ((parent_sum, sums), inverse)) in parent_sums
+            .iter_mut()
+            .zip(&sums_here[..m])
+            .zip(inverses)
+            .enumerate()
+        {
             let weight = quadrature.weights[k];
-            let sums = self.subtree[level * m + k];
-            let inverse = self.inverse[level * m + k];
             integral = lanes(|lane| integral[lane] + weight * sums[lane] * inverse[lane]);
-            if edge.previous != NONE {
-                let ratio = self.inverse[edge.previous as usize * m + k];
+            if let Some(ratios) = enclosing_inverses {
+                let ratio = ratios[k];
                 enclosing = lanes(|lane| enclosing[lane] + weight * sums[lane] * ratio[lane]);
             }
-            let parent = self.subtree[(level - 1) * m + k];
-            self.subtree[(level - 1) * m + k] = lanes(|lane| parent[lane] + sums[lane]);
+            let current = *parent_sum;
+            *parent_sum = lanes(|lane| current[lane] + sums[lane]);
         }
         self.latest[edge.feature as usize] = edge.previous;
         self.add(block, &edge, integral, enclosing);
