@@ -161,19 +161,25 @@ impl FlatForest {
             .div_ceil(2 * rayon::current_num_threads())
             .max(MIN_BLOCK_ROWS);
         let mut out = vec![0.0; n_rows];
-        out.par_chunks_mut(block_rows)
-            .enumerate()
-            .for_each(|(block, out)| {
-                let first = block * block_rows;
-                let mut rows = vec![f32::NAN; out.len() * self.stride];
-                for (feature, column) in columns.iter().take(self.stride).enumerate() {
-                    let values = &column[first..first + out.len()];
-                    for (row, &value) in rows.chunks_exact_mut(self.stride).zip(values) {
-                        row[feature] = value;
-                    }
+        let predict = |block: usize, out: &mut [f64]| {
+            let first = block * block_rows;
+            let mut rows = vec![f32::NAN; out.len() * self.stride];
+            for (feature, column) in columns.iter().take(self.stride).enumerate() {
+                let values = &column[first..first + out.len()];
+                for (row, &value) in rows.chunks_exact_mut(self.stride).zip(values) {
+                    row[feature] = value;
                 }
-                self.predict_block(&rows, out);
-            });
+            }
+            self.predict_block(&rows, out);
+        };
+        if n_rows <= block_rows {
+            // One block: handing it to the thread pool would cost more than predicting it.
+            predict(0, &mut out);
+        } else {
+            out.par_chunks_mut(block_rows)
+                .enumerate()
+                .for_each(|(block, out)| predict(block, out));
+        }
         out
     }
 }
