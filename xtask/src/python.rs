@@ -21,9 +21,15 @@ pub(crate) fn ensure_packages(root: &Path, packages: &[&str]) -> Result<()> {
     if std::fs::read_to_string(&stamp).is_ok_and(|done| done == wanted) {
         return Ok(());
     }
-    let python = venv_python(root);
+    pip_install(&venv_python(root), &[REQUIREMENTS, packages].concat())?;
+    std::fs::write(&stamp, wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
+    Ok(())
+}
+
+/// Installs pinned packages with the venv's pip (a no-op for those already there).
+fn pip_install(python: &Path, packages: &[&str]) -> Result<()> {
     crate::run(
-        Command::new(&python)
+        Command::new(python)
             .args([
                 "-m",
                 "pip",
@@ -31,11 +37,8 @@ pub(crate) fn ensure_packages(root: &Path, packages: &[&str]) -> Result<()> {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .args(REQUIREMENTS)
             .args(packages),
-    )?;
-    std::fs::write(&stamp, wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
-    Ok(())
+    )
 }
 
 /// Where the venv lives: `$VELO_VENV`, else `.venv` in the workspace.
@@ -67,17 +70,7 @@ pub(crate) fn ensure_venv(root: &Path) -> Result<()> {
     if !python.exists() {
         crate::run(Command::new(&system_python).arg("-m").arg("venv").arg(&dir))?;
     }
-    crate::run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(REQUIREMENTS),
-    )?;
+    pip_install(&python, REQUIREMENTS)?;
     let check = Command::new(&python)
         .args(["-c", "import pandas, polars, pyarrow"])
         .status();
