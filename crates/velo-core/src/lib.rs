@@ -22,6 +22,8 @@ pub mod metrics;
 pub mod models;
 pub mod schemas;
 pub mod splitters;
+#[cfg(test)]
+mod test_support;
 
 pub use error::{Error, Result};
 

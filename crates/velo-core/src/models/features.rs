@@ -908,20 +908,7 @@ mod tests {
         matrix.column(position).to_vec()
     }
 
-    const BIKE_NUMERICALS: [&str; 12] = [
-        "yr",
-        "mnth",
-        "hr",
-        "holiday",
-        "weekday",
-        "workingday",
-        "temp",
-        "atemp",
-        "hum",
-        "windspeed",
-        "casual",
-        "registered",
-    ];
+    use crate::test_support::BIKE_NUMERICALS;
 
     /// A few rows shaped like the bike inputs after validation by configs/schemas/inputs.yaml.
     fn bike() -> (Schema, RecordBatch) {

@@ -409,7 +409,6 @@ fn solve_cholesky(matrix: &mut [f64], right: &[f64]) -> Option<Vec<f64>> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::sync::Arc;
 
     use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
@@ -549,35 +548,18 @@ mod tests {
 
     /// The bike-sharing hours (hour.csv) as validated inputs and the `cnt` targets, or `None`
     /// when the shared data is absent outside CI.
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "the test reads the shared reference data; the library does not"
-    )]
     fn bike_hours() -> Option<(Schema, RecordBatch, Vec<f64>)> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/data/bike-sharing/hour.csv");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{} is missing in CI",
-                path.display()
-            );
-            eprintln!("skipping: {} is absent", path.display());
-            return None;
-        };
-        let mut lines = text.lines();
-        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-        let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
-        let field = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let (header, rows) = crate::test_support::hour_csv()?;
+        let field = |name: &str| header.iter().position(|h| h == name).unwrap();
         let floats = ["temp", "atemp", "hum", "windspeed"];
         let mut specs = Vec::new();
         let mut columns: Vec<(String, ArrayRef)> = Vec::new();
         for name in &header {
-            if matches!(*name, "dteday" | "cnt") {
+            if matches!(name.as_str(), "dteday" | "cnt") {
                 continue;
             }
             let position = field(name);
-            let array: ArrayRef = if floats.contains(name) {
+            let array: ArrayRef = if floats.contains(&name.as_str()) {
                 Arc::new(Float64Array::from_iter_values(
                     rows.iter().map(|row| row[position].parse::<f64>().unwrap()),
                 ))
@@ -586,13 +568,13 @@ mod tests {
                     rows.iter().map(|row| row[position].parse::<i64>().unwrap()),
                 ))
             };
-            let data_type = if floats.contains(name) {
+            let data_type = if floats.contains(&name.as_str()) {
                 ColumnType::Float64
             } else {
                 ColumnType::Int64
             };
-            specs.push(ColumnSpec::new(*name, data_type));
-            columns.push(((*name).to_owned(), array));
+            specs.push(ColumnSpec::new(name.as_str(), data_type));
+            columns.push((name.clone(), array));
         }
         let mut schema = Schema::new(specs);
         schema.index = Some("instant".to_owned());

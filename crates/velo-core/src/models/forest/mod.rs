@@ -851,44 +851,10 @@ mod tests {
 
     /// The shared `hour.csv`, encoded as [`BikeData`], or `None` (with a visible message) when
     /// it is absent outside CI.
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the test reads the shared reference data"
-    )]
     fn bike_data() -> Option<BikeData> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/data/bike-sharing/hour.csv");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{} is missing (required in CI)",
-                path.display()
-            );
-            eprintln!("SKIPPED: {} is missing", path.display());
-            return None;
-        };
-        let mut lines = text.lines();
-        let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
-        let position = |name: &str| {
-            header
-                .iter()
-                .position(|column| *column == name)
-                .expect(name)
-        };
-        let numericals = [
-            "yr",
-            "mnth",
-            "hr",
-            "holiday",
-            "weekday",
-            "workingday",
-            "temp",
-            "atemp",
-            "hum",
-            "windspeed",
-            "casual",
-            "registered",
-        ];
+        let (header, rows) = crate::test_support::hour_csv()?;
+        let position = |name: &str| header.iter().position(|column| column == name).expect(name);
+        let numericals = crate::test_support::BIKE_NUMERICALS;
         let mut names = Vec::new();
         for categorical in ["season", "weathersit"] {
             names.extend((1..=4).map(|category| format!("{categorical}_{category}")));
@@ -896,8 +862,7 @@ mod tests {
         names.extend(numericals.iter().map(|name| (*name).to_owned()));
         let mut columns = vec![Vec::new(); names.len()];
         let mut targets = Vec::new();
-        for line in lines {
-            let cells: Vec<&str> = line.split(',').collect();
+        for cells in &rows {
             let cell = |name: &str| cells[position(name)].parse::<f32>().expect(name);
             for (offset, categorical) in ["season", "weathersit"].into_iter().enumerate() {
                 for category in 1..=4 {
