@@ -547,6 +547,8 @@ pub(super) fn grow_tree(
             ones: left_ones,
         });
     }
+    // A grown vector holds up to twice its nodes; the forest keeps every tree.
+    nodes.shrink_to_fit();
     nodes
 }
 

@@ -674,6 +674,18 @@ mod tests {
                 / forest.trees().len() as f64;
             assert_eq!(by_trees.to_bits(), prediction.to_bits());
         }
+        // Small batches take the per-row path; every size gives the same bits.
+        for rows in [1, 2, 7, 8, 9, 40] {
+            let positions: Vec<usize> = (0..rows).map(|i| (i * 37) % x.n_rows()).collect();
+            let small = forest.predict(&x.select_rows(&positions));
+            for (value, &position) in small.iter().zip(&positions) {
+                assert_eq!(
+                    value.to_bits(),
+                    predictions[position].to_bits(),
+                    "{rows} rows"
+                );
+            }
+        }
         // A short row reads its missing features as NaN (right at every split).
         let short = forest.predict_row(&[0.5]);
         assert_eq!(

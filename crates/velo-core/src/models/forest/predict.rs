@@ -21,6 +21,10 @@ const GROUP: usize = 32;
 /// Trees walked together for a single row.
 const TREE_GROUP: usize = 16;
 
+/// Below this many rows, each row walks groups of trees (`predict_one`): a group of rows
+/// this small would walk one tree at a time, a chain of dependent loads per tree.
+const FEW_ROWS: usize = 8;
+
 /// One node in the prediction layout.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct FlatNode {
@@ -32,6 +36,14 @@ struct FlatNode {
     /// Absolute index of the right child (the node itself in a leaf).
     right: u32,
 }
+
+/// What a node holds before flattening writes it.
+const LEAF_PLACEHOLDER: FlatNode = FlatNode {
+    threshold: 0.0,
+    feature: 0,
+    left: 0,
+    right: 0,
+};
 
 /// Where a tree starts in the flat layout, and how many steps reach any of its leaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,28 +65,32 @@ pub(super) struct FlatForest {
 
 impl FlatForest {
     /// Flattens validated trees; `None` when they have more than `u32::MAX` nodes together.
+    ///
+    /// Each tree is written in place into its part of one allocation, so flattening needs no
+    /// memory beyond the layout itself.
     pub(super) fn new(trees: &[Tree], n_features: usize) -> Option<Self> {
         let total: usize = trees.iter().map(|tree| tree.nodes().len()).sum();
         u32::try_from(total).ok()?;
-        let mut offsets = Vec::with_capacity(trees.len());
+        let mut nodes = vec![LEAF_PLACEHOLDER; total];
+        let mut values = vec![0.0; total];
+        let mut parts = Vec::with_capacity(trees.len());
+        let (mut rest_nodes, mut rest_values) = (nodes.as_mut_slice(), values.as_mut_slice());
         let mut offset = 0;
         for tree in trees {
-            offsets.push(offset as u32);
-            offset += tree.nodes().len();
+            let len = tree.nodes().len();
+            let (tree_nodes, more_nodes) = rest_nodes.split_at_mut(len);
+            let (tree_values, more_values) = rest_values.split_at_mut(len);
+            parts.push((tree, offset as u32, tree_nodes, tree_values));
+            (rest_nodes, rest_values) = (more_nodes, more_values);
+            offset += len;
         }
-        let flattened: Vec<(Vec<FlatNode>, Vec<f64>, u32)> = trees
-            .par_iter()
-            .zip(&offsets)
-            .map(|(tree, &offset)| flatten(tree, offset))
+        let flat_trees = parts
+            .into_par_iter()
+            .map(|(tree, root, tree_nodes, tree_values)| FlatTree {
+                root,
+                depth: flatten(tree, root, tree_nodes, tree_values),
+            })
             .collect();
-        let mut nodes = Vec::with_capacity(total);
-        let mut values = Vec::with_capacity(total);
-        let mut flat_trees = Vec::with_capacity(trees.len());
-        for ((tree_nodes, tree_values, depth), root) in flattened.into_iter().zip(offsets) {
-            nodes.extend(tree_nodes);
-            values.extend(tree_values);
-            flat_trees.push(FlatTree { root, depth });
-        }
         Some(Self {
             nodes,
             values,
@@ -161,6 +177,16 @@ impl FlatForest {
             .div_ceil(2 * rayon::current_num_threads())
             .max(MIN_BLOCK_ROWS);
         let mut out = vec![0.0; n_rows];
+        if n_rows < FEW_ROWS {
+            let mut row = vec![f32::NAN; self.stride];
+            for (index, out) in out.iter_mut().enumerate() {
+                for (value, column) in row.iter_mut().zip(columns) {
+                    *value = column[index];
+                }
+                *out = self.predict_one(&row);
+            }
+            return out;
+        }
         let predict = |block: usize, out: &mut [f64]| {
             let first = block * block_rows;
             let mut rows = vec![f32::NAN; out.len() * self.stride];
@@ -184,9 +210,10 @@ impl FlatForest {
     }
 }
 
-/// One tree's nodes in the flat layout, depth first from the root (left before right), with
-/// absolute indices starting at `offset`; their values; the tree's depth.
-fn flatten(tree: &Tree, offset: u32) -> (Vec<FlatNode>, Vec<f64>, u32) {
+/// Writes one tree's nodes into `nodes` (and their values into `values`) in the flat layout:
+/// depth first from the root (left before right), absolute indices starting at `offset`.
+/// Returns the tree's depth.
+fn flatten(tree: &Tree, offset: u32, nodes: &mut [FlatNode], values: &mut [f64]) -> u32 {
     let tree_nodes = tree.nodes();
     let mut order = Vec::with_capacity(tree_nodes.len());
     let mut new_index = vec![0_u32; tree_nodes.len()];
@@ -202,28 +229,25 @@ fn flatten(tree: &Tree, offset: u32) -> (Vec<FlatNode>, Vec<f64>, u32) {
             stack.push((node.left as usize, node_depth + 1));
         }
     }
-    let nodes = order
-        .iter()
-        .map(|&old| {
-            let node = &tree_nodes[old];
-            if node.is_leaf() {
-                let itself = new_index[old];
-                FlatNode {
-                    threshold: 0.0,
-                    feature: 0,
-                    left: itself,
-                    right: itself,
-                }
-            } else {
-                FlatNode {
-                    threshold: node.threshold,
-                    feature: node.feature,
-                    left: new_index[node.left as usize],
-                    right: new_index[node.right as usize],
-                }
+    for ((flat, value), &old) in nodes.iter_mut().zip(values.iter_mut()).zip(&order) {
+        let node = &tree_nodes[old];
+        *value = node.value;
+        *flat = if node.is_leaf() {
+            let itself = new_index[old];
+            FlatNode {
+                threshold: 0.0,
+                feature: 0,
+                left: itself,
+                right: itself,
             }
-        })
-        .collect();
-    let values = order.iter().map(|&old| tree_nodes[old].value).collect();
-    (nodes, values, depth)
+        } else {
+            FlatNode {
+                threshold: node.threshold,
+                feature: node.feature,
+                left: new_index[node.left as usize],
+                right: new_index[node.right as usize],
+            }
+        };
+    }
+    depth
 }
