@@ -1,6 +1,7 @@
-//! `cargo xtask bench [--reference] [--runs N] [--data-dir DIR]`: criterion benches, and the
-//! side-by-side comparison with the reference harness `../shared/bench/sklearn_baseline.py`
-//! (as shipped, one core, and at its best with `--n-jobs -1`), printed as ratios.
+//! `cargo xtask bench [--reference] [--runs N] [--data-dir DIR] [--fuzz SECONDS]`: criterion
+//! benches, the side-by-side comparison with the reference harness
+//! `../shared/bench/sklearn_baseline.py` (as shipped, one core, and at its best with
+//! `--n-jobs -1`), printed as ratios, and the loader fuzz targets in `fuzz/` (cargo fuzz).
 
 use std::{path::PathBuf, process::Command};
 
@@ -12,6 +13,8 @@ use crate::{cargo_bin, python, root, run};
 /// Options of the bench task.
 struct Options {
     reference: bool,
+    /// Seconds each fuzz target runs, when fuzzing was asked for.
+    fuzz: Option<u64>,
     runs: usize,
     data_dir: PathBuf,
 }
@@ -19,6 +22,7 @@ struct Options {
 fn parse(args: &[String]) -> Result<Options> {
     let mut options = Options {
         reference: false,
+        fuzz: None,
         runs: 1,
         data_dir: root().join("../shared/data/bike-sharing"),
     };
@@ -27,11 +31,19 @@ fn parse(args: &[String]) -> Result<Options> {
         match arg.as_str() {
             "--reference" => options.reference = true,
             "--runs" => options.runs = iter.next().context("--runs needs a number")?.parse()?,
+            "--fuzz" => {
+                let seconds = iter.next().context("--fuzz needs a number of seconds")?;
+                options.fuzz = Some(
+                    seconds
+                        .parse()
+                        .context("--fuzz needs a number of seconds")?,
+                );
+            }
             "--data-dir" => {
                 options.data_dir = iter.next().context("--data-dir needs a path")?.into();
             }
             other => bail!(
-                "unknown bench option `{other}` (expected --reference, --runs N, --data-dir DIR)"
+                "unknown bench option `{other}` (expected --reference, --runs N, --data-dir DIR, --fuzz SECONDS)"
             ),
         }
     }
@@ -39,6 +51,29 @@ fn parse(args: &[String]) -> Result<Options> {
         bail!("--runs must be at least 1");
     }
     Ok(options)
+}
+
+/// The fuzz targets of `fuzz/`, each fed the loaders for `seconds`.
+const FUZZ_TARGETS: &[&str] = &["artifact_bytes", "forest_artifact"];
+
+/// Runs every fuzz target for `seconds` with cargo fuzz (installed on first use). libFuzzer
+/// needs sanitizer flags that only nightly accepts; `RUSTC_BOOTSTRAP=1` lets the pinned stable
+/// toolchain take them, for this command only. A crash stops the run with the fuzzer's report
+/// and the crashing input saved under `fuzz/artifacts/`.
+fn fuzz(seconds: u64) -> Result<()> {
+    if !crate::has(&cargo_bin(), Some("fuzz")) {
+        run(Command::new(cargo_bin()).args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let dir = root().join("fuzz");
+    for target in FUZZ_TARGETS {
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        run(Command::new(cargo_bin())
+            .current_dir(&dir)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", target, "--", "-rss_limit_mb=2048"])
+            .arg(format!("-max_total_time={seconds}")))?;
+    }
+    Ok(())
 }
 
 /// Runs a command and parses its standard output as one JSON object.
@@ -93,6 +128,12 @@ fn median_of(runs: &[Value]) -> Value {
 /// Runs the bench task.
 pub(crate) fn bench(args: &[String]) -> Result<()> {
     let options = parse(args)?;
+    if let Some(seconds) = options.fuzz {
+        fuzz(seconds)?;
+        if !options.reference {
+            return Ok(());
+        }
+    }
     if !options.reference {
         return run(Command::new(cargo_bin()).args(["bench", "--workspace", "--locked"]));
     }

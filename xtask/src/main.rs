@@ -41,7 +41,8 @@ tasks:
   layering  check that crate dependencies point one way (core <- io <- jobs <- cli)
   bench     run the criterion benches; with --reference [--runs N] [--data-dir DIR], run
             velo and ../shared/bench/sklearn_baseline.py (as shipped and with --n-jobs -1)
-            side by side on the same machine and print the ratios
+            side by side on the same machine and print the ratios; --fuzz SECONDS runs each
+            fuzz target of fuzz/ (artifact loaders) that long with cargo fuzz
 ";
 
 fn main() -> ExitCode {

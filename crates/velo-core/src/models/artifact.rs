@@ -51,13 +51,19 @@ pub enum TensorData {
 }
 
 impl TensorData {
-    fn len(&self) -> usize {
+    /// Number of values.
+    pub fn len(&self) -> usize {
         match self {
             Self::F32(values) => values.len(),
             Self::F64(values) => values.len(),
             Self::U32(values) => values.len(),
             Self::U64(values) => values.len(),
         }
+    }
+
+    /// Whether there is no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn dtype(&self) -> Dtype {
