@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use velo_core::{
     metrics::Metric,
-    models::ModelConfig,
+    models::{
+        ModelConfig,
+        leakage::{LeakageAction, LeakageOptions},
+    },
     splitters::{Splitter, TrainTestSplitter},
 };
 use velo_io::{datasets::Reader, services::RunConfig};
@@ -34,6 +37,9 @@ pub struct TrainingJob {
     /// Splits the rows into train and test.
     #[serde(default = "TrainingJob::default_splitter")]
     pub splitter: Splitter,
+    /// The data leakage check run on the inputs before fitting (warns by default).
+    #[serde(default)]
+    pub leakage: LeakageOptions,
     /// How the model is saved with its run.
     #[serde(default)]
     pub saver: Saver,
@@ -59,6 +65,11 @@ impl TrainingJob {
         vec![
             format!("read inputs from {}", describe_reader(&self.inputs)),
             format!("read targets from {}", describe_reader(&self.targets)),
+            match self.leakage.action {
+                LeakageAction::Off => "skip the target leakage check".to_owned(),
+                LeakageAction::Warn => "check the inputs for target leakage (warn)".to_owned(),
+                _ => "check the inputs for target leakage (fail on findings)".to_owned(),
+            },
             format!("fit {} on the train split", self.model.kind()),
             format!("score the test split with {}", metrics.join(", ")),
             format!(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use velo_core::{
     metrics::Metric,
-    models::ModelConfig,
+    models::{ModelConfig, leakage::LeakageOptions},
     splitters::{Splitter, TimeSeriesSplitter},
 };
 use velo_io::{datasets::Reader, services::RunConfig};
@@ -34,6 +34,9 @@ pub struct TuningJob {
     /// The cross-validation splitter.
     #[serde(default = "TuningJob::default_splitter")]
     pub splitter: Splitter,
+    /// The data leakage check run on the inputs before fitting (warns by default).
+    #[serde(default)]
+    pub leakage: LeakageOptions,
     /// The search strategy.
     #[serde(default)]
     pub searcher: Searcher,

@@ -14,7 +14,8 @@
 //!
 //! The check is statistical and linear: it cannot see a target hidden behind a non-linear
 //! transformation, and a strong but legitimate predictor can trip it. Whether a finding is a
-//! warning or an error is the caller's decision (a job option); the report only describes.
+//! warning or an error is [`LeakageOptions::action`]'s decision: [`check_inputs`] runs the
+//! check on raw inputs through a model's feature pipeline and fails on findings when told to.
 //!
 //! Rows where the target or any feature is missing (NaN) or infinite are left out. Above
 //! 100,000 rows, evenly spaced rows are used, which keeps the check to a fraction of a second.
@@ -23,8 +24,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::FeatureMatrix;
-use super::features::is_constant;
+use arrow::record_batch::RecordBatch;
+
+use super::features::{FeaturePipeline, is_constant};
+use super::{FeatureMatrix, FeaturesConfig, ModelError};
+use crate::schemas::Schema;
 
 /// The most rows the check reads; beyond, evenly spaced rows are used.
 const MAX_ROWS: usize = 100_000;
@@ -34,11 +38,30 @@ const MAX_LISTED: usize = 10;
 /// equations solvable when features are collinear (one-hot columns of one categorical are).
 const RIDGE: f64 = 1e-9;
 
-/// Thresholds above which the inputs are taken to determine the target.
+/// What a leakage finding does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LeakageAction {
+    /// Skip the check.
+    Off,
+    /// Report findings and go on.
+    #[default]
+    Warn,
+    /// Report findings and stop: [`check_inputs`] returns [`ModelError::Leakage`].
+    Fail,
+}
+
+/// Whether to check for leakage, and the thresholds above which the inputs are taken to
+/// determine the target.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeakageOptions {
+    /// What a finding does: `off`, `warn` (the default) or `fail`.
+    #[serde(default)]
+    pub action: LeakageAction,
     /// Flag a single feature whose absolute Pearson correlation with the target is at least
     /// this (in [0, 1]).
     #[serde(default = "LeakageOptions::default_correlation")]
@@ -62,6 +85,7 @@ impl LeakageOptions {
 impl Default for LeakageOptions {
     fn default() -> Self {
         Self {
+            action: LeakageAction::default(),
             correlation: Self::default_correlation(),
             r2: Self::default_r2(),
         }
@@ -240,6 +264,35 @@ pub fn check_leakage(
         });
     }
     report
+}
+
+/// Checks raw `inputs` (described by `schema`) for leakage of `targets`, through the feature
+/// pipeline `features` configures (the model's own, so the check sees what the model would).
+///
+/// With [`LeakageAction::Off`] nothing is computed and the report is clean.
+///
+/// # Errors
+/// [`ModelError::Leakage`] when findings are made and the action is [`LeakageAction::Fail`];
+/// the pipeline's errors for inputs it cannot encode.
+pub fn check_inputs(
+    schema: &Schema,
+    features: &FeaturesConfig,
+    inputs: &RecordBatch,
+    targets: &[f64],
+    options: &LeakageOptions,
+) -> Result<LeakageReport, ModelError> {
+    if options.action == LeakageAction::Off {
+        return Ok(LeakageReport::default());
+    }
+    let pipeline = FeaturePipeline::fit(schema, features, inputs)?;
+    let matrix = pipeline.transform(inputs)?;
+    let report = check_leakage(&matrix, targets, options);
+    if options.action == LeakageAction::Fail && !report.is_clean() {
+        return Err(ModelError::Leakage {
+            findings: report.to_string(),
+        });
+    }
+    Ok(report)
 }
 
 /// Correlations of the standardised non-constant features with each other and the target.
@@ -525,7 +578,7 @@ mod tests {
         // With the correlation test off, the linear fit reports the single feature instead.
         let options = LeakageOptions {
             correlation: 1.5,
-            r2: 0.999,
+            ..LeakageOptions::default()
         };
         let report = check_leakage(&features, &[2.0, 0.0, 6.0, 8.0], &options);
         assert_eq!(
@@ -543,7 +596,11 @@ mod tests {
         let options: LeakageOptions = serde_json::from_str("{}").unwrap();
         assert_eq!(options, LeakageOptions::default());
         assert_eq!((options.correlation, options.r2), (0.98, 0.999));
+        assert_eq!(options.action, LeakageAction::Warn);
         assert!(serde_json::from_str::<LeakageOptions>(r#"{"r2": 0.9, "r_2": 1}"#).is_err());
+        let fail: LeakageOptions = serde_json::from_str(r#"{"action": "fail"}"#).unwrap();
+        assert_eq!(fail.action, LeakageAction::Fail);
+        assert!(serde_json::from_str::<LeakageOptions>(r#"{"action": "error"}"#).is_err());
     }
 
     /// The bike-sharing hours (hour.csv) as validated inputs and the `cnt` targets, or `None`
@@ -613,10 +670,44 @@ mod tests {
             ),
             "{report}"
         );
+        // Through `check_inputs`: a warning by default, an error on request, nothing when off.
+        let warned = check_inputs(
+            &schema,
+            &config,
+            &inputs,
+            &targets,
+            &LeakageOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(warned, report);
+        let fail = LeakageOptions {
+            action: LeakageAction::Fail,
+            ..LeakageOptions::default()
+        };
+        let error = check_inputs(&schema, &config, &inputs, &targets, &fail).unwrap_err();
+        assert!(
+            error.to_string().contains("'registered' + 'casual'"),
+            "{error}"
+        );
+        let off = LeakageOptions {
+            action: LeakageAction::Off,
+            ..LeakageOptions::default()
+        };
+        assert!(
+            check_inputs(&schema, &config, &inputs, &targets, &off)
+                .unwrap()
+                .is_clean()
+        );
+
         config.drop = vec!["casual".to_owned(), "registered".to_owned()];
         let pipeline = FeaturePipeline::fit(&schema, &config, &inputs).unwrap();
         let features = pipeline.transform(&inputs).unwrap();
         let report = check_leakage(&features, &targets, &LeakageOptions::default());
         assert!(report.is_clean(), "{report}");
+        assert!(
+            check_inputs(&schema, &config, &inputs, &targets, &fail)
+                .unwrap()
+                .is_clean()
+        );
     }
 }

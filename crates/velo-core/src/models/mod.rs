@@ -70,6 +70,14 @@ pub enum ModelError {
         /// What is wrong: the column and what was expected.
         message: String,
     },
+    /// The inputs (nearly) determine the target and the leakage check was told to fail.
+    #[error(
+        "the inputs leak the target (drop the columns, or set the leakage action to `warn`):\n{findings}"
+    )]
+    Leakage {
+        /// The findings, one per line.
+        findings: String,
+    },
     /// A saved model is damaged, truncated, foreign or inconsistent.
     #[error("invalid model artifact: {message}")]
     Artifact {
