@@ -180,7 +180,11 @@ fn test() -> Result<()> {
     install()?;
     let python = python::venv_python(&root());
     let run_with_env = |command: &mut Command| {
-        command.env("VELO_IT", "1").env("VELO_PYTHON", &python);
+        command
+            .env("VELO_IT", "1")
+            .env("VELO_PYTHON", &python)
+            .env("VELO_MLFLOW_PYTHON", &python)
+            .env("VELO_MLFLOW", python::venv_script(&root(), "mlflow"));
         run(command)
     };
     // Doc tests first, so that the run ends on nextest's summary of every other test.

@@ -1,5 +1,5 @@
-//! The project's Python environment, for interop tests (pandas, polars, pyarrow) and, later,
-//! MLflow's own client and server.
+//! The project's Python environment, for interop tests (pandas, polars, pyarrow) and MLflow's
+//! own client and server (the tests start `mlflow server` from it).
 
 use std::{
     path::{Path, PathBuf},
@@ -8,8 +8,14 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-/// Pinned packages; changing this list re-creates the environment.
-pub(crate) const REQUIREMENTS: &[&str] = &["pandas==3.1.1", "pyarrow==26.0.1", "polars==2.1.0"];
+/// Pinned packages; changing this list re-creates the environment. pyarrow stays below 26
+/// because mlflow 3.17 requires it (mlflow 3.18 has no matching mlflow-skinny release).
+pub(crate) const REQUIREMENTS: &[&str] = &[
+    "pandas==3.1.1",
+    "pyarrow==25.0.1",
+    "polars==2.1.0",
+    "mlflow==3.17.2",
+];
 
 /// Packages the reference benchmark needs (`cargo xtask bench --reference`), installed on demand.
 pub(crate) const BENCH_REQUIREMENTS: &[&str] = &["scikit-learn==1.9.1", "shap==0.51.0"];
@@ -46,6 +52,15 @@ pub(crate) fn venv_dir(root: &Path) -> PathBuf {
     std::env::var_os("VELO_VENV").map_or_else(|| root.join(".venv"), PathBuf::from)
 }
 
+/// A console script the venv installed (`mlflow`, …).
+pub(crate) fn venv_script(root: &Path, name: &str) -> PathBuf {
+    if cfg!(windows) {
+        venv_dir(root).join("Scripts").join(format!("{name}.exe"))
+    } else {
+        venv_dir(root).join("bin").join(name)
+    }
+}
+
 /// The venv's Python interpreter.
 pub(crate) fn venv_python(root: &Path) -> PathBuf {
     if cfg!(windows) {
@@ -72,11 +87,11 @@ pub(crate) fn ensure_venv(root: &Path) -> Result<()> {
     }
     pip_install(&python, REQUIREMENTS)?;
     let check = Command::new(&python)
-        .args(["-c", "import pandas, polars, pyarrow"])
+        .args(["-c", "import pandas, polars, pyarrow, mlflow"])
         .status();
     if !check.is_ok_and(|status| status.success()) {
         bail!(
-            "the venv {} cannot import pandas, polars and pyarrow",
+            "the venv {} cannot import pandas, polars, pyarrow and mlflow",
             dir.display()
         );
     }
