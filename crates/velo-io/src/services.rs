@@ -110,6 +110,38 @@ pub struct MlflowService {
 }
 
 impl MlflowService {
+    /// This configuration with the overrides MLflow users expect from the process environment:
+    /// `MLFLOW_TRACKING_URI`, `MLFLOW_REGISTRY_URI` and `MLFLOW_EXPERIMENT_NAME`.
+    ///
+    /// As in MLflow, a tracking URI given without a registry URI also moves the registry,
+    /// unless the registry URI was configured to a different place than the tracking URI.
+    #[must_use]
+    pub fn with_env_overrides(&self) -> Self {
+        self.with_overrides(|name| std::env::var(name).ok())
+    }
+
+    /// [`with_env_overrides`](Self::with_env_overrides) with the variables read through
+    /// `lookup` (empty values are ignored), for embedders and tests that keep the environment
+    /// out.
+    #[must_use]
+    pub fn with_overrides(&self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let mut resolved = self.clone();
+        if let Some(uri) = get("MLFLOW_TRACKING_URI") {
+            if self.registry_uri == self.tracking_uri {
+                resolved.registry_uri.clone_from(&uri);
+            }
+            resolved.tracking_uri = uri;
+        }
+        if let Some(uri) = get("MLFLOW_REGISTRY_URI") {
+            resolved.registry_uri = uri;
+        }
+        if let Some(name) = get("MLFLOW_EXPERIMENT_NAME") {
+            resolved.experiment_name = name;
+        }
+        resolved
+    }
+
     fn default_uri() -> String {
         "./mlruns".to_owned()
     }
@@ -161,4 +193,58 @@ impl RunConfig {
 
 fn default_true() -> bool {
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn mlflow_variables_override_the_configuration() {
+        let config = MlflowService::default();
+        assert_eq!(config.with_overrides(lookup(&[])), config);
+        let moved = config.with_overrides(lookup(&[
+            ("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+            ("MLFLOW_EXPERIMENT_NAME", "bikes-staging"),
+        ]));
+        assert_eq!(moved.tracking_uri, "http://127.0.0.1:5000");
+        assert_eq!(
+            moved.registry_uri, "http://127.0.0.1:5000",
+            "follows tracking"
+        );
+        assert_eq!(moved.experiment_name, "bikes-staging");
+        assert_eq!(moved.registry_name, config.registry_name);
+
+        let both = config.with_overrides(lookup(&[
+            ("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+            ("MLFLOW_REGISTRY_URI", "./registry"),
+        ]));
+        assert_eq!(both.registry_uri, "./registry");
+
+        // A registry configured elsewhere than tracking stays where it was configured.
+        let separate = MlflowService {
+            registry_uri: "./models".to_owned(),
+            ..MlflowService::default()
+        };
+        let kept = separate.with_overrides(lookup(&[("MLFLOW_TRACKING_URI", "/tmp/runs")]));
+        assert_eq!(
+            (kept.tracking_uri.as_str(), kept.registry_uri.as_str()),
+            ("/tmp/runs", "./models")
+        );
+        // Empty variables are ignored.
+        assert_eq!(
+            config.with_overrides(lookup(&[("MLFLOW_TRACKING_URI", " ")])),
+            config
+        );
+    }
 }
