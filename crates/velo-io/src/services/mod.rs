@@ -1,10 +1,12 @@
 //! Services: logging, alerts and tracking, configured per job.
 //!
-//! This module holds the services' configuration, shared by every job; their behaviour (the
-//! tracing subscriber is installed by the CLI, alerts, tracking runs) arrives with the jobs and
-//! registry work.
+//! This module holds the services' configuration, shared by every job, and [`system`], the
+//! system metrics sampled while a run is open. The tracing subscriber is installed by the CLI;
+//! alerts and tracking runs arrive with the jobs and registry work.
 
 use serde::{Deserialize, Serialize};
+
+pub mod system;
 
 /// How a job logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
