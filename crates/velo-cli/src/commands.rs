@@ -152,6 +152,11 @@ impl ConfigArgs {
 
 /// Runs the command.
 pub(crate) fn dispatch(cli: Cli) -> Result<(), Failure> {
+    // `velo run` logs as its job's `services.logger` says, once the configuration is loaded.
+    if !matches!(cli.command, Some(Command::Run { .. })) {
+        crate::logging::init(&velo_io::services::LoggerService::default())
+            .map_err(Failure::Usage)?;
+    }
     if cli.schema {
         return print_json(&velo_jobs::settings_schema());
     }
@@ -245,6 +250,8 @@ fn print_json(value: &serde_json::Value) -> Result<(), Failure> {
 fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
     let settings = config.load()?.value;
     let job = &settings.job;
+    crate::logging::init(&job.services().logger).map_err(Failure::Usage)?;
+    tracing::info!(kind = job.kind(), "configuration loaded");
     for path in velo_jobs::schema_paths(job) {
         datasets::load_schema(path).map_err(|error| Failure::Usage(error.into()))?;
     }

@@ -7,6 +7,7 @@
 )]
 
 mod commands;
+mod logging;
 mod reference;
 
 use std::process::ExitCode;
@@ -17,7 +18,6 @@ use crate::commands::{Cli, Failure};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -32,14 +32,4 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
-}
-
-/// Logs to stderr, filtered by `VELO_LOG` (a tracing filter such as `debug` or `velo_io=trace`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VELO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

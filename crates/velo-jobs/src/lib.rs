@@ -32,6 +32,8 @@ pub mod tuning;
 
 use serde::{Deserialize, Serialize};
 
+use crate::common::Services;
+
 pub use crate::{
     evaluations::EvaluationsJob, explanations::ExplanationsJob, inference::InferenceJob,
     promotion::PromotionJob, training::TrainingJob, tuning::TuningJob,
@@ -83,6 +85,18 @@ impl JobConfig {
             Self::InferenceJob(_) => "InferenceJob",
             Self::EvaluationsJob(_) => "EvaluationsJob",
             Self::ExplanationsJob(_) => "ExplanationsJob",
+        }
+    }
+
+    /// The job's services (logging, alerts, tracking).
+    pub fn services(&self) -> &Services {
+        match self {
+            Self::TuningJob(job) => &job.services,
+            Self::TrainingJob(job) => &job.services,
+            Self::PromotionJob(job) => &job.services,
+            Self::InferenceJob(job) => &job.services,
+            Self::EvaluationsJob(job) => &job.services,
+            Self::ExplanationsJob(job) => &job.services,
         }
     }
 

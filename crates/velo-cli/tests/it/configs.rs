@@ -227,3 +227,41 @@ fn bad_usage_exits_with_two() {
     assert_eq!(output(velo().args(["run"])).code, 2);
     assert_eq!(output(velo().args(["frobnicate"])).code, 2);
 }
+
+#[test]
+fn the_logger_service_sets_level_format_and_sink() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("logs").join("velo.jsonl");
+    let extras = format!(
+        "job: {{services: {{logger: {{format: json, sink: '{}'}}}}}}",
+        log.display()
+    );
+    let result = output(velo().args(["run", "configs/training.yaml", "--dry-run", "-e", &extras]));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let text = std::fs::read_to_string(&log).expect("the log file is written");
+    let line: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("a line")).expect("a JSON line");
+    assert_eq!(line["fields"]["message"], "configuration loaded");
+    assert_eq!(line["fields"]["kind"], "TrainingJob");
+    assert_eq!(line["level"], "INFO");
+
+    // A level that says nothing is refused, naming the key.
+    let result = output(velo().args([
+        "run",
+        "configs/training.yaml",
+        "--dry-run",
+        "-e",
+        "job: {services: {logger: {level: 'loud[['}}}",
+    ]));
+    assert_usage_error(&result, &["services.logger.level", "loud[["]);
+
+    // The warn level hides the info line.
+    let quiet = dir.path().join("quiet.log");
+    let extras = format!(
+        "job: {{services: {{logger: {{level: warn, sink: '{}'}}}}}}",
+        quiet.display()
+    );
+    let result = output(velo().args(["run", "configs/training.yaml", "--dry-run", "-e", &extras]));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert_eq!(std::fs::read_to_string(&quiet).unwrap_or_default(), "");
+}
