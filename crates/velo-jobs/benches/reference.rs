@@ -18,7 +18,7 @@ use std::{path::PathBuf, time::Instant};
 use arrow::{array::AsArray, compute::cast, datatypes::DataType, record_batch::RecordBatch};
 use velo_core::{
     metrics::MetricName,
-    models::{FeaturesConfig, Model, ModelConfig, RandomForestModel},
+    models::{FeaturesConfig, Model, ModelConfig, NeuralNetModel, RandomForestModel},
 };
 use velo_io::datasets::{ParquetReader, Reader, load_schema};
 
@@ -216,6 +216,28 @@ fn run(args: &Args) -> Result<serde_json::Value, Failure> {
     {
         object.extend(test_metrics);
         object.insert("peak_rss_mb".into(), peak_rss_mb().into());
+    }
+
+    // The other model kinds on the same split and features (velo only: the reference trains
+    // a forest), measured after the forest's peak memory.
+    let network = ModelConfig::NeuralNetModel(NeuralNetModel {
+        features: FeaturesConfig {
+            categoricals: vec!["season".into(), "weathersit".into()],
+            drop: vec!["dteday".into()],
+            ..NeuralNetModel::default().features
+        },
+        ..NeuralNetModel::default()
+    });
+    let mut model = network.build(&inputs_schema);
+    let start = Instant::now();
+    model.fit(&x_train, y_train)?;
+    let nn_fit_seconds = start.elapsed().as_secs_f64();
+    let nn_metrics = metrics(y_test, &model.predict(&x_test)?)?;
+    if let Some(object) = result.as_object_mut() {
+        object.insert("nn_fit_seconds".into(), nn_fit_seconds.into());
+        for key in ["rmse", "mae", "r2"] {
+            object.insert(format!("nn_{key}"), nn_metrics[key].clone());
+        }
     }
     Ok(result)
 }

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
+use super::NeuralNetModel;
+
 /// A model to train, selected by `KIND`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
@@ -13,9 +15,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 pub enum ModelConfig {
     /// A random forest regressor.
     RandomForestModel(RandomForestModel),
+    /// A multilayer perceptron regressor (candle).
+    NeuralNetModel(NeuralNetModel),
 }
 
-crate::impl_kind_deserialize!(ModelConfig { RandomForestModel });
+crate::impl_kind_deserialize!(ModelConfig {
+    RandomForestModel,
+    NeuralNetModel
+});
 
 impl Default for ModelConfig {
     fn default() -> Self {
@@ -28,6 +35,15 @@ impl ModelConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::RandomForestModel(_) => "RandomForestModel",
+            Self::NeuralNetModel(_) => "NeuralNetModel",
+        }
+    }
+
+    /// The feature pipeline configuration of this model.
+    pub fn features(&self) -> &FeaturesConfig {
+        match self {
+            Self::RandomForestModel(config) => &config.features,
+            Self::NeuralNetModel(config) => &config.features,
         }
     }
 }
@@ -256,13 +272,29 @@ mod tests {
 
     #[test]
     fn defaults_are_the_reference_forest() {
-        let ModelConfig::RandomForestModel(model) =
-            parse("KIND: RandomForestModel").expect("parses");
+        let Ok(ModelConfig::RandomForestModel(model)) = parse("KIND: RandomForestModel") else {
+            panic!("a forest");
+        };
         assert_eq!(model, RandomForestModel::default());
         assert_eq!(
             (model.n_estimators, model.max_depth, model.seed),
             (200, Some(20), 42)
         );
+    }
+
+    #[test]
+    fn the_network_is_a_model_kind() {
+        let Ok(ModelConfig::NeuralNetModel(model)) =
+            parse("{KIND: NeuralNetModel, hidden_layers: [16], activation: tanh}")
+        else {
+            panic!("a network");
+        };
+        assert_eq!(model.hidden_layers, vec![16]);
+        let config = ModelConfig::NeuralNetModel(model);
+        assert_eq!(config.kind(), "NeuralNetModel");
+        assert_eq!(config.features().scaling, Scaling::Standard);
+        let error = parse("{KIND: NeuralNetModel, activation: swish}").unwrap_err();
+        assert!(error.to_string().contains("swish"), "{error}");
     }
 
     #[test]
@@ -278,7 +310,9 @@ mod tests {
                 "{{KIND: RandomForestModel, max_features: {text}}}"
             ))
             .expect(text);
-            let ModelConfig::RandomForestModel(model) = model;
+            let ModelConfig::RandomForestModel(model) = model else {
+                panic!("a forest");
+            };
             assert_eq!(model.max_features, expected);
             let round_trip: MaxFeatures =
                 serde_json::from_value(serde_json::to_value(expected).expect("serializes"))

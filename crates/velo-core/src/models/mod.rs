@@ -8,6 +8,7 @@
 //! - [`tree`]: [`Tree`], the regression-tree structure shared by the forest, its predictor and
 //!   the exact TreeSHAP explainer;
 //! - [`forest`]: the random forest regressor;
+//! - [`neural`]: the multilayer perceptron regressor on candle (`KIND: NeuralNetModel`);
 //! - [`model`]: the [`Model`] trait (fit, predict, params, explanations, artifacts), the forest
 //!   model behind `KIND: RandomForestModel`, and [`load_model`].
 
@@ -18,6 +19,7 @@ pub mod forest;
 pub mod leakage;
 pub mod matrix;
 pub mod model;
+pub mod neural;
 pub mod tree;
 
 pub use config::{
@@ -25,6 +27,7 @@ pub use config::{
 };
 pub use matrix::FeatureMatrix;
 pub use model::{FeatureImportances, ForestModel, Model, Params, SampleExplanations, load_model};
+pub use neural::{NeuralModel, NeuralNetModel};
 pub use tree::{Node, Tree};
 
 /// Errors raised while fitting, predicting with, explaining or loading a model.
@@ -77,6 +80,12 @@ pub enum ModelError {
     Leakage {
         /// The findings, one per line.
         findings: String,
+    },
+    /// The numeric backend (candle) failed while training or predicting.
+    #[error("numeric computation failed: {message}")]
+    Compute {
+        /// What failed.
+        message: String,
     },
     /// A saved model is damaged, truncated, foreign or inconsistent.
     #[error("invalid model artifact: {message}")]

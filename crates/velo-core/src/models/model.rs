@@ -93,6 +93,9 @@ impl ModelConfig {
             Self::RandomForestModel(config) => {
                 Box::new(ForestModel::new(config.clone(), schema.clone()))
             }
+            Self::NeuralNetModel(config) => {
+                Box::new(super::NeuralModel::new(config.clone(), schema.clone()))
+            }
         }
     }
 }
@@ -105,6 +108,7 @@ impl ModelConfig {
 pub fn load_model(artifact: &Artifact) -> Result<Box<dyn Model>, ModelError> {
     match artifact.kind.as_str() {
         "RandomForestModel" => Ok(Box::new(ForestModel::from_artifact(artifact)?)),
+        "NeuralNetModel" => Ok(Box::new(super::NeuralModel::from_artifact(artifact)?)),
         other => Err(ModelError::Artifact {
             message: format!("unknown model kind `{other}`"),
         }),

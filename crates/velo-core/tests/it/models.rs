@@ -10,7 +10,7 @@ use arrow::{
 use proptest::prelude::*;
 use velo_core::{
     models::{
-        FeaturesConfig, ModelConfig, Params, RandomForestModel,
+        FeaturesConfig, ModelConfig, NeuralNetModel, Params, RandomForestModel,
         artifact::{Artifact, Tensor, TensorData},
         load_model,
     },
@@ -206,4 +206,140 @@ proptest! {
         let loaded = load_model(&Artifact::from_bytes(&bytes).expect("reads")).expect("loads");
         prop_assert_eq!(loaded.predict(&test).expect("predicts"), model.predict(&test).expect("predicts"));
     }
+}
+
+fn network(seed: u64) -> ModelConfig {
+    ModelConfig::NeuralNetModel(NeuralNetModel {
+        hidden_layers: vec![32, 16],
+        learning_rate: 5e-3,
+        batch_size: 32,
+        epochs: 150,
+        patience: 8,
+        seed,
+        features: FeaturesConfig {
+            categoricals: vec!["kind".into()],
+            ..NeuralNetModel::default().features
+        },
+        ..NeuralNetModel::default()
+    })
+}
+
+fn mse(predictions: &[f64], targets: &[f64]) -> f64 {
+    predictions
+        .iter()
+        .zip(targets)
+        .map(|(p, y)| (p - y).powi(2))
+        .sum::<f64>()
+        / targets.len() as f64
+}
+
+#[test]
+fn a_network_learns_explains_and_survives_a_round_trip() {
+    let (train, y_train) = data(600, 1);
+    let (test, y_test) = data(200, 2);
+    let mut model = network(7).build(&schema());
+    assert_eq!(model.kind(), "NeuralNetModel");
+    model.fit(&train, &y_train).expect("fits");
+    let predictions = model.predict(&test).expect("predicts");
+    let mean = y_test.iter().sum::<f64>() / y_test.len() as f64;
+    let variance = mse(&vec![mean; y_test.len()], &y_test);
+    let error = mse(&predictions, &y_test);
+    assert!(error < 0.1 * variance, "mse {error} vs variance {variance}");
+
+    // The same seed gives the same bits; another seed another network.
+    let mut again = network(7).build(&schema());
+    again.fit(&train, &y_train).expect("fits");
+    assert_eq!(again.predict(&test).expect("predicts"), predictions);
+    let mut other = network(8).build(&schema());
+    other.fit(&train, &y_train).expect("fits");
+    assert_ne!(other.predict(&test).expect("predicts"), predictions);
+
+    // Permutation importances: the signal matters more than the noise.
+    let importances = model.explain_model().expect("importances");
+    assert_eq!(
+        importances.features,
+        ["kind_0", "kind_1", "kind_2", "x", "z"]
+    );
+    assert!(
+        importances.importances[3] > importances.importances[4],
+        "{importances:?}"
+    );
+
+    let sample = test.slice(0, 20);
+    let explanations = model.explain_samples(&sample).expect("explains");
+    assert_eq!(explanations.per_column.names(), ["kind", "x", "z"]);
+    for (row, prediction) in predictions.iter().take(20).enumerate() {
+        for contributions in [&explanations.per_feature, &explanations.per_column] {
+            let sum: f64 = contributions.row(row).expect("row").iter().sum::<f64>()
+                + contributions.base_value();
+            assert!(
+                (sum - prediction).abs() <= 1e-6 * prediction.abs().max(1.0),
+                "row {row}: {sum} vs {prediction}"
+            );
+        }
+    }
+
+    let artifact = model.to_artifact().expect("artifact");
+    let bytes = artifact.to_bytes().expect("bytes");
+    let loaded = load_model(&Artifact::from_bytes(&bytes).expect("reads")).expect("loads");
+    assert_eq!(loaded.predict(&test).expect("predicts"), predictions);
+    assert_eq!(loaded.params(), model.params());
+    assert_eq!(loaded.explain_model().expect("importances"), importances);
+
+    // Crafted weights are refused before use.
+    let tamper = |name: &str, tensor: Tensor| {
+        let mut crafted = artifact.clone();
+        crafted.tensors.insert(name.to_owned(), tensor);
+        let bytes = crafted.to_bytes().expect("bytes");
+        load_model(&Artifact::from_bytes(&bytes).expect("hash is valid"))
+            .expect_err("must be rejected")
+            .to_string()
+    };
+    let wrong_shape = Tensor {
+        shape: vec![4, 32],
+        data: TensorData::F32(vec![0.0; 128]),
+    };
+    let message = tamper("layer0.weight", wrong_shape);
+    assert!(
+        message.contains("layer0.weight") && message.contains("[5, 32]"),
+        "{message}"
+    );
+    let message = tamper(
+        "layer1.bias",
+        Tensor::vector(TensorData::F32(vec![f32::NAN; 16])),
+    );
+    assert!(message.contains("non-finite"), "{message}");
+    let message = tamper("layer9.weight", Tensor::vector(TensorData::F32(vec![1.0])));
+    assert!(message.contains("layer9.weight"), "{message}");
+    let mut missing = artifact.clone();
+    missing.tensors.remove("layer2.bias");
+    let error =
+        load_model(&Artifact::from_bytes(&missing.to_bytes().expect("bytes")).expect("reads"))
+            .expect_err("missing");
+    assert!(error.to_string().contains("layer2.bias"), "{error}");
+}
+
+#[test]
+fn network_params_are_checked_by_name() {
+    let mut model = network(1).build(&schema());
+    assert_eq!(model.params()["hidden_layers"], serde_json::json!([32, 16]));
+    model
+        .set_params(&Params::from([("dropout".to_owned(), 0.2.into())]))
+        .expect("sets");
+    assert_eq!(model.params()["dropout"], 0.2);
+    let unknown = model.set_params(&Params::from([("layers".to_owned(), 3.into())]));
+    assert!(unknown.expect_err("unknown").to_string().contains("layers"));
+    let invalid = model.set_params(&Params::from([("dropout".to_owned(), 1.5.into())]));
+    assert!(
+        invalid
+            .expect_err("out of range")
+            .to_string()
+            .contains("dropout")
+    );
+    // Dropout trains too, and stays deterministic.
+    let (train, y_train) = data(200, 4);
+    model.fit(&train, &y_train).expect("fits with dropout");
+    let first = model.predict(&train).expect("predicts");
+    model.fit(&train, &y_train).expect("fits again");
+    assert_eq!(model.predict(&train).expect("predicts"), first);
 }
