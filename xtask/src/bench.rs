@@ -269,6 +269,20 @@ const ROWS: &[Row] = &[
         target: None,
     },
     Row {
+        label: "gradient boosting fit (s), vs the reference forest",
+        key: "gbm_fit_seconds",
+        reference_key: Some("fit_seconds"),
+        larger_is_better: false,
+        target: None,
+    },
+    Row {
+        label: "gradient boosting test RMSE, vs the reference forest",
+        key: "gbm_rmse",
+        reference_key: Some("rmse"),
+        larger_is_better: false,
+        target: None,
+    },
+    Row {
         label: "neural net fit (s), vs the reference forest",
         key: "nn_fit_seconds",
         reference_key: Some("fit_seconds"),

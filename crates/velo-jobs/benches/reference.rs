@@ -18,7 +18,10 @@ use std::{path::PathBuf, time::Instant};
 use arrow::{array::AsArray, compute::cast, datatypes::DataType, record_batch::RecordBatch};
 use velo_core::{
     metrics::MetricName,
-    models::{FeaturesConfig, Model, ModelConfig, NeuralNetModel, RandomForestModel},
+    models::{
+        FeaturesConfig, GradientBoostingModel, Model, ModelConfig, NeuralNetModel,
+        RandomForestModel,
+    },
 };
 use velo_io::datasets::{ParquetReader, Reader, load_schema};
 
@@ -233,10 +236,25 @@ fn run(args: &Args) -> Result<serde_json::Value, Failure> {
     model.fit(&x_train, y_train)?;
     let nn_fit_seconds = start.elapsed().as_secs_f64();
     let nn_metrics = metrics(y_test, &model.predict(&x_test)?)?;
+    let boosting = ModelConfig::GradientBoostingModel(GradientBoostingModel {
+        features: FeaturesConfig {
+            categoricals: vec!["season".into(), "weathersit".into()],
+            drop: vec!["dteday".into()],
+            ..FeaturesConfig::default()
+        },
+        ..GradientBoostingModel::default()
+    });
+    let mut model = boosting.build(&inputs_schema);
+    let start = Instant::now();
+    model.fit(&x_train, y_train)?;
+    let gbm_fit_seconds = start.elapsed().as_secs_f64();
+    let gbm_metrics = metrics(y_test, &model.predict(&x_test)?)?;
     if let Some(object) = result.as_object_mut() {
         object.insert("nn_fit_seconds".into(), nn_fit_seconds.into());
+        object.insert("gbm_fit_seconds".into(), gbm_fit_seconds.into());
         for key in ["rmse", "mae", "r2"] {
             object.insert(format!("nn_{key}"), nn_metrics[key].clone());
+            object.insert(format!("gbm_{key}"), gbm_metrics[key].clone());
         }
     }
     Ok(result)

@@ -36,6 +36,17 @@ impl Contributions {
         }
     }
 
+    /// These contributions multiplied by `factor`, with the base value moved to
+    /// `base * factor + offset`: a mean of trees' contributions turned into those of their sum
+    /// plus a constant (a boosted ensemble).
+    pub(crate) fn scaled(mut self, factor: f64, offset: f64) -> Self {
+        for value in &mut self.values {
+            *value *= factor;
+        }
+        self.base_value = self.base_value * factor + offset;
+        self
+    }
+
     /// The feature (or column) names, one per contribution of a row.
     pub fn names(&self) -> &[String] {
         &self.names

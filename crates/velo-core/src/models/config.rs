@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-use super::NeuralNetModel;
+use super::{GradientBoostingModel, NeuralNetModel};
 
 /// A model to train, selected by `KIND`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -15,12 +15,15 @@ use super::NeuralNetModel;
 pub enum ModelConfig {
     /// A random forest regressor.
     RandomForestModel(RandomForestModel),
+    /// Histogram gradient-boosted regression trees.
+    GradientBoostingModel(GradientBoostingModel),
     /// A multilayer perceptron regressor (candle).
     NeuralNetModel(NeuralNetModel),
 }
 
 crate::impl_kind_deserialize!(ModelConfig {
     RandomForestModel,
+    GradientBoostingModel,
     NeuralNetModel
 });
 
@@ -35,6 +38,7 @@ impl ModelConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::RandomForestModel(_) => "RandomForestModel",
+            Self::GradientBoostingModel(_) => "GradientBoostingModel",
             Self::NeuralNetModel(_) => "NeuralNetModel",
         }
     }
@@ -43,6 +47,7 @@ impl ModelConfig {
     pub fn features(&self) -> &FeaturesConfig {
         match self {
             Self::RandomForestModel(config) => &config.features,
+            Self::GradientBoostingModel(config) => &config.features,
             Self::NeuralNetModel(config) => &config.features,
         }
     }

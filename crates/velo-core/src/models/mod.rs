@@ -8,11 +8,13 @@
 //! - [`tree`]: [`Tree`], the regression-tree structure shared by the forest, its predictor and
 //!   the exact TreeSHAP explainer;
 //! - [`forest`]: the random forest regressor;
+//! - [`boosting`]: histogram gradient-boosted trees (`KIND: GradientBoostingModel`);
 //! - [`neural`]: the multilayer perceptron regressor on candle (`KIND: NeuralNetModel`);
 //! - [`model`]: the [`Model`] trait (fit, predict, params, explanations, artifacts), the forest
 //!   model behind `KIND: RandomForestModel`, and [`load_model`].
 
 pub mod artifact;
+pub mod boosting;
 pub mod config;
 pub mod features;
 pub mod forest;
@@ -22,6 +24,7 @@ pub mod model;
 pub mod neural;
 pub mod tree;
 
+pub use boosting::{BoostingModel, GradientBoostingModel};
 pub use config::{
     CategoricalEncoding, FeaturesConfig, MaxFeatures, ModelConfig, RandomForestModel,
 };

@@ -93,6 +93,9 @@ impl ModelConfig {
             Self::RandomForestModel(config) => {
                 Box::new(ForestModel::new(config.clone(), schema.clone()))
             }
+            Self::GradientBoostingModel(config) => {
+                Box::new(super::BoostingModel::new(config.clone(), schema.clone()))
+            }
             Self::NeuralNetModel(config) => {
                 Box::new(super::NeuralModel::new(config.clone(), schema.clone()))
             }
@@ -108,6 +111,7 @@ impl ModelConfig {
 pub fn load_model(artifact: &Artifact) -> Result<Box<dyn Model>, ModelError> {
     match artifact.kind.as_str() {
         "RandomForestModel" => Ok(Box::new(ForestModel::from_artifact(artifact)?)),
+        "GradientBoostingModel" => Ok(Box::new(super::BoostingModel::from_artifact(artifact)?)),
         "NeuralNetModel" => Ok(Box::new(super::NeuralModel::from_artifact(artifact)?)),
         other => Err(ModelError::Artifact {
             message: format!("unknown model kind `{other}`"),
@@ -157,60 +161,7 @@ impl ForestModel {
         let pipeline: FeaturePipeline = artifact.section("pipeline")?;
         pipeline.validate()?;
         let n_features = pipeline.n_features();
-        let offsets = artifact.u64s("tree_offsets")?;
-        let feature = artifact.u32s("feature")?;
-        let threshold = artifact.f32s("threshold")?;
-        let left = artifact.u32s("left")?;
-        let right = artifact.u32s("right")?;
-        let value = artifact.f64s("value")?;
-        let cover = artifact.f64s("cover")?;
-        let gain = artifact.f64s("gain")?;
-        let n_nodes = feature.len();
-        let lengths = [
-            threshold.len(),
-            left.len(),
-            right.len(),
-            value.len(),
-            cover.len(),
-            gain.len(),
-        ];
-        if lengths.iter().any(|&len| len != n_nodes) {
-            return Err(ModelError::Artifact {
-                message: "node tensors differ in length".to_owned(),
-            });
-        }
-        let mut trees = Vec::with_capacity(offsets.len().saturating_sub(1));
-        for (index, window) in offsets.windows(2).enumerate() {
-            let bad = || ModelError::Artifact {
-                message: format!("tree {index} has invalid node offsets"),
-            };
-            let start = usize::try_from(window[0]).map_err(|_| bad())?;
-            let end = usize::try_from(window[1]).map_err(|_| bad())?;
-            if start >= end || end > n_nodes {
-                return Err(bad());
-            }
-            let nodes = (start..end)
-                .map(|i| Node {
-                    feature: feature[i],
-                    threshold: threshold[i],
-                    left: left[i],
-                    right: right[i],
-                    value: value[i],
-                    cover: cover[i],
-                    gain: gain[i],
-                })
-                .collect();
-            let tree = Tree::new(nodes, n_features).map_err(|message| ModelError::Artifact {
-                message: format!("tree {index}: {message}"),
-            })?;
-            trees.push(tree);
-        }
-        if offsets.first() != Some(&0) || offsets.last().map(|&last| last as usize) != Some(n_nodes)
-        {
-            return Err(ModelError::Artifact {
-                message: "node offsets do not cover the nodes".to_owned(),
-            });
-        }
+        let trees = trees_from_artifact(artifact, n_features)?;
         let forest = RandomForest::from_trees(trees, n_features)?;
         Ok(Self {
             config,
@@ -300,45 +251,113 @@ impl Model for ForestModel {
         artifact.put_section("params", &self.config)?;
         artifact.put_section("inputs_schema", &self.schema)?;
         artifact.put_section("pipeline", pipeline)?;
-        let nodes: Vec<&Node> = forest.trees().iter().flat_map(Tree::nodes).collect();
-        let mut offsets = vec![0_u64];
-        for tree in forest.trees() {
-            offsets.push(offsets.last().copied().unwrap_or(0) + tree.nodes().len() as u64);
-        }
-        let tensors = [
-            ("tree_offsets", TensorData::U64(offsets)),
-            (
-                "feature",
-                TensorData::U32(nodes.iter().map(|n| n.feature).collect()),
-            ),
-            (
-                "threshold",
-                TensorData::F32(nodes.iter().map(|n| n.threshold).collect()),
-            ),
-            (
-                "left",
-                TensorData::U32(nodes.iter().map(|n| n.left).collect()),
-            ),
-            (
-                "right",
-                TensorData::U32(nodes.iter().map(|n| n.right).collect()),
-            ),
-            (
-                "value",
-                TensorData::F64(nodes.iter().map(|n| n.value).collect()),
-            ),
-            (
-                "cover",
-                TensorData::F64(nodes.iter().map(|n| n.cover).collect()),
-            ),
-            (
-                "gain",
-                TensorData::F64(nodes.iter().map(|n| n.gain).collect()),
-            ),
-        ];
-        for (name, data) in tensors {
-            artifact.put_tensor(name, Tensor::vector(data))?;
-        }
+        put_trees(&mut artifact, forest.trees())?;
         Ok(artifact)
     }
+}
+
+/// Stores trees as node tensors: `tree_offsets` (u64, one more than trees) and one tensor per
+/// node field, every tree's nodes one after the other.
+pub(crate) fn put_trees(artifact: &mut Artifact, trees: &[Tree]) -> Result<(), ModelError> {
+    let nodes: Vec<&Node> = trees.iter().flat_map(Tree::nodes).collect();
+    let mut offsets = vec![0_u64];
+    for tree in trees {
+        offsets.push(offsets.last().copied().unwrap_or(0) + tree.nodes().len() as u64);
+    }
+    let tensors = [
+        ("tree_offsets", TensorData::U64(offsets)),
+        (
+            "feature",
+            TensorData::U32(nodes.iter().map(|n| n.feature).collect()),
+        ),
+        (
+            "threshold",
+            TensorData::F32(nodes.iter().map(|n| n.threshold).collect()),
+        ),
+        (
+            "left",
+            TensorData::U32(nodes.iter().map(|n| n.left).collect()),
+        ),
+        (
+            "right",
+            TensorData::U32(nodes.iter().map(|n| n.right).collect()),
+        ),
+        (
+            "value",
+            TensorData::F64(nodes.iter().map(|n| n.value).collect()),
+        ),
+        (
+            "cover",
+            TensorData::F64(nodes.iter().map(|n| n.cover).collect()),
+        ),
+        (
+            "gain",
+            TensorData::F64(nodes.iter().map(|n| n.gain).collect()),
+        ),
+    ];
+    for (name, data) in tensors {
+        artifact.put_tensor(name, Tensor::vector(data))?;
+    }
+    Ok(())
+}
+
+/// Reads back the trees [`put_trees`] stored, validating every node against `n_features`.
+pub(crate) fn trees_from_artifact(
+    artifact: &Artifact,
+    n_features: usize,
+) -> Result<Vec<Tree>, ModelError> {
+    let offsets = artifact.u64s("tree_offsets")?;
+    let feature = artifact.u32s("feature")?;
+    let threshold = artifact.f32s("threshold")?;
+    let left = artifact.u32s("left")?;
+    let right = artifact.u32s("right")?;
+    let value = artifact.f64s("value")?;
+    let cover = artifact.f64s("cover")?;
+    let gain = artifact.f64s("gain")?;
+    let n_nodes = feature.len();
+    let lengths = [
+        threshold.len(),
+        left.len(),
+        right.len(),
+        value.len(),
+        cover.len(),
+        gain.len(),
+    ];
+    if lengths.iter().any(|&len| len != n_nodes) {
+        return Err(ModelError::Artifact {
+            message: "node tensors differ in length".to_owned(),
+        });
+    }
+    let mut trees = Vec::with_capacity(offsets.len().saturating_sub(1));
+    for (index, window) in offsets.windows(2).enumerate() {
+        let bad = || ModelError::Artifact {
+            message: format!("tree {index} has invalid node offsets"),
+        };
+        let start = usize::try_from(window[0]).map_err(|_| bad())?;
+        let end = usize::try_from(window[1]).map_err(|_| bad())?;
+        if start >= end || end > n_nodes {
+            return Err(bad());
+        }
+        let nodes = (start..end)
+            .map(|i| Node {
+                feature: feature[i],
+                threshold: threshold[i],
+                left: left[i],
+                right: right[i],
+                value: value[i],
+                cover: cover[i],
+                gain: gain[i],
+            })
+            .collect();
+        let tree = Tree::new(nodes, n_features).map_err(|message| ModelError::Artifact {
+            message: format!("tree {index}: {message}"),
+        })?;
+        trees.push(tree);
+    }
+    if offsets.first() != Some(&0) || offsets.last().map(|&last| last as usize) != Some(n_nodes) {
+        return Err(ModelError::Artifact {
+            message: "node offsets do not cover the nodes".to_owned(),
+        });
+    }
+    Ok(trees)
 }

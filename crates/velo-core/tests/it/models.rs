@@ -10,8 +10,10 @@ use arrow::{
 use proptest::prelude::*;
 use velo_core::{
     models::{
-        FeaturesConfig, ModelConfig, NeuralNetModel, Params, RandomForestModel,
+        FeaturesConfig, GradientBoostingModel, ModelConfig, NeuralNetModel, Params,
+        RandomForestModel,
         artifact::{Artifact, Tensor, TensorData},
+        boosting::EarlyStopping,
         load_model,
     },
     schemas::Schema,
@@ -342,4 +344,130 @@ fn network_params_are_checked_by_name() {
     let first = model.predict(&train).expect("predicts");
     model.fit(&train, &y_train).expect("fits again");
     assert_eq!(model.predict(&train).expect("predicts"), first);
+}
+
+fn boosting(early_stopping: EarlyStopping) -> ModelConfig {
+    ModelConfig::GradientBoostingModel(GradientBoostingModel {
+        max_iter: 300,
+        min_samples_leaf: 5,
+        early_stopping,
+        features: FeaturesConfig {
+            categoricals: vec!["kind".into()],
+            ..FeaturesConfig::default()
+        },
+        ..GradientBoostingModel::default()
+    })
+}
+
+#[test]
+fn boosted_trees_learn_stop_early_explain_exactly_and_round_trip() {
+    let (train, y_train) = data(800, 1);
+    let (test, y_test) = data(200, 2);
+    let mut model = boosting(EarlyStopping::On).build(&schema());
+    assert_eq!(model.kind(), "GradientBoostingModel");
+    model.fit(&train, &y_train).expect("fits");
+    let predictions = model.predict(&test).expect("predicts");
+    let mean = y_test.iter().sum::<f64>() / y_test.len() as f64;
+    let variance = mse(&vec![mean; y_test.len()], &y_test);
+    let error = mse(&predictions, &y_test);
+    assert!(
+        error < 0.02 * variance,
+        "mse {error} vs variance {variance}"
+    );
+
+    // Early stopping kept fewer trees than the budget; without it, every iteration is a tree.
+    let mut full = boosting(EarlyStopping::Off).build(&schema());
+    full.fit(&train, &y_train).expect("fits");
+    let kept = |artifact: &Artifact| artifact.u64s("tree_offsets").expect("offsets").len() - 1;
+    let stopped = kept(&model.to_artifact().expect("artifact"));
+    assert!(stopped < 300, "early stopping kept {stopped} trees");
+    assert_eq!(kept(&full.to_artifact().expect("artifact")), 300);
+
+    // The same trees whatever the thread count.
+    let fit_with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
+        pool.install(|| {
+            let mut model = boosting(EarlyStopping::On).build(&schema());
+            model.fit(&train, &y_train).expect("fits");
+            model.predict(&test).expect("predicts")
+        })
+    };
+    assert_eq!(fit_with(1), predictions);
+    assert_eq!(fit_with(3), predictions);
+
+    let importances = model.explain_model().expect("importances");
+    let total: f64 = importances.importances.iter().sum();
+    assert!((total - 1.0).abs() < 1e-9);
+    assert!(importances.importances[4] < importances.importances[3]);
+
+    let explanations = model.explain_samples(&test).expect("explains");
+    for (row, prediction) in predictions.iter().enumerate() {
+        for contributions in [&explanations.per_feature, &explanations.per_column] {
+            let sum: f64 = contributions.row(row).expect("row").iter().sum::<f64>()
+                + contributions.base_value();
+            assert!(
+                (sum - prediction).abs() <= 1e-6 * prediction.abs().max(1.0),
+                "row {row}: {sum} vs {prediction}"
+            );
+        }
+    }
+
+    let artifact = model.to_artifact().expect("artifact");
+    let loaded =
+        load_model(&Artifact::from_bytes(&artifact.to_bytes().expect("bytes")).expect("reads"))
+            .expect("loads");
+    assert_eq!(loaded.predict(&test).expect("predicts"), predictions);
+    // A crafted child index is refused before use.
+    let mut crafted = artifact.clone();
+    let mut left = artifact.u32s("left").expect("left").to_vec();
+    let split = artifact
+        .u32s("feature")
+        .expect("feature")
+        .iter()
+        .position(|&f| f != u32::MAX)
+        .expect("a split");
+    left[split] = u32::MAX - 1;
+    crafted
+        .tensors
+        .insert("left".to_owned(), Tensor::vector(TensorData::U32(left)));
+    let error =
+        load_model(&Artifact::from_bytes(&crafted.to_bytes().expect("bytes")).expect("reads"))
+            .expect_err("crafted");
+    assert!(error.to_string().contains("child"), "{error}");
+
+    let mut model = boosting(EarlyStopping::Auto).build(&schema());
+    let bad = model.set_params(&Params::from([("max_bins".to_owned(), 300.into())]));
+    assert!(
+        bad.expect_err("out of range")
+            .to_string()
+            .contains("max_bins")
+    );
+    let unknown = model.set_params(&Params::from([("n_estimators".to_owned(), 3.into())]));
+    assert!(unknown.is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn boosted_tree_shap_is_additive(seed in 0_u64..1_000, rows in 40_usize..160) {
+        let (train, y_train) = data(rows, seed);
+        let mut model = boosting(EarlyStopping::Off).build(&schema());
+        model
+            .set_params(&Params::from([
+                ("max_iter".to_owned(), 20.into()),
+                ("min_samples_leaf".to_owned(), 2.into()),
+            ]))
+            .expect("sets");
+        model.fit(&train, &y_train).expect("fits");
+        let predictions = model.predict(&train).expect("predicts");
+        let explanations = model.explain_samples(&train).expect("explains");
+        for (row, prediction) in predictions.iter().enumerate() {
+            let sum: f64 = explanations.per_feature.row(row).expect("row").iter().sum::<f64>()
+                + explanations.per_feature.base_value();
+            prop_assert!((sum - prediction).abs() <= 1e-6 * prediction.abs().max(1.0));
+        }
+    }
 }

@@ -29,7 +29,7 @@
 //! and per-tree predictions agree to the bit.
 
 mod grow;
-mod predict;
+pub(crate) mod predict;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -54,7 +54,7 @@ struct FlatTree {
 
 /// The prediction layout of a forest.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct FlatForest {
+pub(crate) struct FlatForest {
     nodes: Vec<FlatNode>,
     /// The value of each node (read at leaves).
     values: Vec<f64>,
@@ -68,7 +68,7 @@ impl FlatForest {
     ///
     /// Each tree is written in place into its part of one allocation, so flattening needs no
     /// memory beyond the layout itself.
-    pub(super) fn new(trees: &[Tree], n_features: usize) -> Option<Self> {
+    pub(crate) fn new(trees: &[Tree], n_features: usize) -> Option<Self> {
         let total: usize = trees.iter().map(|tree| tree.nodes().len()).sum();
         u32::try_from(total).ok()?;
         let mut nodes = vec![LEAF_PLACEHOLDER; total];
@@ -110,7 +110,7 @@ impl FlatForest {
     /// Trees are the outer loop, so each tree is fetched from memory once per block and stays
     /// in cache while every row of the block walks it; rows walk it in groups of [`GROUP`]
     /// taking one step together, whose node loads are independent.
-    fn predict_block(&self, rows: &[f32], out: &mut [f64]) {
+    fn predict_block(&self, rows: &[f32], out: &mut [f64], mean: bool) {
         let rows = &rows[..out.len() * self.stride];
         out.fill(0.0);
         let mut at = [0_u32; GROUP];
@@ -133,14 +133,21 @@ impl FlatForest {
                 }
             }
         }
-        let n_trees = self.trees.len() as f64;
-        for value in out {
-            *value /= n_trees;
+        if mean {
+            let n_trees = self.trees.len() as f64;
+            for value in out {
+                *value /= n_trees;
+            }
         }
     }
 
     /// Predicts one row of [`FlatForest::stride`] values, walking groups of trees together.
     pub(super) fn predict_one(&self, row: &[f32]) -> f64 {
+        self.sum_one(row) / self.trees.len() as f64
+    }
+
+    /// The sum of the trees' values for one row of [`FlatForest::stride`] values.
+    pub(crate) fn sum_one(&self, row: &[f32]) -> f64 {
         let row = &row[..self.stride];
         let mut sum = 0.0;
         let mut at = [0_u32; TREE_GROUP];
@@ -166,12 +173,22 @@ impl FlatForest {
                 sum += self.values[position as usize];
             }
         }
-        sum / self.trees.len() as f64
+        sum
     }
 
     /// Predicts every row of a column-major matrix (`columns`, each `n_rows` long; missing
     /// features read as NaN), blocks of rows in parallel.
     pub(super) fn predict_columns(&self, columns: &[Vec<f32>], n_rows: usize) -> Vec<f64> {
+        self.walk_columns(columns, n_rows, true)
+    }
+
+    /// The sums of the trees' values for every row of a column-major matrix (a boosted
+    /// ensemble's raw prediction), as [`FlatForest::predict_columns`] computes means.
+    pub(crate) fn sum_columns(&self, columns: &[Vec<f32>], n_rows: usize) -> Vec<f64> {
+        self.walk_columns(columns, n_rows, false)
+    }
+
+    fn walk_columns(&self, columns: &[Vec<f32>], n_rows: usize, mean: bool) -> Vec<f64> {
         // Large blocks fetch each tree fewer times; two per thread balance the load.
         let block_rows = n_rows
             .div_ceil(2 * rayon::current_num_threads())
@@ -183,7 +200,11 @@ impl FlatForest {
                 for (value, column) in row.iter_mut().zip(columns) {
                     *value = column[index];
                 }
-                *out = self.predict_one(&row);
+                *out = if mean {
+                    self.predict_one(&row)
+                } else {
+                    self.sum_one(&row)
+                };
             }
             return out;
         }
@@ -196,7 +217,7 @@ impl FlatForest {
                     row[feature] = value;
                 }
             }
-            self.predict_block(&rows, out);
+            self.predict_block(&rows, out, mean);
         };
         if n_rows <= block_rows {
             // One block: handing it to the thread pool would cost more than predicting it.
