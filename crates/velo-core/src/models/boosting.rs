@@ -26,7 +26,7 @@ use super::{
     artifact::Artifact,
     features::FeaturePipeline,
     forest::predict::FlatForest,
-    model::{put_trees, trees_from_artifact},
+    model::{params_of, put_trees, trees_from_artifact, with_params},
 };
 use crate::{explainers::TreeExplainer, schemas::Schema};
 
@@ -539,32 +539,11 @@ impl Model for BoostingModel {
     }
 
     fn params(&self) -> Params {
-        match serde_json::to_value(&self.config) {
-            Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
-            _ => Params::new(),
-        }
+        params_of(&self.config)
     }
 
     fn set_params(&mut self, params: &Params) -> Result<(), ModelError> {
-        let mut current = self.params();
-        for (name, value) in params {
-            if !current.contains_key(name) {
-                let known: Vec<_> = current.keys().map(String::as_str).collect();
-                return Err(ModelError::InvalidParameter {
-                    name: name.clone(),
-                    message: format!("unknown parameter, expected one of {}", known.join(", ")),
-                });
-            }
-            current.insert(name.clone(), value.clone());
-        }
-        let object: serde_json::Map<_, _> = current.into_iter().collect();
-        let config: GradientBoostingModel =
-            serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
-                ModelError::InvalidParameter {
-                    name: params.keys().cloned().collect::<Vec<_>>().join(", "),
-                    message: e.to_string(),
-                }
-            })?;
+        let config: GradientBoostingModel = with_params(&self.config, params)?;
         config.check()?;
         self.config = config;
         self.fitted = None;
@@ -594,16 +573,7 @@ impl Model for BoostingModel {
         }
         let pipeline = FeaturePipeline::fit(&self.schema, &config.features, inputs)?;
         let x = pipeline.transform(inputs)?;
-        for (name, column) in x.names().iter().zip(x.columns()) {
-            if let Some(row) = column.iter().position(|value| !value.is_finite()) {
-                return Err(ModelError::Inputs {
-                    message: format!(
-                        "feature `{name}` is {} at row {row}, expected a finite number",
-                        column[row]
-                    ),
-                });
-            }
-        }
+        x.check_finite()?;
         let stop_early = match config.early_stopping {
             EarlyStopping::On => true,
             EarlyStopping::Off => false,

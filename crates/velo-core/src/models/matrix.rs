@@ -36,6 +36,24 @@ impl FeatureMatrix {
         })
     }
 
+    /// Checks that every value is finite, naming the first feature and row that is not.
+    ///
+    /// # Errors
+    /// [`ModelError::Inputs`](super::ModelError::Inputs) for a NaN or infinite value.
+    pub fn check_finite(&self) -> Result<(), super::ModelError> {
+        for (name, column) in self.names.iter().zip(&self.columns) {
+            if let Some(row) = column.iter().position(|value| !value.is_finite()) {
+                return Err(super::ModelError::Inputs {
+                    message: format!(
+                        "feature `{name}` is {} at row {row}, expected a finite number",
+                        column[row]
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Number of rows.
     pub fn n_rows(&self) -> usize {
         self.n_rows

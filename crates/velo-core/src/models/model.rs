@@ -177,31 +177,11 @@ impl Model for ForestModel {
     }
 
     fn params(&self) -> Params {
-        match serde_json::to_value(&self.config) {
-            Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
-            _ => Params::new(),
-        }
+        params_of(&self.config)
     }
 
     fn set_params(&mut self, params: &Params) -> Result<(), ModelError> {
-        let mut current = self.params();
-        for (name, value) in params {
-            if !current.contains_key(name) {
-                let known: Vec<_> = current.keys().map(String::as_str).collect();
-                return Err(ModelError::InvalidParameter {
-                    name: name.clone(),
-                    message: format!("unknown parameter, expected one of {}", known.join(", ")),
-                });
-            }
-            current.insert(name.clone(), value.clone());
-        }
-        let object: serde_json::Map<_, _> = current.into_iter().collect();
-        self.config = serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
-            ModelError::InvalidParameter {
-                name: params.keys().cloned().collect::<Vec<_>>().join(", "),
-                message: e.to_string(),
-            }
-        })?;
+        self.config = with_params(&self.config, params)?;
         self.fitted = None;
         Ok(())
     }
@@ -360,4 +340,38 @@ pub(crate) fn trees_from_artifact(
         });
     }
     Ok(trees)
+}
+
+/// A model configuration's fields as [`Params`].
+pub(crate) fn params_of<T: serde::Serialize>(config: &T) -> Params {
+    match serde_json::to_value(config) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+        _ => Params::new(),
+    }
+}
+
+/// `config` with the named `params` changed; an unknown name or a value the configuration
+/// cannot take is an [`ModelError::InvalidParameter`] naming it.
+pub(crate) fn with_params<T>(config: &T, params: &Params) -> Result<T, ModelError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut current = params_of(config);
+    for (name, value) in params {
+        if !current.contains_key(name) {
+            let known: Vec<_> = current.keys().map(String::as_str).collect();
+            return Err(ModelError::InvalidParameter {
+                name: name.clone(),
+                message: format!("unknown parameter, expected one of {}", known.join(", ")),
+            });
+        }
+        current.insert(name.clone(), value.clone());
+    }
+    let object: serde_json::Map<_, _> = current.into_iter().collect();
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
+        ModelError::InvalidParameter {
+            name: params.keys().cloned().collect::<Vec<_>>().join(", "),
+            message: e.to_string(),
+        }
+    })
 }

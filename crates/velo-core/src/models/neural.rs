@@ -33,6 +33,7 @@ use super::{
     artifact::{Artifact, Tensor as ArtifactTensor, TensorData},
     config::Scaling,
     features::FeaturePipeline,
+    model::{params_of, with_params},
 };
 use crate::{
     explainers::{permutation_importance, sampling_shap},
@@ -660,30 +661,11 @@ impl Model for NeuralModel {
     }
 
     fn params(&self) -> Params {
-        match serde_json::to_value(&self.config) {
-            Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
-            _ => Params::new(),
-        }
+        params_of(&self.config)
     }
 
     fn set_params(&mut self, params: &Params) -> Result<(), ModelError> {
-        let mut current = self.params();
-        for (name, value) in params {
-            if !current.contains_key(name) {
-                let known: Vec<_> = current.keys().map(String::as_str).collect();
-                return Err(ModelError::InvalidParameter {
-                    name: name.clone(),
-                    message: format!("unknown parameter, expected one of {}", known.join(", ")),
-                });
-            }
-            current.insert(name.clone(), value.clone());
-        }
-        let object: serde_json::Map<_, _> = current.into_iter().collect();
-        let config: NeuralNetModel = serde_json::from_value(serde_json::Value::Object(object))
-            .map_err(|e| ModelError::InvalidParameter {
-                name: params.keys().cloned().collect::<Vec<_>>().join(", "),
-                message: e.to_string(),
-            })?;
+        let config: NeuralNetModel = with_params(&self.config, params)?;
         config.check()?;
         self.config = config;
         self.fitted = None;
@@ -709,16 +691,7 @@ impl Model for NeuralModel {
         let device = self.config.device.device()?;
         let pipeline = FeaturePipeline::fit(&self.schema, &self.config.features, inputs)?;
         let matrix = pipeline.transform(inputs)?;
-        for (name, column) in matrix.names().iter().zip(matrix.columns()) {
-            if let Some(row) = column.iter().position(|value| !value.is_finite()) {
-                return Err(ModelError::Inputs {
-                    message: format!(
-                        "feature `{name}` is {} at row {row}, expected a finite number",
-                        column[row]
-                    ),
-                });
-            }
-        }
+        matrix.check_finite()?;
         let width = matrix.n_features();
         let rows = matrix.to_row_major();
         let mean = targets.iter().sum::<f64>() / targets.len() as f64;

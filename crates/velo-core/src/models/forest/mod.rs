@@ -90,16 +90,7 @@ impl RandomForest {
         if let Some((row, &value)) = y.iter().enumerate().find(|(_, value)| !value.is_finite()) {
             return Err(ModelError::NonFiniteTarget { row, value });
         }
-        for (name, column) in x.names().iter().zip(x.columns()) {
-            if let Some(row) = column.iter().position(|value| !value.is_finite()) {
-                return Err(ModelError::Inputs {
-                    message: format!(
-                        "feature `{name}` is {} at row {row}, expected a finite number",
-                        column[row]
-                    ),
-                });
-            }
-        }
+        x.check_finite()?;
         let limits = resolve_limits(params, x.n_features())?;
 
         let presorted = Presorted::new(x);
