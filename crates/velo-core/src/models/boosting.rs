@@ -26,7 +26,7 @@ use super::{
     artifact::Artifact,
     features::FeaturePipeline,
     forest::predict::FlatForest,
-    model::{params_of, put_trees, trees_from_artifact, with_params},
+    model::{check_targets, params_of, put_trees, trees_from_artifact, with_params},
 };
 use crate::{explainers::TreeExplainer, schemas::Schema};
 
@@ -553,23 +553,12 @@ impl Model for BoostingModel {
     fn fit(&mut self, inputs: &RecordBatch, targets: &[f64]) -> Result<(), ModelError> {
         let config = &self.config;
         config.check()?;
+        check_targets(inputs.num_rows(), targets, 2)?;
         let n = targets.len();
-        if inputs.num_rows() != n {
-            return Err(ModelError::RowMismatch {
-                inputs: inputs.num_rows(),
-                targets: n,
-            });
-        }
-        if n < 2 {
-            return Err(ModelError::TooFewRows { rows: n });
-        }
         if u32::try_from(n).is_err() {
             return Err(ModelError::Inputs {
                 message: format!("{n} rows, at most {} can be fitted", u32::MAX),
             });
-        }
-        if let Some((row, &value)) = targets.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(ModelError::NonFiniteTarget { row, value });
         }
         let pipeline = FeaturePipeline::fit(&self.schema, &config.features, inputs)?;
         let x = pipeline.transform(inputs)?;

@@ -187,12 +187,7 @@ impl Model for ForestModel {
     }
 
     fn fit(&mut self, inputs: &RecordBatch, targets: &[f64]) -> Result<(), ModelError> {
-        if inputs.num_rows() != targets.len() {
-            return Err(ModelError::RowMismatch {
-                inputs: inputs.num_rows(),
-                targets: targets.len(),
-            });
-        }
+        check_targets(inputs.num_rows(), targets, 1)?;
         let pipeline = FeaturePipeline::fit(&self.schema, &self.config.features, inputs)?;
         let features = pipeline.transform(inputs)?;
         let forest = RandomForest::fit(&self.config, &features, targets)?;
@@ -374,4 +369,28 @@ where
             message: e.to_string(),
         }
     })
+}
+
+/// Checks what every `fit` needs of its targets: one per input row, at least `min_rows`, all
+/// finite.
+pub(crate) fn check_targets(
+    input_rows: usize,
+    targets: &[f64],
+    min_rows: usize,
+) -> Result<(), ModelError> {
+    if input_rows != targets.len() {
+        return Err(ModelError::RowMismatch {
+            inputs: input_rows,
+            targets: targets.len(),
+        });
+    }
+    if targets.len() < min_rows {
+        return Err(ModelError::TooFewRows {
+            rows: targets.len(),
+        });
+    }
+    if let Some((row, &value)) = targets.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(ModelError::NonFiniteTarget { row, value });
+    }
+    Ok(())
 }

@@ -33,7 +33,7 @@ use super::{
     artifact::{Artifact, Tensor as ArtifactTensor, TensorData},
     config::Scaling,
     features::FeaturePipeline,
-    model::{params_of, with_params},
+    model::{check_targets, params_of, with_params},
 };
 use crate::{
     explainers::{permutation_importance, sampling_shap},
@@ -674,20 +674,7 @@ impl Model for NeuralModel {
 
     fn fit(&mut self, inputs: &RecordBatch, targets: &[f64]) -> Result<(), ModelError> {
         self.config.check()?;
-        if inputs.num_rows() != targets.len() {
-            return Err(ModelError::RowMismatch {
-                inputs: inputs.num_rows(),
-                targets: targets.len(),
-            });
-        }
-        if targets.len() < 2 {
-            return Err(ModelError::TooFewRows {
-                rows: targets.len(),
-            });
-        }
-        if let Some((row, &value)) = targets.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(ModelError::NonFiniteTarget { row, value });
-        }
+        check_targets(inputs.num_rows(), targets, 2)?;
         let device = self.config.device.device()?;
         let pipeline = FeaturePipeline::fit(&self.schema, &self.config.features, inputs)?;
         let matrix = pipeline.transform(inputs)?;

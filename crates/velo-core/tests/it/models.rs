@@ -471,3 +471,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn every_model_kind_names_bad_targets_before_fitting() {
+    let (train, mut y_train) = data(60, 9);
+    for config in [config(3, 1), boosting(EarlyStopping::Off), network(1)] {
+        let kind = config.kind();
+        let mut model = config.build(&schema());
+        let short = model
+            .fit(&train, &y_train[..59])
+            .expect_err("one target short");
+        assert!(
+            short.to_string().contains("60 rows but targets have 59"),
+            "{kind}: {short}"
+        );
+        y_train[17] = f64::NAN;
+        let nan = model.fit(&train, &y_train).expect_err("a NaN target");
+        assert!(nan.to_string().contains("row 17"), "{kind}: {nan}");
+        y_train[17] = 1.0;
+        assert!(model.predict(&train).is_err(), "{kind}: nothing was fitted");
+    }
+}
