@@ -143,6 +143,8 @@ fn check() -> Result<()> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--features",
+        TEST_FEATURES,
         "--locked",
         "--",
         "-D",
@@ -176,6 +178,9 @@ fn check() -> Result<()> {
     Ok(())
 }
 
+/// Features the tests need on top of the defaults: the harness that starts a real MLflow server.
+const TEST_FEATURES: &str = "velo-mlflow/test-server";
+
 fn test() -> Result<()> {
     install()?;
     let python = python::venv_python(&root());
@@ -197,6 +202,8 @@ fn test() -> Result<()> {
         "--lib",
         "--bins",
         "--tests",
+        "--features",
+        TEST_FEATURES,
         "--locked",
         "--no-fail-fast",
     ]))?;

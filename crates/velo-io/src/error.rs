@@ -1,6 +1,6 @@
 //! The crate-wide error type of velo-io.
 
-use crate::{configs::ConfigError, datasets::DatasetError};
+use crate::{configs::ConfigError, datasets::DatasetError, registries::RegistryError};
 
 /// Any error raised by velo-io.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +12,9 @@ pub enum Error {
     /// A dataset could not be read, written, validated or generated.
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    /// The tracking store or the model registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// An error from velo-core.
     #[error(transparent)]
     Core(#[from] velo_core::Error),

@@ -4,14 +4,17 @@
 //!   `--extras` snippets, profiles) with the source of every value;
 //! - [`datasets`]: Parquet and CSV readers and writers on Arrow, lineage with content digests,
 //!   schema files, the CSV importer and the synthetic data generator;
+//! - [`registries`]: tracking and model registry behind one interface, on an embedded store
+//!   laid out as MLflow's file store (the default) or a real MLflow server;
 //! - [`services`]: the logging, alerts and tracking services jobs are given.
 //!
-//! **Layer:** depends on velo-core only. **Invariant:** io owns paths, URLs, credentials,
+//! **Layer:** depends on velo-core and velo-mlflow. **Invariant:** io owns paths, URLs, credentials,
 //! retries, timeouts and wire formats; the types it exchanges with velo-core are core types.
 
 pub mod configs;
 pub mod datasets;
 mod error;
+pub mod registries;
 pub mod services;
 
 pub use error::{Error, Result};

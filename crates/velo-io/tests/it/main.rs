@@ -3,6 +3,7 @@
 mod datasets;
 mod import;
 mod interop;
+mod registries;
 
 use std::path::PathBuf;
 
