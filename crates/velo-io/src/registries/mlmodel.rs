@@ -32,46 +32,16 @@ pub struct ColSpec {
     pub required: bool,
 }
 
-/// MLflow's type name for an Arrow type, if it has one.
-pub fn mlflow_type(data_type: &DataType) -> Option<&'static str> {
-    Some(match data_type {
-        DataType::Boolean => "boolean",
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => {
-            "integer"
-        }
-        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "long",
-        DataType::Float16 | DataType::Float32 => "float",
-        DataType::Float64 => "double",
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string",
-        DataType::Dictionary(_, value)
-            if matches!(**value, DataType::Utf8 | DataType::LargeUtf8) =>
-        {
-            "string"
-        }
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "binary",
-        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => "datetime",
-        _ => return None,
-    })
-}
-
-/// The colspec signature of an Arrow schema; a column with no MLflow type is an error naming it.
-pub fn signature_of(schema: &Schema) -> Result<Vec<ColSpec>> {
+/// The colspec signature of an Arrow schema, with the type names of
+/// [`mlflow_type`](crate::datasets::mlflow_type); a column is required when it is not nullable.
+pub fn signature_of(schema: &Schema) -> Vec<ColSpec> {
     schema
         .fields()
         .iter()
-        .map(|field| {
-            let kind = mlflow_type(field.data_type()).ok_or_else(|| {
-                RegistryError::InvalidArgument(format!(
-                    "column {:?} has type {} which MLflow signatures cannot express",
-                    field.name(),
-                    field.data_type()
-                ))
-            })?;
-            Ok(ColSpec {
-                kind: kind.to_owned(),
-                name: field.name().clone(),
-                required: !field.is_nullable(),
-            })
+        .map(|field| ColSpec {
+            kind: crate::datasets::mlflow_type(field.data_type()).to_owned(),
+            name: field.name().clone(),
+            required: !field.is_nullable(),
         })
         .collect()
 }
@@ -271,7 +241,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let specs = signature_of(&schema).unwrap();
+        let specs = signature_of(&schema);
         assert_eq!(
             serde_json::to_string(&specs).unwrap(),
             r#"[{"type":"long","name":"hr","required":true},{"type":"double","name":"temp","required":false},{"type":"string","name":"season","required":true}]"#
@@ -281,12 +251,5 @@ mod tests {
             example,
             serde_json::json!({"columns": ["hr", "temp", "season"], "data": [[1, 0.5, "a"], [2, null, "b"]]})
         );
-        let unsupported = Schema::new(vec![Field::new(
-            "list",
-            DataType::List(Arc::new(Field::new("x", DataType::Int64, true))),
-            true,
-        )]);
-        let error = signature_of(&unsupported).unwrap_err();
-        assert!(error.to_string().contains("\"list\""), "{error}");
     }
 }

@@ -1,12 +1,14 @@
 //! Services: logging, alerts and tracking, configured per job.
 //!
-//! This module holds the services' configuration, shared by every job, and [`system`], the
-//! system metrics sampled while a run is open. The tracing subscriber is installed by the CLI;
-//! alerts and tracking runs arrive with the jobs and registry work.
+//! This module holds the services' configuration, shared by every job; [`tracking`], the run a
+//! job opens (standard tags, configuration, lineage, system metrics, end status); and
+//! [`system`], the system metrics sampled while a run is open. The tracing subscriber is
+//! installed by the CLI; alerts arrive with the jobs work.
 
 use serde::{Deserialize, Serialize};
 
 pub mod system;
+pub mod tracking;
 
 /// How a job logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -42,7 +42,7 @@ fn model_dir(run_id: &str, payload: &[u8]) -> tempfile::TempDir {
         run_id: run_id.into(),
         model_file: "model.velo".into(),
         model_kind: "RandomForestModel".into(),
-        inputs: mlmodel::signature_of(&batch.schema()).unwrap(),
+        inputs: mlmodel::signature_of(&batch.schema()),
         outputs: vec![mlmodel::ColSpec {
             kind: "double".into(),
             name: "cnt".into(),
