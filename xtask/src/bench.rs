@@ -1,7 +1,9 @@
-//! `cargo xtask bench [--reference] [--runs N] [--data-dir DIR] [--fuzz SECONDS]`: criterion
-//! benches, the side-by-side comparison with the reference harness
+//! `cargo xtask bench [--reference] [--tracking] [--runs N] [--data-dir DIR] [--fuzz SECONDS]`:
+//! criterion benches; the side-by-side comparison with the reference harness
 //! `../shared/bench/sklearn_baseline.py` (as shipped, one core, and at its best with
-//! `--n-jobs -1`), printed as ratios, and the loader fuzz targets in `fuzz/` (cargo fuzz).
+//! `--n-jobs -1`) and, after it, the tracking and registry comparison with MLflow's Python
+//! client (`--tracking` runs only that one, see `tracking_bench`), printed as ratios; and the
+//! loader fuzz targets in `fuzz/` (cargo fuzz).
 
 use std::{path::PathBuf, process::Command};
 
@@ -13,6 +15,8 @@ use crate::{cargo_bin, python, root, run};
 /// Options of the bench task.
 struct Options {
     reference: bool,
+    /// Only the tracking and registry comparison.
+    tracking: bool,
     /// Seconds each fuzz target runs, when fuzzing was asked for.
     fuzz: Option<u64>,
     runs: usize,
@@ -22,6 +26,7 @@ struct Options {
 fn parse(args: &[String]) -> Result<Options> {
     let mut options = Options {
         reference: false,
+        tracking: false,
         fuzz: None,
         runs: 1,
         data_dir: root().join("../shared/data/bike-sharing"),
@@ -30,6 +35,7 @@ fn parse(args: &[String]) -> Result<Options> {
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--reference" => options.reference = true,
+            "--tracking" => options.tracking = true,
             "--runs" => options.runs = iter.next().context("--runs needs a number")?.parse()?,
             "--fuzz" => {
                 let seconds = iter.next().context("--fuzz needs a number of seconds")?;
@@ -43,7 +49,7 @@ fn parse(args: &[String]) -> Result<Options> {
                 options.data_dir = iter.next().context("--data-dir needs a path")?.into();
             }
             other => bail!(
-                "unknown bench option `{other}` (expected --reference, --runs N, --data-dir DIR, --fuzz SECONDS)"
+                "unknown bench option `{other}` (expected --reference, --tracking, --runs N, --data-dir DIR, --fuzz SECONDS)"
             ),
         }
     }
@@ -77,7 +83,7 @@ fn fuzz(seconds: u64) -> Result<()> {
 }
 
 /// Runs a command and parses its standard output as one JSON object.
-fn json_of(command: &mut Command) -> Result<Value> {
+pub(crate) fn json_of(command: &mut Command) -> Result<Value> {
     command.current_dir(root());
     let shown = format!("{command:?}");
     eprintln!("xtask: $ {shown}");
@@ -91,13 +97,23 @@ fn json_of(command: &mut Command) -> Result<Value> {
         );
     }
     let text = String::from_utf8_lossy(&output.stdout);
+    // The result is the last line holding a JSON object, or else everything from the first `{`
+    // (libraries may print lines of their own before it).
+    if let Some(line) = text
+        .lines()
+        .rev()
+        .find(|line| line.trim_start().starts_with('{'))
+        && let Ok(value) = serde_json::from_str(line)
+    {
+        return Ok(value);
+    }
     let start = text.find('{').context("no JSON object in the output")?;
     serde_json::from_str(&text[start..])
         .with_context(|| format!("cannot parse the output of {shown}"))
 }
 
 /// The median, key by key, of numeric fields over several runs (other fields from the first).
-fn median_of(runs: &[Value]) -> Value {
+pub(crate) fn median_of(runs: &[Value]) -> Value {
     let Some(first) = runs.first() else {
         return Value::Null;
     };
@@ -130,9 +146,12 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     let options = parse(args)?;
     if let Some(seconds) = options.fuzz {
         fuzz(seconds)?;
-        if !options.reference {
+        if !options.reference && !options.tracking {
             return Ok(());
         }
+    }
+    if options.tracking {
+        return crate::tracking_bench::compare(options.runs, TRACKING_REPEATS);
     }
     if !options.reference {
         return run(Command::new(cargo_bin()).args(["bench", "--workspace", "--locked"]));
@@ -196,8 +215,11 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     }
     let (shipped, best, velo) = (median_of(&shipped), median_of(&best), median_of(&velo));
     print!("{}", table(&velo, &shipped, &best, options.runs));
-    Ok(())
+    crate::tracking_bench::compare(options.runs, TRACKING_REPEATS)
 }
+
+/// Timed iterations of each tracking step per run (after one untimed warm-up).
+const TRACKING_REPEATS: usize = 10;
 
 /// One row of the comparison: how to read a figure and which way is better.
 struct Row {

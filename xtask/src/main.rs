@@ -11,6 +11,7 @@
 mod bench;
 mod layering;
 mod python;
+mod tracking_bench;
 
 use std::{
     env,

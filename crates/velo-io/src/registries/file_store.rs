@@ -36,12 +36,55 @@ use super::{
 const STAGING: &str = ".velo-staging.trash";
 const RESERVED_IN_EXPERIMENT: &[&str] = &["tags", "datasets", "traces", "models"];
 
+/// How hard a write holds on: every write survives a killed process (it lands by rename);
+/// registry records (models, versions, aliases) are also flushed to disk, with their directory,
+/// so that they survive a power loss. Tracking records (runs, params, metrics, artifacts) are
+/// left to the page cache, as MLflow's own file store leaves all of them: flushing each of
+/// them would make a run's logging ten times slower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Synced,
+    Cached,
+}
+
+/// Runs `operation` on `path`; when its parent directory is missing, creates it and tries once
+/// more (creating directories up front would cost a system call per write).
+fn with_parents<T>(
+    path: &Path,
+    mut operation: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    match operation() {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            operation()
+        }
+        other => other,
+    }
+}
+
+/// Flushes the directory holding `path`, so that a rename into it is on disk.
+fn sync_parent(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    if let Some(parent) = path.parent() {
+        fs::File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io("flush", parent))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// The embedded tracking store and model registry (see the module docs).
 #[derive(Debug)]
 pub struct FileStore {
     root: PathBuf,
     writes: AtomicU64,
     crash_after: Option<u64>,
+    /// Where runs seen by this handle live, so that logging does not scan the experiments.
+    run_dirs: std::sync::Mutex<std::collections::HashMap<String, PathBuf>>,
 }
 
 fn now_ms() -> i64 {
@@ -280,6 +323,7 @@ impl FileStore {
             root,
             writes: AtomicU64::new(0),
             crash_after: None,
+            run_dirs: std::sync::Mutex::default(),
         };
         for dir in [
             store.root.join(STAGING),
@@ -347,45 +391,45 @@ impl FileStore {
             .root
             .join(STAGING)
             .join(format!("{}-{}", std::process::id(), random_hex(8)));
-        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        with_parents(&dir, || fs::create_dir(&dir)).map_err(io("create", &dir))?;
         Ok(dir)
     }
 
-    /// Writes `bytes` to a new file (flushed to disk).
-    fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io("create", parent))?;
-        }
-        let mut file = fs::File::create(path).map_err(io("create", path))?;
+    /// Writes `bytes` to a new file (flushed to disk when `durability` asks).
+    fn write_new(&self, path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+        let mut file = with_parents(path, || fs::File::create(path)).map_err(io("create", path))?;
         file.write_all(bytes).map_err(io("write", path))?;
-        file.sync_all().map_err(io("flush", path))?;
+        if durability == Durability::Synced {
+            file.sync_all().map_err(io("flush", path))?;
+        }
         self.step();
         Ok(())
     }
 
     /// Replaces `target` with `bytes` atomically: staged, flushed, renamed.
-    fn write_atomic(&self, target: &Path, bytes: &[u8]) -> Result<()> {
+    fn write_atomic(&self, target: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
         let staged =
             self.root
                 .join(STAGING)
                 .join(format!("{}-{}.file", std::process::id(), random_hex(8)));
-        self.write_new(&staged, bytes)?;
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(io("create", parent))?;
+        self.write_new(&staged, bytes, durability)?;
+        with_parents(target, || fs::rename(&staged, target))
+            .map_err(io("move into place", target))?;
+        if durability == Durability::Synced {
+            sync_parent(target)?;
         }
-        fs::rename(&staged, target).map_err(io("move into place", target))?;
         self.step();
         Ok(())
     }
 
     /// Moves a complete staged directory to `target`. Returns false, leaving `target` alone,
     /// when `target` exists already with content.
-    fn publish_dir(&self, staged: &Path, target: &Path) -> Result<bool> {
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(io("create", parent))?;
-        }
-        match fs::rename(staged, target) {
+    fn publish_dir(&self, staged: &Path, target: &Path, durability: Durability) -> Result<bool> {
+        match with_parents(target, || fs::rename(staged, target)) {
             Ok(()) => {
+                if durability == Durability::Synced {
+                    sync_parent(target)?;
+                }
                 self.step();
                 Ok(true)
             }
@@ -411,8 +455,12 @@ impl FileStore {
             lifecycle_stage: "active".to_owned(),
             name: name.to_owned(),
         };
-        self.write_new(&staged.join("meta.yaml"), &to_yaml(&meta)?)?;
-        self.publish_dir(&staged, &self.root.join(id))
+        self.write_new(
+            &staged.join("meta.yaml"),
+            &to_yaml(&meta)?,
+            Durability::Cached,
+        )?;
+        self.publish_dir(&staged, &self.root.join(id), Durability::Cached)
     }
 
     fn experiments(&self) -> Result<Vec<ExperimentMeta>> {
@@ -434,15 +482,30 @@ impl FileStore {
     /// The directory of a run, found by scanning the experiments.
     fn run_dir(&self, run_id: &str) -> Result<PathBuf> {
         check_run_id(run_id)?;
+        let cached = self
+            .run_dirs
+            .lock()
+            .ok()
+            .and_then(|dirs| dirs.get(run_id).cloned());
+        if let Some(dir) = cached.filter(|dir| dir.join("meta.yaml").is_file()) {
+            return Ok(dir);
+        }
         for experiment in self.experiments()? {
             let dir = self.root.join(&experiment.experiment_id).join(run_id);
             if dir.join("meta.yaml").is_file() {
+                self.remember_run(run_id, &dir);
                 return Ok(dir);
             }
         }
         Err(RegistryError::NotFound {
             what: format!("run {run_id} in {}", self.root.display()),
         })
+    }
+
+    fn remember_run(&self, run_id: &str, dir: &Path) {
+        if let Ok(mut dirs) = self.run_dirs.lock() {
+            dirs.insert(run_id.to_owned(), dir.to_path_buf());
+        }
     }
 
     fn run_meta(&self, run_dir: &Path) -> Result<RunMeta> {
@@ -612,9 +675,13 @@ impl FileStore {
             last_updated_timestamp: now,
             name: name.to_owned(),
         };
-        self.write_new(&staged.join("meta.yaml"), &to_yaml(&meta)?)?;
+        self.write_new(
+            &staged.join("meta.yaml"),
+            &to_yaml(&meta)?,
+            Durability::Synced,
+        )?;
         // Losing the race to another process is fine: the model exists either way.
-        self.publish_dir(&staged, &dir)?;
+        self.publish_dir(&staged, &dir, Durability::Synced)?;
         Ok(dir)
     }
 
@@ -672,11 +739,12 @@ impl FileStore {
     /// Copies a local directory (regular files only; symlinks refused) under `into`.
     fn copy_tree(&self, from: &Path, into: &Path) -> Result<()> {
         for (relative, file) in Self::keyed_files_strict(from)? {
-            let bytes = fs::read(&file).map_err(io("read", &file))?;
             let target = relative
                 .split('/')
                 .fold(into.to_path_buf(), |path, segment| path.join(segment));
-            self.write_new(&target, &bytes)?;
+            // `fs::copy` lets the kernel copy (and reflink where the filesystem can).
+            with_parents(&target, || fs::copy(&file, &target)).map_err(io("copy", &target))?;
+            self.step();
         }
         Ok(())
     }
@@ -809,12 +877,17 @@ impl Tracking for FileStore {
                 .key
                 .split('/')
                 .fold(staged.join("tags"), |p, s| p.join(s));
-            self.write_new(&path, tag.value.as_bytes())?;
+            self.write_new(&path, tag.value.as_bytes(), Durability::Cached)?;
         }
-        self.write_new(&staged.join("meta.yaml"), &to_yaml(&meta)?)?;
-        if !self.publish_dir(&staged, &experiment_dir.join(&run_id))? {
+        self.write_new(
+            &staged.join("meta.yaml"),
+            &to_yaml(&meta)?,
+            Durability::Cached,
+        )?;
+        if !self.publish_dir(&staged, &experiment_dir.join(&run_id), Durability::Cached)? {
             return Err(invalid(format!("run id {run_id} collided; try again")));
         }
+        self.remember_run(&run_id, &experiment_dir.join(&run_id));
         Ok(run_info(meta, run_name))
     }
 
@@ -840,13 +913,13 @@ impl Tracking for FileStore {
                         param.key, param.value
                     )));
                 }
-                Err(_) => self.write_atomic(&path, param.value.as_bytes())?,
+                Err(_) => self.write_atomic(&path, param.value.as_bytes(), Durability::Cached)?,
             }
         }
         for tag in tags {
             check_key("tag", &tag.key)?;
             let path = tag.key.split('/').fold(dir.join("tags"), |p, s| p.join(s));
-            self.write_atomic(&path, tag.value.as_bytes())?;
+            self.write_atomic(&path, tag.value.as_bytes(), Durability::Cached)?;
         }
         let mut by_key: BTreeMap<&str, String> = BTreeMap::new();
         for metric in metrics {
@@ -859,14 +932,10 @@ impl Tracking for FileStore {
         }
         for (key, lines) in by_key {
             let path = key.split('/').fold(dir.join("metrics"), |p, s| p.join(s));
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(io("create", parent))?;
-            }
-            let mut file = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io("open", &path))?;
+            let mut file = with_parents(&path, || {
+                fs::OpenOptions::new().create(true).append(true).open(&path)
+            })
+            .map_err(io("open", &path))?;
             // One write per line: a killed process leaves whole lines only.
             for line in lines.split_inclusive('\n') {
                 file.write_all(line.as_bytes())
@@ -888,8 +957,12 @@ impl Tracking for FileStore {
                 .join(&dataset_id);
             if !dataset_dir.join("meta.yaml").is_file() {
                 let staged = self.staging_dir()?;
-                self.write_new(&staged.join("meta.yaml"), &to_yaml(&input.dataset)?)?;
-                self.publish_dir(&staged, &dataset_dir)?;
+                self.write_new(
+                    &staged.join("meta.yaml"),
+                    &to_yaml(&input.dataset)?,
+                    Durability::Cached,
+                )?;
+                self.publish_dir(&staged, &dataset_dir, Durability::Cached)?;
             }
             let input_id = md5_hex(&[&dataset_id, run_id]);
             let input_dir = dir.join("inputs").join(input_id);
@@ -906,8 +979,12 @@ impl Tracking for FileStore {
                         .collect(),
                 };
                 let staged = self.staging_dir()?;
-                self.write_new(&staged.join("meta.yaml"), &to_yaml(&link)?)?;
-                self.publish_dir(&staged, &input_dir)?;
+                self.write_new(
+                    &staged.join("meta.yaml"),
+                    &to_yaml(&link)?,
+                    Durability::Cached,
+                )?;
+                self.publish_dir(&staged, &input_dir, Durability::Cached)?;
             }
         }
         Ok(())
@@ -920,7 +997,7 @@ impl Tracking for FileStore {
         }
         let (dir, _) = self.active_run(run_id)?;
         let target = confined(&dir.join("artifacts"), &segments)?;
-        self.write_atomic(&target, bytes)
+        self.write_atomic(&target, bytes, Durability::Cached)
     }
 
     fn log_artifact_dir(&self, run_id: &str, path: &str, local: &Path) -> Result<()> {
@@ -931,14 +1008,18 @@ impl Tracking for FileStore {
             // A new directory appears whole: staged, then renamed.
             let staged = self.staging_dir()?;
             self.copy_tree(local, &staged)?;
-            if self.publish_dir(&staged, &target)? {
+            if self.publish_dir(&staged, &target, Durability::Cached)? {
                 return Ok(());
             }
         }
         for (relative, file) in Self::keyed_files_strict(local)? {
             let bytes = fs::read(&file).map_err(io("read", &file))?;
             let relative_segments: Vec<&str> = relative.split('/').collect();
-            self.write_atomic(&confined(&target, &relative_segments)?, &bytes)?;
+            self.write_atomic(
+                &confined(&target, &relative_segments)?,
+                &bytes,
+                Durability::Cached,
+            )?;
         }
         Ok(())
     }
@@ -998,7 +1079,7 @@ impl Tracking for FileStore {
         history.push(mlmodel.clone());
         let text = serde_json::to_string(&history)
             .map_err(|error| invalid(format!("cannot encode the model history: {error}")))?;
-        self.write_atomic(&path, text.as_bytes())
+        self.write_atomic(&path, text.as_bytes(), Durability::Cached)
     }
 
     fn end_run(&self, run_id: &str, status: RunStatus) -> Result<()> {
@@ -1009,7 +1090,7 @@ impl Tracking for FileStore {
         let mut meta = self.run_meta(&dir)?;
         meta.status = status_code(status);
         meta.end_time = Some(now_ms());
-        self.write_atomic(&dir.join("meta.yaml"), &to_yaml(&meta)?)
+        self.write_atomic(&dir.join("meta.yaml"), &to_yaml(&meta)?, Durability::Cached)
     }
 
     fn get_run(&self, run_id: &str) -> Result<Run> {
@@ -1099,10 +1180,18 @@ impl ModelRegistry for FileStore {
                     .key
                     .split('/')
                     .fold(staged.join("tags"), |p, s| p.join(s));
-                self.write_new(&path, tag.value.as_bytes())?;
+                self.write_new(&path, tag.value.as_bytes(), Durability::Synced)?;
             }
-            self.write_new(&staged.join("meta.yaml"), &to_yaml(&meta)?)?;
-            if self.publish_dir(&staged, &model_dir.join(format!("version-{number}")))? {
+            self.write_new(
+                &staged.join("meta.yaml"),
+                &to_yaml(&meta)?,
+                Durability::Synced,
+            )?;
+            if self.publish_dir(
+                &staged,
+                &model_dir.join(format!("version-{number}")),
+                Durability::Synced,
+            )? {
                 return Self::version_from_dir(&model_dir, number);
             }
         }
@@ -1168,7 +1257,11 @@ impl ModelRegistry for FileStore {
             });
         }
         let model_dir = self.model_dir(name)?;
-        self.write_atomic(&model_dir.join("aliases").join(alias), version.as_bytes())
+        self.write_atomic(
+            &model_dir.join("aliases").join(alias),
+            version.as_bytes(),
+            Durability::Synced,
+        )
     }
 
     fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
@@ -1207,7 +1300,7 @@ impl ModelRegistry for FileStore {
             });
         }
         let path = key.split('/').fold(dir.join("tags"), |p, s| p.join(s));
-        self.write_atomic(&path, value.as_bytes())
+        self.write_atomic(&path, value.as_bytes(), Durability::Synced)
     }
 
     fn download_model(&self, version: &ModelVersion, into: &Path) -> Result<()> {

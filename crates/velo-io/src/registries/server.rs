@@ -20,6 +20,7 @@ use super::{
 pub struct MlflowServer {
     mlflow: BlockingClient,
     artifact_uris: Mutex<HashMap<String, String>>,
+    experiments: Mutex<HashMap<String, String>>,
 }
 
 impl MlflowServer {
@@ -46,6 +47,7 @@ impl MlflowServer {
         Ok(Self {
             mlflow: BlockingClient::new(client)?,
             artifact_uris: Mutex::new(HashMap::new()),
+            experiments: Mutex::new(HashMap::new()),
         })
     }
 
@@ -75,9 +77,21 @@ impl Tracking for MlflowServer {
     }
 
     fn get_or_create_experiment(&self, name: &str) -> Result<String> {
-        Ok(self
+        if let Some(id) = self
+            .experiments
+            .lock()
+            .ok()
+            .and_then(|known| known.get(name).cloned())
+        {
+            return Ok(id);
+        }
+        let id = self
             .mlflow
-            .run(async |client| client.get_or_create_experiment(name).await)?)
+            .run(async |client| client.get_or_create_experiment(name).await)?;
+        if let Ok(mut known) = self.experiments.lock() {
+            known.insert(name.to_owned(), id.clone());
+        }
+        Ok(id)
     }
 
     fn create_run(&self, experiment_id: &str, new: NewRun) -> Result<RunInfo> {
