@@ -18,6 +18,9 @@ use crate::{
     types::FileInfo,
 };
 
+/// How many files [`Client::upload_dir`] and [`Client::download_dir`] move at once.
+pub const UPLOAD_CONCURRENCY: usize = 4;
+
 /// Characters left as they are in one path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -137,18 +140,34 @@ impl Client {
     }
 
     /// Uploads a local directory, recursively, under the artifact directory `path` (the empty
-    /// path is the root). Symlinks are not followed.
+    /// path is the root), [`UPLOAD_CONCURRENCY`] files at a time. Symlinks are not followed.
     pub async fn upload_dir(&self, artifact_uri: &str, path: &str, local: &Path) -> Result<()> {
         let prefix = check_relative_path(path)?.join("/");
-        for (relative, file) in walk(local)? {
-            let target = if prefix.is_empty() {
-                relative
-            } else {
-                format!("{prefix}/{relative}")
-            };
-            self.upload_file(artifact_uri, &target, &file).await?;
+        let mut pending = walk(local)?.into_iter();
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < UPLOAD_CONCURRENCY {
+                let Some((relative, file)) = pending.next() else {
+                    break;
+                };
+                let target = if prefix.is_empty() {
+                    relative
+                } else {
+                    format!("{prefix}/{relative}")
+                };
+                let (client, uri) = (self.clone(), artifact_uri.to_owned());
+                running.spawn(async move { client.upload_file(&uri, &target, &file).await });
+            }
+            match running.join_next().await {
+                Some(Ok(result)) => result?,
+                Some(Err(join)) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "an upload task failed: {join}"
+                    )));
+                }
+                None => return Ok(()),
+            }
         }
-        Ok(())
     }
 
     /// The files and directories directly under the artifact directory `path`, with paths
@@ -214,7 +233,8 @@ impl Client {
         path: &str,
         local: &Path,
     ) -> Result<Vec<PathBuf>> {
-        let mut written = Vec::new();
+        // List first (directory by directory), then fetch the files a few at a time.
+        let mut files = Vec::new();
         let mut pending = vec![check_relative_path(path)?.join("/")];
         let base_len = pending[0].len();
         while let Some(directory) = pending.pop() {
@@ -229,14 +249,39 @@ impl Client {
                 let target = segments
                     .iter()
                     .fold(local.to_path_buf(), |path, segment| path.join(segment));
-                let bytes = self.download_artifact(artifact_uri, &file.path).await?;
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(|source| io_error(parent, source))?;
-                }
-                std::fs::write(&target, bytes).map_err(|source| io_error(&target, source))?;
-                written.push(target);
+                files.push((file.path, target));
             }
         }
+        let mut written = Vec::new();
+        let mut queue = files.into_iter();
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < UPLOAD_CONCURRENCY {
+                let Some((remote, target)) = queue.next() else {
+                    break;
+                };
+                let (client, uri) = (self.clone(), artifact_uri.to_owned());
+                running.spawn(async move {
+                    let bytes = client.download_artifact(&uri, &remote).await?;
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|source| io_error(parent, source))?;
+                    }
+                    std::fs::write(&target, bytes).map_err(|source| io_error(&target, source))?;
+                    Ok::<_, Error>(target)
+                });
+            }
+            match running.join_next().await {
+                Some(Ok(result)) => written.push(result?),
+                Some(Err(join)) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "a download task failed: {join}"
+                    )));
+                }
+                None => break,
+            }
+        }
+        written.sort();
         Ok(written)
     }
 }

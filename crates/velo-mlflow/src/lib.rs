@@ -41,7 +41,7 @@ pub mod test_server;
 mod tracking;
 mod types;
 
-pub use artifacts::check_relative_path;
+pub use artifacts::{UPLOAD_CONCURRENCY, check_relative_path};
 pub use blocking::BlockingClient;
 pub use client::{Auth, Client, ClientBuilder, Idempotency};
 pub use error::{Error, Result};

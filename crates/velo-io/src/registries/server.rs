@@ -207,10 +207,21 @@ impl ModelRegistry for MlflowServer {
         tags: &[Tag],
     ) -> Result<ModelVersion> {
         Ok(self.mlflow.run(async |client| {
-            client.get_or_create_registered_model(name).await?;
-            client
+            // Most registrations add to an existing model: try that first (one request), and
+            // create the model only when the server says it is missing. Nothing was created
+            // by the refused call, so repeating it is safe.
+            match client
                 .create_model_version(name, source, Some(run_id), tags, None)
                 .await
+            {
+                Err(error) if error.is_not_found() => {
+                    client.get_or_create_registered_model(name).await?;
+                    client
+                        .create_model_version(name, source, Some(run_id), tags, None)
+                        .await
+                }
+                other => other,
+            }
         })?)
     }
 
