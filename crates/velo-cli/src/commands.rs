@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use velo_io::services::tracking::RunContext;
 use velo_io::{
     configs::ConfigLoader,
     datasets::{self, spec::DataSpec},
 };
-use velo_jobs::Settings;
+use velo_jobs::{JobContext, Settings};
 
 /// Writes a line to stdout; a closed pipe (`velo … | head`) ends the output quietly.
 macro_rules! say {
@@ -255,12 +256,56 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
     for path in velo_jobs::schema_paths(job) {
         datasets::load_schema(path).map_err(|error| Failure::Usage(error.into()))?;
     }
-    say!("{} is valid; it would:", job.kind());
-    for (step, line) in job.plan().iter().enumerate() {
-        say!("  {}. {line}", step + 1);
+    if dry_run || !job.runs() {
+        say!("{} is valid; it would:", job.kind());
+        for (step, line) in job.plan().iter().enumerate() {
+            say!("  {}. {line}", step + 1);
+        }
+        if !dry_run {
+            say!(
+                "({} does not run yet in this version: nothing was changed)",
+                job.kind()
+            );
+        }
+        return Ok(());
     }
-    if !dry_run {
-        say!("(running jobs arrives with the models and registry work: nothing was changed)");
+    let mlflow = job.services().mlflow.with_env_overrides();
+    let files: Vec<String> = config
+        .files
+        .iter()
+        .map(|file| file.display().to_string())
+        .collect();
+    let run_context = RunContext {
+        source_name: format!("velo run {}", files.join(" ")),
+        project_dir: std::env::current_dir().ok(),
+        ..RunContext::default()
+    };
+    let context =
+        JobContext::open(&mlflow, run_context).map_err(|error| Failure::Job(error.into()))?;
+    // Ctrl-C or SIGTERM ends the open run as KILLED before the process exits.
+    let on_signal = context.clone();
+    let _ = ctrlc::set_handler(move || {
+        let _ = on_signal.kill_active_run();
+        eprintln!("interrupted: the open run was ended as KILLED");
+        std::process::exit(130);
+    });
+    let outcome = job
+        .run(&context)
+        .map_err(|error| Failure::Job(error.into()))?;
+    say!(
+        "{} finished{}",
+        job.kind(),
+        outcome
+            .run_id
+            .as_deref()
+            .map(|id| format!(" (run {id})"))
+            .unwrap_or_default()
+    );
+    for (name, value) in &outcome.metrics {
+        say!("  {name} = {value}");
+    }
+    for line in &outcome.lines {
+        say!("  {line}");
     }
     Ok(())
 }

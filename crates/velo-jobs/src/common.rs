@@ -2,11 +2,120 @@
 
 use std::{fmt, path::PathBuf};
 
+use arrow::{
+    array::{Array as _, AsArray as _, UInt32Array},
+    compute::{cast, take_record_batch},
+    datatypes::{DataType, Float64Type},
+    record_batch::RecordBatch,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use velo_core::schemas::Schema;
 use velo_io::{
     datasets::{Reader, Writer},
-    services::{AlertsService, LoggerService, MlflowService},
+    registries::mlmodel::ColSpec,
+    services::{AlertsService, LoggerService, MlflowService, RunConfig, tracking::ActiveRun},
 };
+
+use crate::{JobContext, JobError, JobOutcome};
+
+/// Runs `body` inside a tracking run: the job's whole configuration is logged first; the run
+/// ends FINISHED when `body` succeeds and FAILED, with the error, when it fails.
+pub(crate) fn run_tracked<C: Serialize>(
+    context: &JobContext,
+    run_config: &RunConfig,
+    config: &C,
+    body: impl FnOnce(&ActiveRun) -> Result<JobOutcome, JobError>,
+) -> Result<JobOutcome, JobError> {
+    let run = ActiveRun::start(
+        context.tracking.clone(),
+        &context.mlflow.experiment_name,
+        run_config,
+        &context.run,
+    )?;
+    context.set_active_run(Some(run.killer()));
+    let result = serde_json::to_value(config)
+        .map_err(|error| JobError::Invalid(format!("cannot encode the configuration: {error}")))
+        .and_then(|value| run.log_config(&value).map_err(JobError::from))
+        .and_then(|()| body(&run));
+    context.set_active_run(None);
+    match result {
+        Ok(outcome) => {
+            run.finish()?;
+            Ok(outcome)
+        }
+        Err(error) => {
+            if let Err(end) = run.fail(&error) {
+                tracing::warn!(%end, "cannot mark the run FAILED");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The target column of a targets schema (its one non-index column) and its values as f64.
+pub(crate) fn target_values(
+    schema: &Schema,
+    batch: &RecordBatch,
+    schema_path: &std::path::Path,
+) -> Result<(String, Vec<f64>), JobError> {
+    let spec = single_value_column(schema, schema_path)?;
+    let column = batch
+        .column_by_name(&spec.name)
+        .ok_or_else(|| JobError::Invalid(format!("the targets have no column `{}`", spec.name)))?;
+    let values = cast(column, &DataType::Float64).map_err(|error| {
+        JobError::Invalid(format!(
+            "target column `{}` is not numeric: {error}",
+            spec.name
+        ))
+    })?;
+    let values = values.as_primitive::<Float64Type>();
+    if values.null_count() > 0 {
+        return Err(JobError::Invalid(format!(
+            "target column `{}` holds {} null values",
+            spec.name,
+            values.null_count()
+        )));
+    }
+    Ok((spec.name.clone(), values.values().to_vec()))
+}
+
+fn single_value_column<'s>(
+    schema: &'s Schema,
+    schema_path: &std::path::Path,
+) -> Result<&'s velo_core::schemas::ColumnSpec, JobError> {
+    let mut columns = schema
+        .columns
+        .iter()
+        .filter(|column| schema.index.as_deref() != Some(column.name.as_str()));
+    match (columns.next(), columns.next()) {
+        (Some(column), None) => Ok(column),
+        _ => Err(JobError::Invalid(format!(
+            "{} must describe exactly one column besides its index",
+            schema_path.display()
+        ))),
+    }
+}
+
+/// The output column of an outputs schema, as a signature entry.
+pub(crate) fn output_spec(schema: &Schema, path: &std::path::Path) -> Result<ColSpec, JobError> {
+    let column = single_value_column(schema, path)?;
+    Ok(ColSpec {
+        kind: velo_io::datasets::mlflow_type(&column.arrow_type()).to_owned(),
+        name: column.name.clone(),
+        required: !column.nullable,
+    })
+}
+
+/// The rows of `batch` at `rows`, in that order.
+pub(crate) fn take_rows(batch: &RecordBatch, rows: &[usize]) -> Result<RecordBatch, JobError> {
+    let indices: Vec<u32> = rows
+        .iter()
+        .map(|&row| u32::try_from(row))
+        .collect::<Result<_, _>>()
+        .map_err(|_| JobError::Invalid("more than 4 billion rows".to_owned()))?;
+    take_record_batch(batch, &UInt32Array::from(indices))
+        .map_err(|error| JobError::Invalid(format!("cannot select rows: {error}")))
+}
 
 /// The services a job uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

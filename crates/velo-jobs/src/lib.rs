@@ -23,6 +23,8 @@
 //! uses (config, services) explicitly; it never reads the environment or global state.
 
 pub mod common;
+mod context;
+mod error;
 pub mod evaluations;
 pub mod explanations;
 pub mod inference;
@@ -35,8 +37,9 @@ use serde::{Deserialize, Serialize};
 use crate::common::Services;
 
 pub use crate::{
-    evaluations::EvaluationsJob, explanations::ExplanationsJob, inference::InferenceJob,
-    promotion::PromotionJob, training::TrainingJob, tuning::TuningJob,
+    context::JobContext, error::JobError, evaluations::EvaluationsJob,
+    explanations::ExplanationsJob, inference::InferenceJob, promotion::PromotionJob,
+    training::TrainingJob, tuning::TuningJob,
 };
 
 /// The top level of a velo configuration file.
@@ -109,6 +112,52 @@ impl JobConfig {
             Self::InferenceJob(job) => job.plan(),
             Self::EvaluationsJob(job) => job.plan(),
             Self::ExplanationsJob(job) => job.plan(),
+        }
+    }
+}
+
+/// What a job did: its run, the metrics it logged, the model version it touched, and lines
+/// for the user.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct JobOutcome {
+    /// The tracking run's name.
+    pub run_name: String,
+    /// The tracking run, if the job opened one.
+    pub run_id: Option<String>,
+    /// Metrics the job computed, by name.
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// The model version the job registered or promoted.
+    pub model_version: Option<velo_io::registries::ModelVersion>,
+    /// What happened, one line each, for the user.
+    pub lines: Vec<String>,
+}
+
+impl JobOutcome {
+    pub(crate) fn new(run_name: String) -> Self {
+        Self {
+            run_name,
+            ..Self::default()
+        }
+    }
+}
+
+impl JobConfig {
+    /// Whether [`run`](Self::run) carries this job out in this version of velo.
+    pub fn runs(&self) -> bool {
+        matches!(self, Self::TrainingJob(_) | Self::PromotionJob(_))
+    }
+
+    /// Runs the job with the given services. Jobs that do not run yet report
+    /// [`JobError::Invalid`] naming their `KIND`; `plan` still describes them.
+    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+        match self {
+            Self::TrainingJob(job) => job.run(context),
+            Self::PromotionJob(job) => job.run(context),
+            other => Err(JobError::Invalid(format!(
+                "{} does not run yet in this version of velo (its plan is checked)",
+                other.kind()
+            ))),
         }
     }
 }

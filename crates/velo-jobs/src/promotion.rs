@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use velo_core::metrics::Threshold;
 
-use crate::common::Services;
+use crate::{JobContext, JobError, JobOutcome, common::Services};
 
 /// Point an alias (default `Champion`) at a model version, the latest one unless told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -50,5 +50,64 @@ impl PromotionJob {
             );
         }
         plan
+    }
+
+    /// Checks the chosen version against the thresholds, if any, then points the alias at it.
+    /// A version that misses a threshold is refused, and the alias stays where it was.
+    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+        let name = &context.mlflow.registry_name;
+        let version = match self.version {
+            Some(number) => context
+                .registry
+                .get_model_version(name, &number.to_string())?,
+            None => context.registry.latest_model_version(name)?,
+        }
+        .ok_or_else(|| velo_io::registries::RegistryError::NotFound {
+            what: match self.version {
+                Some(number) => format!(
+                    "model version {name}/{number} in {}",
+                    context.registry.location()
+                ),
+                None => format!(
+                    "any version of model {name} in {}",
+                    context.registry.location()
+                ),
+            },
+        })?;
+        if !self.thresholds.is_empty() {
+            let run = context.tracking.get_run(&version.run_id)?;
+            let mut misses = Vec::new();
+            for (metric, bound) in &self.thresholds {
+                match run.data.metric(metric) {
+                    Some(value) if bound.check(value) => {}
+                    Some(value) => misses.push(format!(
+                        "{metric} = {value} (needs {} {})",
+                        if bound.greater_is_better { ">=" } else { "<=" },
+                        bound.threshold
+                    )),
+                    None => {
+                        misses.push(format!("{metric} was not logged by run {}", version.run_id));
+                    }
+                }
+            }
+            if !misses.is_empty() {
+                return Err(JobError::Invalid(format!(
+                    "{name} version {} misses its thresholds, alias `{}` not moved: {}",
+                    version.version,
+                    self.alias,
+                    misses.join("; ")
+                )));
+            }
+        }
+        context
+            .registry
+            .set_alias(name, &self.alias, &version.version)?;
+        let mut outcome = JobOutcome::new("Promotion".to_owned());
+        outcome.lines.push(format!(
+            "{name}@{} -> version {}",
+            self.alias, version.version
+        ));
+        outcome.model_version = context.registry.get_model_version(name, &version.version)?;
+        Ok(outcome)
     }
 }

@@ -7,13 +7,25 @@ use velo_core::{
     metrics::Metric,
     models::{
         ModelConfig,
-        leakage::{LeakageAction, LeakageOptions},
+        leakage::{self, LeakageAction, LeakageOptions},
     },
     splitters::{Splitter, TrainTestSplitter},
 };
-use velo_io::{datasets::Reader, services::RunConfig};
+use velo_io::{
+    datasets::{Reader, load_schema},
+    registries::{
+        ModelVersion, Tag,
+        mlmodel::{self, ColSpec, MlModel},
+    },
+    services::{RunConfig, tracking::ActiveRun},
+};
 
-use crate::common::{SchemaFiles, Services, describe_reader};
+use crate::{
+    JobContext, JobError, JobOutcome,
+    common::{
+        SchemaFiles, Services, describe_reader, output_spec, run_tracked, take_rows, target_values,
+    },
+};
 
 /// Train a model on a split of the data, score the held-out part and register the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -79,6 +91,148 @@ impl TrainingJob {
         ]
     }
 }
+
+impl TrainingJob {
+    /// Reads and validates the data, fits the model on the train split, scores the test split,
+    /// and logs and registers the model, all in one tracking run (FAILED with the error when a
+    /// step fails; nothing is registered then).
+    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+        run_tracked(context, &self.run_config, self, |run| {
+            self.train(context, run)
+        })
+    }
+
+    fn train(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
+        let inputs_schema = load_schema(&self.schemas.inputs)?;
+        let targets_path = self.schemas.targets.as_deref().ok_or_else(|| {
+            JobError::Invalid(
+                "a TrainingJob needs `schemas.targets` to find the target column".to_owned(),
+            )
+        })?;
+        let targets_schema = load_schema(targets_path)?;
+        let inputs = self.inputs.read_validated(&inputs_schema)?;
+        let targets = self.targets.read_validated(&targets_schema)?;
+        run.log_dataset(&inputs.lineage, "training")?;
+        run.log_dataset(&targets.lineage, "training")?;
+        let (target_name, y) = target_values(&targets_schema, &targets.data, targets_path)?;
+        if y.len() != inputs.data.num_rows() {
+            return Err(JobError::Invalid(format!(
+                "{} has {} rows but {} has {}: inputs and targets must align row by row",
+                self.inputs.path().display(),
+                inputs.data.num_rows(),
+                self.targets.path().display(),
+                y.len()
+            )));
+        }
+        let report = leakage::check_inputs(
+            &inputs_schema,
+            self.model.features(),
+            &inputs.data,
+            &y,
+            &self.leakage,
+        )?;
+        if !report.is_clean() {
+            tracing::warn!(findings = %report, "the inputs may leak the target `{target_name}`");
+            run.set_tags(&[Tag::new("velo.leakage", report.to_string())])?;
+        }
+        let splits = self.splitter.split(inputs.data.num_rows())?;
+        let split = splits
+            .last()
+            .ok_or_else(|| JobError::Invalid("the splitter produced no split".to_owned()))?;
+        let x_train = take_rows(&inputs.data, &split.train)?;
+        let x_test = take_rows(&inputs.data, &split.test)?;
+        let y_train: Vec<f64> = split.train.iter().map(|&row| y[row]).collect();
+        let y_test: Vec<f64> = split.test.iter().map(|&row| y[row]).collect();
+        tracing::info!(
+            model = self.model.kind(),
+            train = x_train.num_rows(),
+            test = x_test.num_rows(),
+            "fitting"
+        );
+        let mut model = self.model.build(&inputs_schema);
+        model.fit(&x_train, &y_train)?;
+        let predictions = model.predict(&x_test)?;
+        let mut scores = BTreeMap::new();
+        for metric in &self.metrics {
+            let value = metric.score(&y_test, &predictions)?;
+            scores.insert(metric.name().as_str().to_owned(), value);
+        }
+        let logged: Vec<(&str, f64)> = scores
+            .iter()
+            .map(|(name, value)| (name.as_str(), *value))
+            .collect();
+        run.log_metrics(&logged, 0)?;
+
+        let version =
+            self.save_and_register(context, run, model.as_ref(), &inputs.data, &target_name)?;
+        let mut outcome = JobOutcome::new(self.run_config.name.clone());
+        outcome.run_id = Some(run.id().to_owned());
+        outcome.metrics = scores;
+        outcome.lines.push(format!(
+            "registered {} version {} from run {}",
+            version.name, version.version, version.run_id
+        ));
+        outcome.model_version = Some(version);
+        Ok(outcome)
+    }
+
+    fn save_and_register(
+        &self,
+        context: &JobContext,
+        run: &ActiveRun,
+        model: &dyn velo_core::models::Model,
+        inputs: &arrow::record_batch::RecordBatch,
+        target_name: &str,
+    ) -> Result<ModelVersion, JobError> {
+        let local = tempfile::tempdir().map_err(|source| JobError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let bytes = model.to_artifact()?.to_bytes()?;
+        let model_path = local.path().join(MODEL_FILE);
+        std::fs::write(&model_path, bytes).map_err(|source| JobError::Io {
+            path: model_path,
+            source,
+        })?;
+        let outputs = match &self.schemas.outputs {
+            Some(path) => vec![output_spec(&load_schema(path)?, path)?],
+            None => vec![ColSpec {
+                kind: "double".to_owned(),
+                name: target_name.to_owned(),
+                required: true,
+            }],
+        };
+        let description = MlModel {
+            artifact_path: self.saver.path.clone(),
+            run_id: run.id().to_owned(),
+            model_file: MODEL_FILE.to_owned(),
+            model_kind: model.kind().to_owned(),
+            inputs: mlmodel::signature_of(&inputs.schema()),
+            outputs,
+            input_example: (self.saver.input_example_rows > 0)
+                .then(|| mlmodel::example_of(inputs, self.saver.input_example_rows))
+                .transpose()?,
+        };
+        description.write_into(local.path())?;
+        let source =
+            mlmodel::log_model_dir(run.tracking(), run.info(), &self.saver.path, local.path())?;
+        let tags: Vec<Tag> = self
+            .registry
+            .tags
+            .iter()
+            .map(|(key, value)| Tag::new(key.clone(), value.clone()))
+            .collect();
+        Ok(context.registry.create_model_version(
+            &context.mlflow.registry_name,
+            &source,
+            run.id(),
+            &tags,
+        )?)
+    }
+}
+
+/// The model file inside a logged model directory.
+pub const MODEL_FILE: &str = "model.velo";
 
 /// The metrics every job computes unless told otherwise.
 pub(crate) fn default_metrics() -> Vec<Metric> {

@@ -1,8 +1,13 @@
 //! Integration tests of the `velo` binary (one test binary, several modules).
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers; a failed unwrap is a failed test"
+)]
 
 mod configs;
 mod data;
 mod generated;
+mod jobs;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,218 @@
+//! `velo run` carrying out jobs: training registers versions, promotion moves the alias, and
+//! failures leave the registry as it was, on the embedded store and on a live MLflow server.
+
+use std::path::Path;
+
+use velo_io::registries::{self, RunStatus};
+use velo_mlflow::test_server::TestServer;
+
+use crate::{output, velo};
+
+/// `velo run FILE -e SNIPPET` against the store at `uri`, with no MLflow variables inherited.
+fn run_job(file: &str, uri: &str, job: &str) -> crate::Output {
+    let snippet = format!(
+        "job: {{{job}{}services: {{mlflow: {{tracking_uri: '{uri}', registry_uri: '{uri}'}}}}}}",
+        if job.is_empty() { "" } else { ", " }
+    );
+    output(
+        velo()
+            .args(["run", file, "-e", &snippet])
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("MLFLOW_REGISTRY_URI")
+            .env_remove("MLFLOW_EXPERIMENT_NAME"),
+    )
+}
+
+fn training_snippet(data: &Path) -> String {
+    format!(
+        "inputs: {{path: '{}'}}, targets: {{path: '{}'}}, model: {{n_estimators: 8, max_depth: 6}}, splitter: {{test_size: 240}}",
+        data.join("inputs_train.parquet").display(),
+        data.join("targets_train.parquet").display()
+    )
+}
+
+fn lifecycle(uri: &str, data: &Path) {
+    let trained = run_job("configs/training.yaml", uri, &training_snippet(data));
+    assert_eq!(trained.code, 0, "{}\n{}", trained.stdout, trained.stderr);
+    assert!(
+        trained.stdout.contains("registered bikes version 1"),
+        "{}",
+        trained.stdout
+    );
+    assert!(trained.stdout.contains("r2_score = "), "{}", trained.stdout);
+    let again = run_job("configs/training.yaml", uri, &training_snippet(data));
+    assert!(
+        again.stdout.contains("registered bikes version 2"),
+        "{}",
+        again.stderr
+    );
+
+    let stores = registries::open(uri).unwrap();
+    let registry = stores.registry.as_ref();
+
+    // A missed threshold refuses the promotion and leaves the alias where it was.
+    let refused = run_job(
+        "configs/promotion.yaml",
+        uri,
+        "thresholds: {r2_score: {threshold: 2.0, greater_is_better: true}, mean_absolute_error: {threshold: 0.0, greater_is_better: false}}",
+    );
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    for expected in [
+        "r2_score = ",
+        "needs >= 2",
+        "mean_absolute_error = ",
+        "needs <= 0",
+        "not moved",
+    ] {
+        assert!(
+            refused.stderr.contains(expected),
+            "{expected}: {}",
+            refused.stderr
+        );
+    }
+    assert!(
+        registry
+            .get_model_version_by_alias("bikes", "Champion")
+            .unwrap()
+            .is_none()
+    );
+
+    let promoted = run_job(
+        "configs/promotion.yaml",
+        uri,
+        "thresholds: {r2_score: {threshold: -100.0, greater_is_better: true}}",
+    );
+    assert_eq!(promoted.code, 0, "{}", promoted.stderr);
+    assert!(
+        promoted.stdout.contains("bikes@Champion -> version 2"),
+        "{}",
+        promoted.stdout
+    );
+    let champion = registry
+        .get_model_version_by_alias("bikes", "Champion")
+        .unwrap()
+        .unwrap();
+    assert_eq!(champion.version, "2");
+
+    // The version's run holds what training logged.
+    let run = stores.tracking.get_run(&champion.run_id).unwrap();
+    assert_eq!(run.info.status, RunStatus::Finished);
+    assert_eq!(run.data.tag("mlflow.runName"), Some("Training"));
+    assert!(
+        run.data
+            .tag("mlflow.source.name")
+            .unwrap()
+            .starts_with("velo run configs/training.yaml")
+    );
+    assert_eq!(run.data.param("model.n_estimators"), Some("8"));
+    assert!(
+        run.data
+            .metric("root_mean_squared_error")
+            .is_some_and(f64::is_finite)
+    );
+    let mut names: Vec<_> = run
+        .inputs
+        .dataset_inputs
+        .iter()
+        .map(|input| input.dataset.name.as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["inputs_train", "targets_train"]);
+    let into = tempfile::tempdir().unwrap();
+    registry.download_model(&champion, into.path()).unwrap();
+    let mlmodel = registries::mlmodel::read(into.path()).unwrap();
+    assert_eq!(
+        mlmodel["flavors"]["velo"]["model_kind"],
+        "RandomForestModel"
+    );
+    assert!(
+        mlmodel["signature"]["outputs"]
+            .as_str()
+            .unwrap()
+            .contains("\"prediction\"")
+    );
+    assert!(into.path().join("input_example.json").is_file());
+
+    // A reader path that does not exist fails the job, names the file, and registers nothing.
+    let missing = run_job(
+        "configs/training.yaml",
+        uri,
+        "inputs: {path: 'no/such/inputs.parquet'}, model: {n_estimators: 2}",
+    );
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("no/such/inputs.parquet"),
+        "{}",
+        missing.stderr
+    );
+    // Inputs that break the schema (targets given as inputs) fail the same way.
+    let broken = run_job(
+        "configs/training.yaml",
+        uri,
+        &format!(
+            "inputs: {{path: '{}'}}, targets: {{path: '{}'}}",
+            data.join("targets_train.parquet").display(),
+            data.join("targets_train.parquet").display()
+        ),
+    );
+    assert_eq!(broken.code, 1);
+    assert!(
+        broken.stderr.contains("targets_train.parquet"),
+        "{}",
+        broken.stderr
+    );
+    // An alias that does not exist is a clear failure too.
+    let latest: Vec<_> = registry
+        .list_model_versions("bikes")
+        .unwrap()
+        .iter()
+        .map(|v| v.version.clone())
+        .collect();
+    assert_eq!(latest, ["1", "2"], "failed jobs registered nothing");
+    let unknown = run_job("configs/promotion.yaml", uri, "version: 9");
+    assert_eq!(unknown.code, 1);
+    assert!(unknown.stderr.contains("bikes/9"), "{}", unknown.stderr);
+
+    // The failed training run is on record as FAILED with its error.
+    let experiment = stores.tracking.get_or_create_experiment("bikes").unwrap();
+    let runs = stores.tracking.list_runs(&experiment).unwrap();
+    let failed: Vec<_> = runs
+        .iter()
+        .filter(|run| run.info.status == RunStatus::Failed)
+        .collect();
+    assert!(!failed.is_empty());
+    assert!(failed.iter().any(|run| {
+        run.data
+            .tag("velo.error")
+            .is_some_and(|error| error.contains("no/such/inputs.parquet"))
+    }));
+}
+
+fn synthetic_data(dir: &Path) {
+    let synth = output(
+        velo()
+            .args(["data", "synth", "--rows", "3000", "--out"])
+            .arg(dir),
+    );
+    assert_eq!(synth.code, 0, "{}", synth.stderr);
+}
+
+#[test]
+fn training_and_promotion_run_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_data(&dir.path().join("data"));
+    lifecycle(
+        &dir.path().join("mlruns").display().to_string(),
+        &dir.path().join("data"),
+    );
+}
+
+#[test]
+fn the_same_configs_run_against_a_live_mlflow_server() {
+    let Some(server) = TestServer::start_or_skip("velo run against a live server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_data(&dir.path().join("data"));
+    lifecycle(server.uri(), &dir.path().join("data"));
+}

@@ -1,0 +1,63 @@
+//! What a job is given to run: its stores, how its run is started, and a slot through which
+//! the caller can end the open run from elsewhere (a Ctrl-C handler).
+
+use std::sync::{Arc, Mutex};
+
+use velo_io::{
+    registries::{self, ModelRegistry, Tracking},
+    services::{
+        MlflowService,
+        tracking::{RunContext, RunKiller},
+    },
+};
+
+use crate::error::JobError;
+
+/// The services a job runs with. Build it with [`JobContext::open`] from a job's configured
+/// MLflow service, or assemble one from stores an embedder opened itself.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// Where runs are logged.
+    pub tracking: Arc<dyn Tracking>,
+    /// Where models are registered.
+    pub registry: Arc<dyn ModelRegistry>,
+    /// The experiment runs go to and the registered model name (after the environment's
+    /// overrides, when the context was opened with them).
+    pub mlflow: MlflowService,
+    /// How runs are started (source name, project directory, system metrics sampling).
+    pub run: RunContext,
+    /// Holds a handle to the open run while a job runs, for a signal handler to end it as KILLED.
+    pub active_run: Arc<Mutex<Option<RunKiller>>>,
+}
+
+impl JobContext {
+    /// Opens the stores named by `mlflow` (a directory for the embedded store, or an
+    /// `http(s)://` server); the caller applies any environment overrides to `mlflow` first
+    /// (see [`MlflowService::with_env_overrides`]).
+    pub fn open(mlflow: &MlflowService, run: RunContext) -> Result<Self, JobError> {
+        let stores = registries::open_pair(&mlflow.tracking_uri, &mlflow.registry_uri)?;
+        Ok(Self {
+            tracking: stores.tracking,
+            registry: stores.registry,
+            mlflow: mlflow.clone(),
+            run,
+            active_run: Arc::default(),
+        })
+    }
+
+    /// Records the open run, so that [`kill_active_run`](Self::kill_active_run) can end it.
+    pub(crate) fn set_active_run(&self, killer: Option<RunKiller>) {
+        if let Ok(mut slot) = self.active_run.lock() {
+            *slot = killer;
+        }
+    }
+
+    /// Ends the open run, if any, as KILLED (for a Ctrl-C handler).
+    pub fn kill_active_run(&self) -> Result<(), JobError> {
+        let killer = self.active_run.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(killer) = killer {
+            killer.kill()?;
+        }
+        Ok(())
+    }
+}
