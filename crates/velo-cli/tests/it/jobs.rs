@@ -216,3 +216,67 @@ fn the_same_configs_run_against_a_live_mlflow_server() {
     synthetic_data(&dir.path().join("data"));
     lifecycle(server.uri(), &dir.path().join("data"));
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_ends_the_open_run_as_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_data(&data);
+    let store = dir.path().join("mlruns");
+    let uri = store.display().to_string();
+    let snippet = format!(
+        "job: {{inputs: {{path: '{}'}}, targets: {{path: '{}'}}, model: {{n_estimators: 5000, max_depth: 30}}, splitter: {{test_size: 240}}, services: {{mlflow: {{tracking_uri: '{uri}', registry_uri: '{uri}'}}}}}}",
+        data.join("inputs_train.parquet").display(),
+        data.join("targets_train.parquet").display()
+    );
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("velo"));
+    command
+        .current_dir(crate::root())
+        .args(["run", "configs/training.yaml", "-e", &snippet])
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    // Wait for the run to open, then interrupt the fit.
+    let stores = registries::open(&uri).unwrap();
+    let started = std::time::Instant::now();
+    let run_id = loop {
+        assert!(started.elapsed().as_secs() < 60, "the run never opened");
+        if let Ok(experiment) = stores.tracking.get_or_create_experiment("bikes")
+            && let Some(run) = stores
+                .tracking
+                .list_runs(&experiment)
+                .unwrap()
+                .into_iter()
+                .next()
+        {
+            break run.info.run_id;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let run = stores.tracking.get_run(&run_id).unwrap();
+    assert_eq!(run.info.status, RunStatus::Killed);
+    assert!(run.info.end_time.is_some());
+    assert!(
+        stores
+            .registry
+            .list_model_versions("bikes")
+            .unwrap()
+            .is_empty(),
+        "nothing registered"
+    );
+}
