@@ -52,6 +52,75 @@ pub(crate) fn run_tracked<C: Serialize>(
     }
 }
 
+/// Resolves a registered model by alias or version, downloads its files and loads the model.
+pub(crate) fn load_registered(
+    context: &JobContext,
+    which: &AliasOrVersion,
+) -> Result<
+    (
+        velo_io::registries::ModelVersion,
+        Box<dyn velo_core::models::Model>,
+    ),
+    JobError,
+> {
+    use velo_io::registries::ModelUri;
+    let name = context.mlflow.registry_name.clone();
+    let uri = match which {
+        AliasOrVersion::Alias(alias) => ModelUri::Alias {
+            name,
+            alias: alias.clone(),
+        },
+        AliasOrVersion::Version(version) => ModelUri::Version {
+            name,
+            version: *version,
+        },
+    };
+    let version = uri.resolve(context.registry.as_ref())?;
+    let local = tempfile::tempdir().map_err(|source| JobError::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    context.registry.download_model(&version, local.path())?;
+    let mlmodel = velo_io::registries::mlmodel::read(local.path())?;
+    let file = mlmodel["flavors"]["velo"]["model_file"]
+        .as_str()
+        .unwrap_or(crate::training::MODEL_FILE)
+        .to_owned();
+    let segments = model_file_segments(&file)?;
+    let path = segments
+        .iter()
+        .fold(local.path().to_path_buf(), |path, segment| {
+            path.join(segment)
+        });
+    let bytes = std::fs::read(&path).map_err(|source| JobError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let artifact = velo_core::models::artifact::Artifact::from_bytes(&bytes)?;
+    let model = velo_core::models::load_model(&artifact)?;
+    tracing::info!(model = %uri, version = %version.version, kind = model.kind(), "model loaded");
+    Ok((version, model))
+}
+
+/// The segments of a relative file name taken from an MLmodel file, refusing any way out of
+/// the model directory.
+fn model_file_segments(file: &str) -> Result<Vec<&str>, JobError> {
+    let segments: Vec<&str> = file
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    if segments.is_empty()
+        || file.starts_with('/')
+        || file.contains('\\')
+        || segments.contains(&"..")
+    {
+        return Err(JobError::Invalid(format!(
+            "the MLmodel file names model file {file:?}, which is not a plain relative path"
+        )));
+    }
+    Ok(segments)
+}
+
 /// The target column of a targets schema (its one non-index column) and its values as f64.
 pub(crate) fn target_values(
     schema: &Schema,

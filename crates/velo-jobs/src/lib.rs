@@ -145,7 +145,10 @@ impl JobOutcome {
 impl JobConfig {
     /// Whether [`run`](Self::run) carries this job out in this version of velo.
     pub fn runs(&self) -> bool {
-        matches!(self, Self::TrainingJob(_) | Self::PromotionJob(_))
+        matches!(
+            self,
+            Self::TrainingJob(_) | Self::PromotionJob(_) | Self::InferenceJob(_)
+        )
     }
 
     /// Runs the job with the given services. Jobs that do not run yet report
@@ -154,6 +157,7 @@ impl JobConfig {
         match self {
             Self::TrainingJob(job) => job.run(context),
             Self::PromotionJob(job) => job.run(context),
+            Self::InferenceJob(job) => job.run(context),
             other => Err(JobError::Invalid(format!(
                 "{} does not run yet in this version of velo (its plan is checked)",
                 other.kind()

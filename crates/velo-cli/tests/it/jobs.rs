@@ -133,6 +133,61 @@ fn lifecycle(uri: &str, data: &Path) {
     );
     assert!(into.path().join("input_example.json").is_file());
 
+    // Inference with the Champion: one prediction per input row, the index kept.
+    let predictions = data.join(format!("predictions-{}.parquet", uri.len()));
+    let inferred = run_job(
+        "configs/inference.yaml",
+        uri,
+        &format!(
+            "inputs: {{path: '{}'}}, outputs: {{path: '{}'}}",
+            data.join("inputs_test.parquet").display(),
+            predictions.display()
+        ),
+    );
+    assert_eq!(inferred.code, 0, "{}", inferred.stderr);
+    assert!(
+        inferred.stdout.contains("of bikes version 2"),
+        "{}",
+        inferred.stdout
+    );
+    let read = |path: &Path| {
+        velo_io::datasets::Reader::ParquetReader(velo_io::datasets::ParquetReader::new(path))
+            .read()
+            .unwrap()
+            .data
+    };
+    let (inputs, outputs) = (read(&data.join("inputs_test.parquet")), read(&predictions));
+    assert_eq!(outputs.num_rows(), inputs.num_rows());
+    let as_i64 = |batch: &arrow::record_batch::RecordBatch| {
+        arrow::compute::cast(
+            batch.column_by_name("instant").unwrap(),
+            &arrow::datatypes::DataType::Int64,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        as_i64(&outputs).to_data(),
+        as_i64(&inputs).to_data(),
+        "the input index is kept, row for row"
+    );
+    assert!(outputs.column_by_name("prediction").is_some());
+    let unknown_alias = run_job(
+        "configs/inference.yaml",
+        uri,
+        &format!(
+            "inputs: {{path: '{}'}}, outputs: {{path: '{}'}}, alias_or_version: Challenger",
+            data.join("inputs_test.parquet").display(),
+            data.join("never.parquet").display()
+        ),
+    );
+    assert_eq!(unknown_alias.code, 1);
+    assert!(
+        unknown_alias.stderr.contains("models:/bikes@Challenger"),
+        "{}",
+        unknown_alias.stderr
+    );
+    assert!(!data.join("never.parquet").exists());
+
     // A reader path that does not exist fails the job, names the file, and registers nothing.
     let missing = run_job(
         "configs/training.yaml",
