@@ -4,10 +4,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use velo_core::metrics::{Metric, MetricName, Threshold};
-use velo_io::{datasets::Reader, services::RunConfig};
+use velo_io::{
+    datasets::{Reader, load_schema},
+    registries::Tag,
+    services::{RunConfig, tracking::ActiveRun},
+};
 
 use crate::{
-    common::{AliasOrVersion, SchemaFiles, Services, describe_reader},
+    JobContext, JobError, JobOutcome,
+    common::{
+        AliasOrVersion, SchemaFiles, Services, describe_reader, load_registered, run_tracked,
+        target_values,
+    },
     training::default_metrics,
 };
 
@@ -88,6 +96,106 @@ impl EvaluationsJob {
                 }
             ),
         ]
+    }
+}
+
+impl EvaluationsJob {
+    /// Loads the model, predicts the inputs, logs every metric (configured ones and those the
+    /// thresholds name) with the evaluation data's lineage, then fails when any threshold is
+    /// missed, naming each metric, its value and its bound. The registry is never changed.
+    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+        run_tracked(context, &self.run_config, self, |run| {
+            self.evaluate(context, run)
+        })
+    }
+
+    fn evaluate(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
+        let (version, model) = load_registered(context, &self.alias_or_version)?;
+        run.set_tags(&[
+            Tag::new("velo.model.name", version.name.clone()),
+            Tag::new("velo.model.version", version.version.clone()),
+        ])?;
+        let inputs_schema = load_schema(&self.schemas.inputs)?;
+        let targets_path = self.schemas.targets.as_deref().ok_or_else(|| {
+            JobError::Invalid(
+                "an EvaluationsJob needs `schemas.targets` to find the target column".to_owned(),
+            )
+        })?;
+        let targets_schema = load_schema(targets_path)?;
+        let inputs = self.inputs.read_validated(&inputs_schema)?;
+        let targets = self.targets.read_validated(&targets_schema)?;
+        run.log_dataset(&inputs.lineage, "evaluation")?;
+        run.log_dataset(&targets.lineage, "evaluation")?;
+        let (_, y) = target_values(&targets_schema, &targets.data, targets_path)?;
+        if y.len() != inputs.data.num_rows() {
+            return Err(JobError::Invalid(format!(
+                "{} has {} rows but {} has {}: inputs and targets must align row by row",
+                self.inputs.path().display(),
+                inputs.data.num_rows(),
+                self.targets.path().display(),
+                y.len()
+            )));
+        }
+        let predictions = model.predict(&inputs.data)?;
+        let mut names: Vec<MetricName> = self.metrics.iter().map(Metric::name).collect();
+        for name in self.thresholds.keys() {
+            let metric = name.parse::<MetricName>().map_err(|_| {
+                JobError::Invalid(format!(
+                    "threshold on unknown metric {name:?}; known: {}",
+                    MetricName::ALL
+                        .iter()
+                        .map(MetricName::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            if !names.contains(&metric) {
+                names.push(metric);
+            }
+        }
+        let mut scores = BTreeMap::new();
+        for name in names {
+            scores.insert(name.as_str().to_owned(), name.compute(&y, &predictions)?);
+        }
+        let logged: Vec<(&str, f64)> = scores
+            .iter()
+            .map(|(name, value)| (name.as_str(), *value))
+            .collect();
+        run.log_metrics(&logged, 0)?;
+        let misses: Vec<String> = self
+            .thresholds
+            .iter()
+            .filter_map(|(name, bound)| {
+                let value = scores.get(name).copied().unwrap_or(f64::NAN);
+                (!bound.check(value)).then(|| {
+                    format!(
+                        "{name} = {value} (needs {} {})",
+                        if bound.greater_is_better { ">=" } else { "<=" },
+                        bound.threshold
+                    )
+                })
+            })
+            .collect();
+        if !misses.is_empty() {
+            return Err(JobError::Invalid(format!(
+                "{} version {} misses {} threshold(s): {}",
+                version.name,
+                version.version,
+                misses.len(),
+                misses.join("; ")
+            )));
+        }
+        let mut outcome = JobOutcome::new(self.run_config.name.clone());
+        outcome.run_id = Some(run.id().to_owned());
+        outcome.metrics = scores;
+        outcome.lines.push(format!(
+            "{} version {} meets its {} threshold(s)",
+            version.name,
+            version.version,
+            self.thresholds.len()
+        ));
+        outcome.model_version = Some(version);
+        Ok(outcome)
     }
 }
 

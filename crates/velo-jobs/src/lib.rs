@@ -147,7 +147,10 @@ impl JobConfig {
     pub fn runs(&self) -> bool {
         matches!(
             self,
-            Self::TrainingJob(_) | Self::PromotionJob(_) | Self::InferenceJob(_)
+            Self::TrainingJob(_)
+                | Self::PromotionJob(_)
+                | Self::InferenceJob(_)
+                | Self::EvaluationsJob(_)
         )
     }
 
@@ -158,6 +161,7 @@ impl JobConfig {
             Self::TrainingJob(job) => job.run(context),
             Self::PromotionJob(job) => job.run(context),
             Self::InferenceJob(job) => job.run(context),
+            Self::EvaluationsJob(job) => job.run(context),
             other => Err(JobError::Invalid(format!(
                 "{} does not run yet in this version of velo (its plan is checked)",
                 other.kind()

@@ -188,6 +188,48 @@ fn lifecycle(uri: &str, data: &Path) {
     );
     assert!(!data.join("never.parquet").exists());
 
+    // Evaluations: metrics logged with the evaluation lineage; a missed threshold fails the job
+    // with every metric, value and bound named.
+    let data_paths = format!(
+        "inputs: {{path: '{}'}}, targets: {{path: '{}'}}",
+        data.join("inputs_test.parquet").display(),
+        data.join("targets_test.parquet").display()
+    );
+    let evaluated = run_job(
+        "configs/evaluations.yaml",
+        uri,
+        &format!(
+            "{data_paths}, thresholds: {{r2_score: {{threshold: -1000.0, greater_is_better: true}}}}"
+        ),
+    );
+    assert_eq!(evaluated.code, 0, "{}", evaluated.stderr);
+    assert!(
+        evaluated.stdout.contains("mean_squared_error = "),
+        "{}",
+        evaluated.stdout
+    );
+    let missed = run_job(
+        "configs/evaluations.yaml",
+        uri,
+        &format!(
+            "{data_paths}, thresholds: {{r2_score: {{threshold: 2.0, greater_is_better: true}}, max_error: {{threshold: 0.0, greater_is_better: false}}}}"
+        ),
+    );
+    assert_eq!(missed.code, 1, "{}", missed.stdout);
+    for expected in [
+        "misses 2 threshold(s)",
+        "r2_score = ",
+        "needs >= 2",
+        "max_error = ",
+        "needs <= 0",
+    ] {
+        assert!(
+            missed.stderr.contains(expected),
+            "{expected}: {}",
+            missed.stderr
+        );
+    }
+
     // A reader path that does not exist fails the job, names the file, and registers nothing.
     let missing = run_job(
         "configs/training.yaml",
