@@ -151,6 +151,7 @@ impl JobConfig {
                 | Self::PromotionJob(_)
                 | Self::InferenceJob(_)
                 | Self::EvaluationsJob(_)
+                | Self::ExplanationsJob(_)
         )
     }
 
@@ -162,6 +163,7 @@ impl JobConfig {
             Self::PromotionJob(job) => job.run(context),
             Self::InferenceJob(job) => job.run(context),
             Self::EvaluationsJob(job) => job.run(context),
+            Self::ExplanationsJob(job) => job.run(context),
             other => Err(JobError::Invalid(format!(
                 "{} does not run yet in this version of velo (its plan is checked)",
                 other.kind()

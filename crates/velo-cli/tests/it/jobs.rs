@@ -230,6 +230,33 @@ fn lifecycle(uri: &str, data: &Path) {
         );
     }
 
+    // Explanations: global importances and per-sample contributions, the index kept.
+    let (global, samples) = (
+        data.join(format!("global-{}.parquet", uri.len())),
+        data.join(format!("samples-{}.parquet", uri.len())),
+    );
+    let explained = run_job(
+        "configs/explanations.yaml",
+        uri,
+        &format!(
+            "inputs_samples: {{path: '{}', limit: 50}}, models_explanations: {{path: '{}'}}, samples_explanations: {{path: '{}'}}",
+            data.join("inputs_test.parquet").display(),
+            global.display(),
+            samples.display()
+        ),
+    );
+    assert_eq!(explained.code, 0, "{}", explained.stderr);
+    let (global, samples) = (read(&global), read(&samples));
+    assert!(global.num_rows() > 5, "one row per encoded feature");
+    assert_eq!(global.schema().field(0).name(), "feature");
+    assert_eq!(samples.num_rows(), 50);
+    assert_eq!(samples.schema().field(0).name(), "instant");
+    assert_eq!(
+        samples.num_columns(),
+        global.num_rows() + 1,
+        "one column per feature"
+    );
+
     // A reader path that does not exist fails the job, names the file, and registers nothing.
     let missing = run_job(
         "configs/training.yaml",
