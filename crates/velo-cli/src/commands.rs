@@ -256,16 +256,10 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
     for path in velo_jobs::schema_paths(job) {
         datasets::load_schema(path).map_err(|error| Failure::Usage(error.into()))?;
     }
-    if dry_run || !job.runs() {
+    if dry_run {
         say!("{} is valid; it would:", job.kind());
         for (step, line) in job.plan().iter().enumerate() {
             say!("  {}. {line}", step + 1);
-        }
-        if !dry_run {
-            say!(
-                "({} does not run yet in this version: nothing was changed)",
-                job.kind()
-            );
         }
         return Ok(());
     }

@@ -143,20 +143,7 @@ impl JobOutcome {
 }
 
 impl JobConfig {
-    /// Whether [`run`](Self::run) carries this job out in this version of velo.
-    pub fn runs(&self) -> bool {
-        matches!(
-            self,
-            Self::TrainingJob(_)
-                | Self::PromotionJob(_)
-                | Self::InferenceJob(_)
-                | Self::EvaluationsJob(_)
-                | Self::ExplanationsJob(_)
-        )
-    }
-
-    /// Runs the job with the given services. Jobs that do not run yet report
-    /// [`JobError::Invalid`] naming their `KIND`; `plan` still describes them.
+    /// Runs the job with the given services.
     pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
         match self {
             Self::TrainingJob(job) => job.run(context),
@@ -164,10 +151,7 @@ impl JobConfig {
             Self::InferenceJob(job) => job.run(context),
             Self::EvaluationsJob(job) => job.run(context),
             Self::ExplanationsJob(job) => job.run(context),
-            other => Err(JobError::Invalid(format!(
-                "{} does not run yet in this version of velo (its plan is checked)",
-                other.kind()
-            ))),
+            Self::TuningJob(job) => job.run(context),
         }
     }
 }

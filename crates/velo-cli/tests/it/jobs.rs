@@ -31,7 +31,71 @@ fn training_snippet(data: &Path) -> String {
     )
 }
 
+/// Tunes a small grid with `threads` workers and returns the run's cv results table.
+fn tune(uri: &str, data: &Path, threads: usize) -> arrow::record_batch::RecordBatch {
+    let tuned = run_job(
+        "configs/tuning.yaml",
+        uri,
+        &format!(
+            "inputs: {{path: '{}'}}, targets: {{path: '{}'}}, model: {{n_estimators: 6}}, splitter: {{n_splits: 3, test_size: 200}}, searcher: {{param_grid: {{max_depth: [2, 4, 6], min_samples_leaf: [1, 3]}}, n_jobs: {threads}}}",
+            data.join("inputs_train.parquet").display(),
+            data.join("targets_train.parquet").display()
+        ),
+    );
+    assert_eq!(tuned.code, 0, "{}", tuned.stderr);
+    assert!(
+        tuned.stdout.contains("best of 6 candidates over 3 folds"),
+        "{}",
+        tuned.stdout
+    );
+    let stores = registries::open(uri).unwrap();
+    let experiment = stores.tracking.get_or_create_experiment("bikes").unwrap();
+    let run = stores
+        .tracking
+        .list_runs(&experiment)
+        .unwrap()
+        .into_iter()
+        .find(|run| {
+            run.info.run_name == "Tuning"
+                && run.data.param("searcher.n_jobs") == Some(&threads.to_string())
+        })
+        .expect("the tuning run");
+    assert!(run.data.param("best.max_depth").is_some());
+    assert!(
+        run.data
+            .metric("best_mean_squared_error")
+            .is_some_and(f64::is_finite)
+    );
+    let bytes = stores
+        .tracking
+        .read_artifact(&run.info.run_id, "cv_results.parquet")
+        .unwrap();
+    let file = tempfile::NamedTempFile::with_suffix(".parquet").unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    velo_io::datasets::Reader::ParquetReader(velo_io::datasets::ParquetReader::new(file.path()))
+        .read()
+        .unwrap()
+        .data
+}
+
 fn lifecycle(uri: &str, data: &Path) {
+    // Tuning: the same cv results, bit for bit, on one thread and on two.
+    let (one, two) = (tune(uri, data, 1), tune(uri, data, 2));
+    assert_eq!(one.num_rows(), 6);
+    for column in [
+        "params",
+        "split0_test_score",
+        "split2_test_score",
+        "mean_test_score",
+        "rank_test_score",
+        "is_best",
+    ] {
+        assert_eq!(
+            one.column_by_name(column).unwrap().to_data(),
+            two.column_by_name(column).unwrap().to_data(),
+            "{column}"
+        );
+    }
     let trained = run_job("configs/training.yaml", uri, &training_snippet(data));
     assert_eq!(trained.code, 0, "{}\n{}", trained.stdout, trained.stderr);
     assert!(
