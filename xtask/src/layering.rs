@@ -17,6 +17,10 @@ const ALLOWED: &[(&str, &str)] = &[
     ("velo-cli", "velo-core"),
 ];
 
+/// Edges allowed for dev-dependencies only: tests above io start a real MLflow server with
+/// velo-mlflow's `test-server` harness.
+const DEV_ONLY: &[(&str, &str)] = &[("velo-cli", "velo-mlflow"), ("velo-jobs", "velo-mlflow")];
+
 /// Reads `cargo metadata` and fails on any edge between workspace crates not in [`ALLOWED`].
 pub(crate) fn check(root: &Path) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -56,10 +60,13 @@ fn violations(metadata: &serde_json::Value) -> Vec<String> {
     let mut found = Vec::new();
     for package in &packages {
         let from = package["name"].as_str().unwrap_or_default();
-        // Normal, build and dev dependencies all obey the same table.
+        // Normal, build and dev dependencies all obey the same table, but for the test
+        // harness edges of `DEV_ONLY`.
         for dependency in package["dependencies"].as_array().into_iter().flatten() {
             let to = dependency["name"].as_str().unwrap_or_default();
-            if members.contains(to) && !ALLOWED.contains(&(from, to)) {
+            let dev = dependency["kind"].as_str() == Some("dev");
+            let allowed = ALLOWED.contains(&(from, to)) || (dev && DEV_ONLY.contains(&(from, to)));
+            if members.contains(to) && !allowed {
                 found.push(format!("{from} -> {to}"));
             }
         }
@@ -97,6 +104,14 @@ mod tests {
             violations(&mlflow),
             vec!["velo-mlflow -> velo-core".to_owned()]
         );
+        // The test harness edge is allowed as a dev-dependency only.
+        let mut harness = metadata(&[("velo-cli", "velo-mlflow")]);
+        assert_eq!(
+            violations(&harness),
+            vec!["velo-cli -> velo-mlflow".to_owned()]
+        );
+        harness["packages"][0]["dependencies"][0]["kind"] = "dev".into();
+        assert!(violations(&harness).is_empty());
     }
 
     #[test]

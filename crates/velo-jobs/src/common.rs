@@ -33,6 +33,9 @@ pub(crate) fn run_tracked<C: Serialize>(
         &context.run,
     )?;
     context.set_active_run(Some(run.killer()));
+    // Every line logged while the run is open carries its id.
+    let span = tracing::info_span!("run", run_id = %run.id());
+    let _entered = span.enter();
     let result = serde_json::to_value(config)
         .map_err(|error| JobError::Invalid(format!("cannot encode the configuration: {error}")))
         .and_then(|value| run.log_config(&value).map_err(JobError::from))
