@@ -283,9 +283,24 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
         eprintln!("interrupted: the open run was ended as KILLED");
         std::process::exit(130);
     });
-    let outcome = job
-        .run(&context)
-        .map_err(|error| Failure::Job(error.into()))?;
+    let result = job.run(&context);
+    let (title, message) = match &result {
+        Ok(outcome) => (
+            format!("{} finished", job.kind()),
+            outcome
+                .lines
+                .last()
+                .cloned()
+                .unwrap_or_else(|| "done".to_owned()),
+        ),
+        Err(error) => (format!("{} failed", job.kind()), error.to_string()),
+    };
+    match job.services().alerts.notify(&title, &message) {
+        Ok(velo_io::services::alerts::Delivery::Line(line)) => eprintln!("{line}"),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "the alert was not delivered"),
+    }
+    let outcome = result.map_err(|error| Failure::Job(error.into()))?;
     say!(
         "{} finished{}",
         job.kind(),

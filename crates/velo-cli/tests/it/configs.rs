@@ -55,8 +55,8 @@ fn every_shipped_job_config_validates() {
 }
 
 #[test]
-fn run_says_what_the_job_would_do() {
-    let result = output(velo().args(["run", "configs/training.yaml"]));
+fn a_dry_run_says_what_the_job_would_do() {
+    let result = output(velo().args(["run", "--dry-run", "configs/training.yaml"]));
     assert_eq!(result.code, 0, "{}", result.stderr);
     assert!(
         result.stdout.contains("TrainingJob is valid"),

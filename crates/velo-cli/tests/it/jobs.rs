@@ -140,6 +140,12 @@ fn lifecycle(uri: &str, data: &Path) {
             .unwrap()
             .is_none()
     );
+    // With no webhook configured, the alert is a printed line.
+    assert!(
+        refused.stderr.contains("[velo] PromotionJob failed: "),
+        "{}",
+        refused.stderr
+    );
 
     let promoted = run_job(
         "configs/promotion.yaml",

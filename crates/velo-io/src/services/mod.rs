@@ -3,10 +3,11 @@
 //! This module holds the services' configuration, shared by every job; [`tracking`], the run a
 //! job opens (standard tags, configuration, lineage, system metrics, end status); and
 //! [`system`], the system metrics sampled while a run is open. The tracing subscriber is
-//! installed by the CLI; alerts arrive with the jobs work.
+//! installed by the CLI; [`alerts`] posts a job's end to a Slack-compatible webhook.
 
 use serde::{Deserialize, Serialize};
 
+pub mod alerts;
 pub mod system;
 pub mod tracking;
 
