@@ -274,8 +274,9 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
         project_dir: std::env::current_dir().ok(),
         ..RunContext::default()
     };
-    let context =
+    let mut context =
         JobContext::open(&mlflow, run_context).map_err(|error| Failure::Job(error.into()))?;
+    context.progress = std::sync::Arc::new(crate::progress::Bars::on_stderr());
     // Ctrl-C or SIGTERM ends the open run as KILLED before the process exits.
     let on_signal = context.clone();
     let _ = ctrlc::set_handler(move || {

@@ -8,6 +8,7 @@
 
 mod commands;
 mod logging;
+mod progress;
 mod reference;
 
 use std::process::ExitCode;

@@ -11,7 +11,10 @@ use velo_io::{
     },
 };
 
-use crate::error::JobError;
+use crate::{
+    error::JobError,
+    progress::{NoProgress, Progress},
+};
 
 /// The services a job runs with. Build it with [`JobContext::open`] from a job's configured
 /// MLflow service, or assemble one from stores an embedder opened itself.
@@ -28,6 +31,8 @@ pub struct JobContext {
     pub run: RunContext,
     /// Holds a handle to the open run while a job runs, for a signal handler to end it as KILLED.
     pub active_run: Arc<Mutex<Option<RunKiller>>>,
+    /// Where the job reports its progress ([`NoProgress`] unless the caller sets one).
+    pub progress: Arc<dyn Progress>,
 }
 
 impl JobContext {
@@ -42,6 +47,7 @@ impl JobContext {
             mlflow: mlflow.clone(),
             run,
             active_run: Arc::default(),
+            progress: Arc::new(NoProgress),
         })
     }
 

@@ -63,6 +63,9 @@ impl InferenceJob {
         };
         let index = inputs_schema.index.clone();
         let stream = self.inputs.stream_validated(&inputs_schema)?;
+        let predicting = context
+            .progress
+            .start("predicting", stream.expected_rows().map(|rows| rows as u64));
         let mut sink = None;
         let mut rows = 0_usize;
         for batch in stream {
@@ -92,6 +95,7 @@ impl InferenceJob {
                 sink.push(&output)?;
             }
             rows += output.num_rows();
+            predicting.advance(output.num_rows() as u64);
         }
         let sink = sink.ok_or_else(|| {
             JobError::Invalid(format!(

@@ -110,8 +110,10 @@ impl TrainingJob {
             )
         })?;
         let targets_schema = load_schema(targets_path)?;
+        let reading = context.progress.start("reading inputs and targets", None);
         let inputs = self.inputs.read_validated(&inputs_schema)?;
         let targets = self.targets.read_validated(&targets_schema)?;
+        drop(reading);
         run.log_dataset(&inputs.lineage, "training")?;
         run.log_dataset(&targets.lineage, "training")?;
         let (target_name, y) = target_values(&targets_schema, &targets.data, targets_path)?;
@@ -150,8 +152,17 @@ impl TrainingJob {
             "fitting"
         );
         let mut model = self.model.build(&inputs_schema);
+        let fitting = context
+            .progress
+            .start(&format!("fitting {}", self.model.kind()), None);
         model.fit(&x_train, &y_train)?;
+        drop(fitting);
+        let predicting = context
+            .progress
+            .start("predicting the test split", Some(x_test.num_rows() as u64));
         let predictions = model.predict(&x_test)?;
+        predicting.advance(x_test.num_rows() as u64);
+        drop(predicting);
         let mut scores = BTreeMap::new();
         for metric in &self.metrics {
             let value = metric.score(&y_test, &predictions)?;

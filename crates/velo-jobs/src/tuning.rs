@@ -127,10 +127,12 @@ impl TuningJob {
     /// Parquet artifact and the best params and score, and refits the best candidate on every
     /// row when asked.
     pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
-        run_tracked(context, &self.run_config, self, |run| self.tune(run))
+        run_tracked(context, &self.run_config, self, |run| {
+            self.tune(context, run)
+        })
     }
 
-    fn tune(&self, run: &ActiveRun) -> Result<JobOutcome, JobError> {
+    fn tune(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
         let inputs_schema = load_schema(&self.schemas.inputs)?;
         let targets_path = self.schemas.targets.as_deref().ok_or_else(|| {
             JobError::Invalid(
@@ -190,6 +192,10 @@ impl TuningJob {
         let tasks: Vec<(usize, usize)> = (0..candidates.len())
             .flat_map(|candidate| (0..folds.len()).map(move |fold| (candidate, fold)))
             .collect();
+        let searching = context.progress.start(
+            &format!("cross-validating {} candidates", candidates.len()),
+            Some(tasks.len() as u64),
+        );
         let evaluate = || {
             tasks
                 .par_iter()
@@ -201,6 +207,7 @@ impl TuningJob {
                     model.fit(x_train, y_train)?;
                     let seconds = started.elapsed().as_secs_f64();
                     let score = self.metric.score(y_test, &model.predict(x_test)?)?;
+                    searching.advance(1);
                     Ok((score, seconds))
                 })
                 .collect::<Result<Vec<(f64, f64)>, JobError>>()

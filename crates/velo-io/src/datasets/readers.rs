@@ -363,6 +363,11 @@ impl ValidatedStream<'_> {
         self.inner.path()
     }
 
+    /// The number of rows the source announces (Parquet metadata), if it does.
+    pub fn expected_rows(&self) -> Option<usize> {
+        self.inner.expected_rows()
+    }
+
     /// Reads and validates every remaining batch into one, with the lineage of the whole.
     ///
     /// # Errors
