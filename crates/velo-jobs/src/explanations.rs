@@ -8,19 +8,28 @@ use arrow::{
 };
 use serde::{Deserialize, Serialize};
 use velo_core::explainers::Contributions;
-use velo_io::datasets::{Reader, Writer, load_schema};
+use velo_io::{
+    datasets::{Reader, Writer, load_schema},
+    registries::Tag,
+    services::{RunConfig, tracking::ActiveRun},
+};
 
 use crate::{
     JobContext, JobError, JobOutcome,
     common::{
         AliasOrVersion, SchemaFiles, Services, describe_reader, describe_writer, load_registered,
+        run_tracked,
     },
+    plots,
 };
 
 /// Write a model's global feature importances and per-sample contributions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplanationsJob {
+    /// The tracking run.
+    #[serde(default = "ExplanationsJob::default_run_config")]
+    pub run_config: RunConfig,
     /// Reads the samples to explain.
     pub inputs_samples: Reader,
     /// Writes the global importances (one row per feature).
@@ -38,6 +47,10 @@ pub struct ExplanationsJob {
 }
 
 impl ExplanationsJob {
+    fn default_run_config() -> RunConfig {
+        RunConfig::named("Explanations")
+    }
+
     pub(crate) fn plan(&self) -> Vec<String> {
         vec![
             format!(
@@ -63,9 +76,20 @@ impl ExplanationsJob {
     /// the per-sample contributions of the samples read (one row per sample, the input index
     /// kept, one column per encoded feature).
     pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+        run_tracked(context, &self.run_config, self, |run| {
+            self.explain(context, run)
+        })
+    }
+
+    fn explain(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
         let (version, model) = load_registered(context, &self.alias_or_version)?;
+        run.set_tags(&[
+            Tag::new("velo.model.name", version.name.clone()),
+            Tag::new("velo.model.version", version.version.clone()),
+        ])?;
         let schema = load_schema(&self.schemas.inputs)?;
         let samples = self.inputs_samples.read_validated(&schema)?;
+        run.log_dataset(&samples.lineage, "explanation")?;
         let importances = model.explain_model()?;
         let global = RecordBatch::try_new(
             Arc::new(ArrowSchema::new(vec![
@@ -88,7 +112,32 @@ impl ExplanationsJob {
         });
         let per_sample = contributions_batch(&explained.per_feature, index)?;
         self.samples_explanations.write(&per_sample)?;
-        let mut outcome = JobOutcome::new("Explanations".to_owned());
+        // The summary: mean |contribution| per input column, largest first (at most 20).
+        let means = explained.per_column.mean_abs();
+        let mut order: Vec<usize> = (0..means.len()).collect();
+        order.sort_by(|a, b| means[*b].total_cmp(&means[*a]));
+        order.truncate(20);
+        let names: Vec<String> = order
+            .iter()
+            .map(|&i| explained.per_column.names()[i].clone())
+            .collect();
+        let values: Vec<f64> = order.iter().map(|&i| means[i]).collect();
+        let chart = plots::bars(
+            &format!(
+                "Mean |contribution| over {} samples: {} version {}",
+                per_sample.num_rows(),
+                version.name,
+                version.version
+            ),
+            "mean |contribution| to the prediction",
+            &names,
+            &values,
+            None,
+        )?;
+        run.tracking()
+            .log_artifact(run.id(), "plots/contributions.png", &chart)?;
+        let mut outcome = JobOutcome::new(self.run_config.name.clone());
+        outcome.run_id = Some(run.id().to_owned());
         outcome.lines.push(format!(
             "explained {} version {}: {} importances to {}, {} samples to {}",
             version.name,

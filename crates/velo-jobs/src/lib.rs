@@ -28,6 +28,7 @@ mod error;
 pub mod evaluations;
 pub mod explanations;
 pub mod inference;
+pub mod plots;
 pub mod progress;
 pub mod promotion;
 pub mod training;

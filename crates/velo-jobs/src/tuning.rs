@@ -259,6 +259,27 @@ impl TuningJob {
         })?;
         run.tracking()
             .log_artifact(run.id(), "cv_results.parquet", &bytes)?;
+        let labels: Vec<String> = results
+            .iter()
+            .map(|r| serde_json::to_string(&r.params).unwrap_or_default())
+            .collect();
+        let means: Vec<f64> = results.iter().map(CandidateResult::mean).collect();
+        let stds: Vec<f64> = results.iter().map(CandidateResult::std).collect();
+        let chart = crate::plots::bars(
+            &format!(
+                "Cross-validated {} per candidate",
+                self.metric.name().as_str()
+            ),
+            &format!(
+                "mean {} (whiskers: one standard deviation)",
+                self.metric.name().as_str()
+            ),
+            &labels,
+            &means,
+            Some(&stds),
+        )?;
+        run.tracking()
+            .log_artifact(run.id(), "plots/cv_results.png", &chart)?;
         let name = self.metric.name();
         let best_params: Vec<Tag> = results[best]
             .params

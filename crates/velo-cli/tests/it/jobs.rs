@@ -81,6 +81,7 @@ fn tune(uri: &str, data: &Path, threads: usize) -> arrow::record_batch::RecordBa
 fn lifecycle(uri: &str, data: &Path) {
     // Tuning: the same cv results, bit for bit, on one thread and on two.
     let (one, two) = (tune(uri, data, 1), tune(uri, data, 2));
+    assert_eq!(plots_of(uri, "Tuning"), ["plots/cv_results.png"]);
     assert_eq!(one.num_rows(), 6);
     for column in [
         "params",
@@ -273,6 +274,10 @@ fn lifecycle(uri: &str, data: &Path) {
         ),
     );
     assert_eq!(evaluated.code, 0, "{}", evaluated.stderr);
+    assert_eq!(
+        plots_of(uri, "Evaluations"),
+        ["plots/predicted_vs_actual.png", "plots/residuals.png"]
+    );
     assert!(
         evaluated.stdout.contains("mean_squared_error = "),
         "{}",
@@ -316,6 +321,7 @@ fn lifecycle(uri: &str, data: &Path) {
         ),
     );
     assert_eq!(explained.code, 0, "{}", explained.stderr);
+    assert_eq!(plots_of(uri, "Explanations"), ["plots/contributions.png"]);
     let (global, samples) = (read(&global), read(&samples));
     assert!(global.num_rows() > 5, "one row per encoded feature");
     assert_eq!(global.schema().field(0).name(), "feature");
@@ -380,6 +386,31 @@ fn lifecycle(uri: &str, data: &Path) {
             .tag("velo.error")
             .is_some_and(|error| error.contains("no/such/inputs.parquet"))
     }));
+}
+
+/// The artifacts under `plots/` of the newest FINISHED run called `name`.
+fn plots_of(uri: &str, name: &str) -> Vec<String> {
+    let stores = registries::open(uri).unwrap();
+    let experiment = stores.tracking.get_or_create_experiment("bikes").unwrap();
+    let run = stores
+        .tracking
+        .list_runs(&experiment)
+        .unwrap()
+        .into_iter()
+        .find(|run| run.info.run_name == name && run.info.status == RunStatus::Finished)
+        .unwrap_or_else(|| panic!("a finished {name} run"));
+    let files = stores
+        .tracking
+        .list_artifacts(&run.info.run_id, "plots")
+        .unwrap();
+    for file in &files {
+        let png = stores
+            .tracking
+            .read_artifact(&run.info.run_id, &file.path)
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{} is a PNG", file.path);
+    }
+    files.into_iter().map(|file| file.path).collect()
 }
 
 fn synthetic_data(dir: &Path) {

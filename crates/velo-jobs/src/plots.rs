@@ -1,0 +1,263 @@
+//! PNG charts logged with runs: predicted against actual, residuals, contributions and tuning
+//! scores, drawn with plotters and encoded as PNG in memory.
+//!
+//! Text is drawn with DejaVu Sans embedded in the binary (the `dejavu` crate), registered once
+//! in plotters' font table, so charts look the same on every machine, fonts installed or not.
+
+use std::sync::Once;
+
+use plotters::{
+    coord::Shift,
+    prelude::*,
+    style::{FontStyle, register_font},
+};
+
+use crate::JobError;
+
+/// Width and height of every chart, in pixels.
+const SIZE: (u32, u32) = (900, 640);
+const FONT: &str = "sans-serif";
+
+static FONTS: Once = Once::new();
+
+fn fonts() {
+    FONTS.call_once(|| {
+        // The embedded font parses; a failure would only leave text out of the charts.
+        let _ = register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+    });
+}
+
+fn failed(error: impl std::fmt::Display) -> JobError {
+    JobError::Invalid(format!("cannot draw the chart: {error}"))
+}
+
+/// Renders into an RGB buffer with `draw`, then encodes it as PNG.
+fn render(
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), JobError>,
+) -> Result<Vec<u8>, JobError> {
+    fonts();
+    let mut pixels = vec![0_u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(failed)?;
+        draw(&root)?;
+        root.present().map_err(failed)?;
+    }
+    let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, pixels)
+        .ok_or_else(|| failed("the pixel buffer has the wrong size"))?;
+    let mut png = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(failed)?;
+    Ok(png.into_inner())
+}
+
+/// The range of finite values, widened a little and never empty.
+fn span(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let (low, high) = values
+        .filter(|value| value.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), value| {
+            (low.min(value), high.max(value))
+        });
+    if !low.is_finite() {
+        return 0.0..1.0;
+    }
+    let pad = ((high - low) * 0.05).max(1e-9);
+    (low - pad)..(high + pad)
+}
+
+/// A reference line drawn over a scatter.
+#[derive(Debug, Clone, Copy)]
+pub enum Guide {
+    /// `y = x`.
+    Diagonal,
+    /// `y = 0`.
+    Zero,
+}
+
+/// A scatter of `(x, y)` points with a guide line, as PNG.
+pub fn scatter(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[(f64, f64)],
+    guide: Guide,
+) -> Result<Vec<u8>, JobError> {
+    render(|root| {
+        let x_range = span(points.iter().map(|(x, _)| *x));
+        let y_range = match guide {
+            Guide::Diagonal => span(points.iter().flat_map(|(x, y)| [*x, *y])),
+            Guide::Zero => span(points.iter().map(|(_, y)| *y).chain([0.0])),
+        };
+        let x_range = if matches!(guide, Guide::Diagonal) {
+            y_range.clone()
+        } else {
+            x_range
+        };
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(x_range.clone(), y_range)
+            .map_err(failed)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(failed)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|(x, y)| x.is_finite() && y.is_finite())
+                    .map(|(x, y)| Circle::new((*x, *y), 2, BLUE.mix(0.35).filled())),
+            )
+            .map_err(failed)?;
+        let line = match guide {
+            Guide::Diagonal => vec![(x_range.start, x_range.start), (x_range.end, x_range.end)],
+            Guide::Zero => vec![(x_range.start, 0.0), (x_range.end, 0.0)],
+        };
+        chart
+            .draw_series(LineSeries::new(line, RED.stroke_width(2)))
+            .map_err(failed)?;
+        Ok(())
+    })
+}
+
+/// Horizontal bars, one per label (the first on top), with optional error whiskers, as PNG.
+pub fn bars(
+    title: &str,
+    value_label: &str,
+    labels: &[String],
+    values: &[f64],
+    errors: Option<&[f64]>,
+) -> Result<Vec<u8>, JobError> {
+    render(|root| {
+        let count = labels.len().max(1);
+        let reach = values
+            .iter()
+            .zip(0..)
+            .map(|(value, index)| {
+                value.abs() + errors.and_then(|e| e.get(index)).copied().unwrap_or(0.0)
+            })
+            .fold(0.0_f64, f64::max);
+        let low = if values.iter().any(|value| *value < 0.0) {
+            -reach * 1.05
+        } else {
+            0.0
+        };
+        // Rows are at integer heights, the first label on top.
+        let top = count as f64 - 0.5;
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(220)
+            .build_cartesian_2d(low..(reach * 1.05).max(1e-9), -0.5..top)
+            .map_err(failed)?;
+        let names = labels.to_vec();
+        let row_of = |index: usize| (count - 1 - index) as f64;
+        chart
+            .configure_mesh()
+            .x_desc(value_label)
+            .y_labels(count * 2 + 1)
+            .y_label_formatter(&|height: &f64| {
+                let nearest = height.round();
+                if (height - nearest).abs() > 0.01 || nearest < 0.0 {
+                    return String::new();
+                }
+                // `nearest` is a small non-negative whole number here.
+                let row = nearest as usize;
+                (count - 1)
+                    .checked_sub(row)
+                    .and_then(|index| names.get(index).cloned())
+                    .unwrap_or_default()
+            })
+            .label_style((FONT, 13))
+            .disable_y_mesh()
+            .draw()
+            .map_err(failed)?;
+        chart
+            .draw_series(values.iter().enumerate().map(|(index, value)| {
+                let row = row_of(index);
+                Rectangle::new(
+                    [(0.0, row - 0.35), (*value, row + 0.35)],
+                    BLUE.mix(0.6).filled(),
+                )
+            }))
+            .map_err(failed)?;
+        if let Some(errors) = errors {
+            chart
+                .draw_series(values.iter().zip(errors).enumerate().map(
+                    |(index, (value, error))| {
+                        let row = row_of(index);
+                        PathElement::new(
+                            vec![(value - error, row), (value + error, row)],
+                            BLACK.stroke_width(2),
+                        )
+                    },
+                ))
+                .map_err(failed)?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(png: &[u8]) -> image::RgbImage {
+        image::load_from_memory_with_format(png, image::ImageFormat::Png)
+            .expect("a PNG")
+            .to_rgb8()
+    }
+
+    /// Pixels that are neither white nor the plot's blue or red: text and axes.
+    fn dark_pixels(image: &image::RgbImage) -> usize {
+        image
+            .pixels()
+            .filter(|pixel| pixel.0.iter().all(|channel| *channel < 80))
+            .count()
+    }
+
+    #[test]
+    fn scatters_and_bars_are_pngs_with_text_drawn() {
+        let points: Vec<(f64, f64)> = (0..200)
+            .map(|i| (f64::from(i), f64::from(i) * 1.1 + 3.0))
+            .collect();
+        let png = scatter(
+            "Predicted against actual",
+            "actual",
+            "predicted",
+            &points,
+            Guide::Diagonal,
+        )
+        .unwrap();
+        let image = decode(&png);
+        assert_eq!(image.dimensions(), SIZE);
+        assert!(dark_pixels(&image) > 500, "axes and labels are drawn");
+        let residuals =
+            scatter("Residuals", "predicted", "residual", &points, Guide::Zero).unwrap();
+        assert_ne!(png, residuals);
+        let labels: Vec<String> = ["hr", "temp", "season"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let bars = bars(
+            "Mean |contribution|",
+            "value",
+            &labels,
+            &[3.0, 2.0, -1.0],
+            Some(&[0.1, 0.2, 0.3]),
+        )
+        .unwrap();
+        assert_eq!(decode(&bars).dimensions(), SIZE);
+        // Degenerate inputs still draw.
+        assert!(scatter("empty", "x", "y", &[], Guide::Zero).is_ok());
+        assert!(scatter("nan", "x", "y", &[(f64::NAN, 1.0)], Guide::Diagonal).is_ok());
+    }
+}
