@@ -191,7 +191,6 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
                     .arg(&script)
                     .arg("--data-dir")
                     .arg(&data_dir)
-                    .arg("--skip-tuning")
                     .args(extra),
             )
         };
@@ -291,6 +290,13 @@ const ROWS: &[Row] = &[
         target: None,
     },
     Row {
+        label: "tuning: grid max_depth 3/5/7, 4 folds, refit (s)",
+        key: "tuning_seconds",
+        reference_key: None,
+        larger_is_better: false,
+        target: Some(10.0),
+    },
+    Row {
         label: "gradient boosting fit (s), vs the reference forest",
         key: "gbm_fit_seconds",
         reference_key: Some("fit_seconds"),
@@ -357,6 +363,17 @@ fn table(velo: &Value, shipped: &Value, best: &Value, runs: usize) -> String {
             row.label,
             advantage(row, v, s),
             advantage(row, v, b),
+        ));
+    }
+    if let (Some(v), Some(s)) = (
+        velo["tuning_best_max_depth"].as_u64(),
+        shipped["tuning_best_max_depth"].as_u64(),
+    ) {
+        let same = if v == s { "same" } else { "DIFFERENT" };
+        out.push_str(&format!(
+            "\ntuning best max_depth: velo {v}, scikit-learn {s} ({same}); best mean MSE velo {:.2}, scikit-learn {:.2}\n",
+            -velo["tuning_best_mean_score"].as_f64().unwrap_or(f64::NAN),
+            -shipped["tuning_best_mean_score"].as_f64().unwrap_or(f64::NAN),
         ));
     }
     if let Some(ns) = velo["ns_per_tree_per_row"].as_f64() {
