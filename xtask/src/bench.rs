@@ -365,9 +365,10 @@ fn table(velo: &Value, shipped: &Value, best: &Value, runs: usize) -> String {
             advantage(row, v, b),
         ));
     }
+    // Medians turn every number into a float.
     if let (Some(v), Some(s)) = (
-        velo["tuning_best_max_depth"].as_u64(),
-        shipped["tuning_best_max_depth"].as_u64(),
+        velo["tuning_best_max_depth"].as_f64(),
+        shipped["tuning_best_max_depth"].as_f64(),
     ) {
         let same = if v == s { "same" } else { "DIFFERENT" };
         out.push_str(&format!(
