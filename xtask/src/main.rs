@@ -211,24 +211,6 @@ fn test() -> Result<()> {
     Ok(())
 }
 
-/// The jobs of the lifecycle, in the order `project` runs them.
-const LIFECYCLE: &[&str] = &[
-    "tuning",
-    "training",
-    "promotion",
-    "inference",
-    "evaluations",
-    "explanations",
-];
-
-/// The files a project's `data/` must hold.
-const DATA_FILES: &[&str] = &[
-    "inputs_train.parquet",
-    "targets_train.parquet",
-    "inputs_test.parquet",
-    "targets_test.parquet",
-];
-
 fn project(args: &[String]) -> Result<()> {
     let csv = match args {
         [] => None,
@@ -250,18 +232,11 @@ fn project(args: &[String]) -> Result<()> {
             .args(velo_args);
         run(&mut command)
     };
-    let data = root().join("data");
-    if DATA_FILES.iter().all(|file| data.join(file).exists()) {
-        eprintln!("xtask: using the dataset in {}", data.display());
-    } else if let Some(csv) = csv {
-        velo(&["data", "import", "--csv", &csv, "--out", "data"])?;
-    } else {
-        velo(&["data", "synth", "--out", "data"])?;
+    // `velo project` creates data/ when it holds no dataset, then runs the six jobs.
+    match csv {
+        Some(csv) => velo(&["project", "--csv", &csv]),
+        None => velo(&["project"]),
     }
-    for job in LIFECYCLE {
-        velo(&["run", &format!("configs/{job}.yaml")])?;
-    }
-    Ok(())
 }
 
 fn codegen() -> Result<()> {

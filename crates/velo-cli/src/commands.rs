@@ -76,7 +76,32 @@ enum Command {
     /// Create datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Run the whole lifecycle from `configs/` (tuning, training, promotion, inference,
+    /// evaluations, explanations), creating `data/` first when it holds no dataset.
+    Project {
+        /// Import this UCI CSV into `data/` when it is empty (synthetic data otherwise).
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
 }
+
+/// The jobs of the lifecycle, in the order `velo project` runs them (`configs/<job>.yaml`).
+const LIFECYCLE: [&str; 6] = [
+    "tuning",
+    "training",
+    "promotion",
+    "inference",
+    "evaluations",
+    "explanations",
+];
+
+/// The files a project's `data/` holds.
+const DATA_FILES: [&str; 4] = [
+    "inputs_train.parquet",
+    "targets_train.parquet",
+    "inputs_test.parquet",
+    "targets_test.parquet",
+];
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
@@ -191,6 +216,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Some(Command::Data(DataCommand::Validate { file, schema })) => validate(&file, &schema),
+        Some(Command::Project { csv }) => project(csv.as_deref()),
         Some(Command::Data(DataCommand::Synth {
             rows,
             seed,
@@ -207,6 +233,35 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn project(csv: Option<&Path>) -> Result<(), Failure> {
+    let data = Path::new("data");
+    let spec_path = Path::new("configs/data.yaml");
+    if DATA_FILES.iter().all(|file| data.join(file).is_file()) {
+        say!("using the dataset in {}", data.display());
+    } else if let Some(csv) = csv {
+        let spec = load_spec(spec_path)?;
+        let summary = datasets::import::import_csv(csv, &spec, data)
+            .with_context(|| format!("cannot import {}", csv.display()))
+            .map_err(Failure::Job)?;
+        say!("imported {} rows of {}", summary.source.rows, csv.display());
+    } else {
+        let spec = load_spec(spec_path)?;
+        spec.synthesize(17_379, 42, data)
+            .with_context(|| format!("cannot generate data into {}", data.display()))
+            .map_err(Failure::Job)?;
+        say!("generated 17379 synthetic rows into {}", data.display());
+    }
+    for job in LIFECYCLE {
+        let config = ConfigArgs {
+            files: vec![PathBuf::from(format!("configs/{job}.yaml"))],
+            extras: Vec::new(),
+            profile: None,
+        };
+        run(&config, false)?;
+    }
+    Ok(())
 }
 
 fn validate(file: &Path, schema: &Path) -> Result<(), Failure> {

@@ -505,3 +505,97 @@ fn ctrl_c_ends_the_open_run_as_killed() {
         "nothing registered"
     );
 }
+
+/// Copies `configs/` into `dir`, with small forests so that a debug build runs the lifecycle
+/// in seconds.
+fn small_project(dir: &Path) {
+    let mut pending = vec![(crate::root().join("configs"), dir.join("configs"))];
+    while let Some((from, to)) = pending.pop() {
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push((entry.path(), to.join(entry.file_name())));
+            } else {
+                let text = std::fs::read_to_string(entry.path()).unwrap();
+                let text = text
+                    .replace("n_estimators: 200", "n_estimators: 4")
+                    .replace(
+                        "    KIND: RandomForestModel\n    features:",
+                        "    KIND: RandomForestModel\n    n_estimators: 4\n    features:",
+                    );
+                std::fs::write(to.join(entry.file_name()), text).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn velo_project_runs_the_six_jobs_on_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    small_project(dir.path());
+    let result = output(
+        velo()
+            .current_dir(dir.path())
+            .arg("project")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("MLFLOW_REGISTRY_URI")
+            .env_remove("MLFLOW_EXPERIMENT_NAME"),
+    );
+    assert_eq!(result.code, 0, "{}\n{}", result.stdout, result.stderr);
+    for job in [
+        "TuningJob",
+        "TrainingJob",
+        "PromotionJob",
+        "InferenceJob",
+        "EvaluationsJob",
+        "ExplanationsJob",
+    ] {
+        assert!(
+            result.stdout.contains(&format!("{job} finished")),
+            "{job}: {}",
+            result.stdout
+        );
+    }
+    assert!(
+        result.stdout.contains("generated 17379 synthetic rows"),
+        "{}",
+        result.stdout
+    );
+    let stores = registries::open(&dir.path().join("mlruns").display().to_string()).unwrap();
+    let champion = stores
+        .registry
+        .get_model_version_by_alias("bikes", "Champion")
+        .unwrap()
+        .unwrap();
+    assert_eq!(champion.version, "1");
+    for file in [
+        "predictions_test.parquet",
+        "models_explanations.parquet",
+        "samples_explanations.parquet",
+    ] {
+        assert!(dir.path().join("outputs").join(file).is_file(), "{file}");
+    }
+    // A second run reuses the data and registers version 2.
+    let again = output(
+        velo()
+            .current_dir(dir.path())
+            .arg("project")
+            .env_remove("MLFLOW_TRACKING_URI"),
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("using the dataset in data"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        stores
+            .registry
+            .get_model_version_by_alias("bikes", "Champion")
+            .unwrap()
+            .unwrap()
+            .version,
+        "2"
+    );
+}
