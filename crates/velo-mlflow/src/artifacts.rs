@@ -135,7 +135,7 @@ impl Client {
 
     /// Uploads a local file as the artifact `path`.
     pub async fn upload_file(&self, artifact_uri: &str, path: &str, local: &Path) -> Result<()> {
-        let bytes = tokio_read(local).await?;
+        let bytes = read_file(local)?;
         self.upload_artifact(artifact_uri, path, bytes).await
     }
 
@@ -293,7 +293,7 @@ fn io_error(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-async fn tokio_read(path: &Path) -> Result<Vec<u8>> {
+fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| io_error(path, source))
 }
 

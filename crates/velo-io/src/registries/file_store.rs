@@ -305,12 +305,12 @@ fn file_uri(path: &Path) -> Result<String> {
         .map_err(|()| invalid(format!("{} is not an absolute path", path.display())))
 }
 
+/// Whether a rename failed because its target exists with content (another writer won).
 fn is_taken(error: &std::io::Error) -> bool {
     matches!(
         error.kind(),
         std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::DirectoryNotEmpty
-    ) || error.raw_os_error() == Some(39)
-        || error.raw_os_error() == Some(17)
+    )
 }
 
 impl FileStore {
