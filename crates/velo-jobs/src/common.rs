@@ -124,6 +124,60 @@ fn model_file_segments(file: &str) -> Result<Vec<&str>, JobError> {
     Ok(segments)
 }
 
+/// Inputs and targets read, validated, aligned and logged as the run's lineage.
+pub(crate) struct Labeled {
+    /// The inputs schema.
+    pub(crate) schema: Schema,
+    /// The validated inputs.
+    pub(crate) inputs: velo_io::datasets::Dataset,
+    /// The target column's name.
+    pub(crate) target_name: String,
+    /// The target values, one per input row.
+    pub(crate) y: Vec<f64>,
+}
+
+/// Reads `inputs` and `targets` validated against `schemas` (whose `targets` names the target
+/// column), logs both as datasets of the run with `role` (`training`, `evaluation`, …), and
+/// checks that they align row by row; `kind` names the job in errors.
+pub(crate) fn read_labeled(
+    kind: &str,
+    (inputs, targets): (&Reader, &Reader),
+    schemas: &SchemaFiles,
+    run: &ActiveRun,
+    role: &str,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Labeled, JobError> {
+    let schema = velo_io::datasets::load_schema(&schemas.inputs)?;
+    let targets_path = schemas.targets.as_deref().ok_or_else(|| {
+        JobError::Invalid(format!(
+            "a {kind} needs `schemas.targets` to find the target column"
+        ))
+    })?;
+    let targets_schema = velo_io::datasets::load_schema(targets_path)?;
+    let reading = progress.start("reading inputs and targets", None);
+    let read_inputs = inputs.read_validated(&schema)?;
+    let read_targets = targets.read_validated(&targets_schema)?;
+    drop(reading);
+    run.log_dataset(&read_inputs.lineage, role)?;
+    run.log_dataset(&read_targets.lineage, role)?;
+    let (target_name, y) = target_values(&targets_schema, &read_targets.data, targets_path)?;
+    if y.len() != read_inputs.data.num_rows() {
+        return Err(JobError::Invalid(format!(
+            "{} has {} rows but {} has {}: inputs and targets must align row by row",
+            inputs.path().display(),
+            read_inputs.data.num_rows(),
+            targets.path().display(),
+            y.len()
+        )));
+    }
+    Ok(Labeled {
+        schema,
+        inputs: read_inputs,
+        target_name,
+        y,
+    })
+}
+
 /// The target column of a targets schema (its one non-index column) and its values as f64.
 pub(crate) fn target_values(
     schema: &Schema,

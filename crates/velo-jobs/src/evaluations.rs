@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use velo_core::metrics::{Metric, MetricName, Threshold};
 use velo_io::{
-    datasets::{Reader, load_schema},
+    datasets::Reader,
     registries::Tag,
     services::{RunConfig, tracking::ActiveRun},
 };
@@ -13,8 +13,8 @@ use velo_io::{
 use crate::{
     JobContext, JobError, JobOutcome,
     common::{
-        AliasOrVersion, SchemaFiles, Services, describe_reader, load_registered, run_tracked,
-        target_values,
+        AliasOrVersion, Labeled, SchemaFiles, Services, describe_reader, load_registered,
+        read_labeled, run_tracked,
     },
     plots::{self, Guide},
     training::default_metrics,
@@ -116,27 +116,14 @@ impl EvaluationsJob {
             Tag::new("velo.model.name", version.name.clone()),
             Tag::new("velo.model.version", version.version.clone()),
         ])?;
-        let inputs_schema = load_schema(&self.schemas.inputs)?;
-        let targets_path = self.schemas.targets.as_deref().ok_or_else(|| {
-            JobError::Invalid(
-                "an EvaluationsJob needs `schemas.targets` to find the target column".to_owned(),
-            )
-        })?;
-        let targets_schema = load_schema(targets_path)?;
-        let inputs = self.inputs.read_validated(&inputs_schema)?;
-        let targets = self.targets.read_validated(&targets_schema)?;
-        run.log_dataset(&inputs.lineage, "evaluation")?;
-        run.log_dataset(&targets.lineage, "evaluation")?;
-        let (_, y) = target_values(&targets_schema, &targets.data, targets_path)?;
-        if y.len() != inputs.data.num_rows() {
-            return Err(JobError::Invalid(format!(
-                "{} has {} rows but {} has {}: inputs and targets must align row by row",
-                self.inputs.path().display(),
-                inputs.data.num_rows(),
-                self.targets.path().display(),
-                y.len()
-            )));
-        }
+        let Labeled { inputs, y, .. } = read_labeled(
+            "EvaluationsJob",
+            (&self.inputs, &self.targets),
+            &self.schemas,
+            run,
+            "evaluation",
+            context.progress.as_ref(),
+        )?;
         let predictions = model.predict(&inputs.data)?;
         let mut names: Vec<MetricName> = self.metrics.iter().map(Metric::name).collect();
         for name in self.thresholds.keys() {

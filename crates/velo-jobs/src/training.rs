@@ -23,7 +23,8 @@ use velo_io::{
 use crate::{
     JobContext, JobError, JobOutcome,
     common::{
-        SchemaFiles, Services, describe_reader, output_spec, run_tracked, take_rows, target_values,
+        Labeled, SchemaFiles, Services, describe_reader, output_spec, read_labeled, run_tracked,
+        take_rows,
     },
 };
 
@@ -103,29 +104,19 @@ impl TrainingJob {
     }
 
     fn train(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
-        let inputs_schema = load_schema(&self.schemas.inputs)?;
-        let targets_path = self.schemas.targets.as_deref().ok_or_else(|| {
-            JobError::Invalid(
-                "a TrainingJob needs `schemas.targets` to find the target column".to_owned(),
-            )
-        })?;
-        let targets_schema = load_schema(targets_path)?;
-        let reading = context.progress.start("reading inputs and targets", None);
-        let inputs = self.inputs.read_validated(&inputs_schema)?;
-        let targets = self.targets.read_validated(&targets_schema)?;
-        drop(reading);
-        run.log_dataset(&inputs.lineage, "training")?;
-        run.log_dataset(&targets.lineage, "training")?;
-        let (target_name, y) = target_values(&targets_schema, &targets.data, targets_path)?;
-        if y.len() != inputs.data.num_rows() {
-            return Err(JobError::Invalid(format!(
-                "{} has {} rows but {} has {}: inputs and targets must align row by row",
-                self.inputs.path().display(),
-                inputs.data.num_rows(),
-                self.targets.path().display(),
-                y.len()
-            )));
-        }
+        let Labeled {
+            schema: inputs_schema,
+            inputs,
+            target_name,
+            y,
+        } = read_labeled(
+            "TrainingJob",
+            (&self.inputs, &self.targets),
+            &self.schemas,
+            run,
+            "training",
+            context.progress.as_ref(),
+        )?;
         let report = leakage::check_inputs(
             &inputs_schema,
             self.model.features(),

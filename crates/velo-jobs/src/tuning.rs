@@ -20,14 +20,16 @@ use velo_core::{
     splitters::{Splitter, TimeSeriesSplitter},
 };
 use velo_io::{
-    datasets::{ParquetWriter, Reader, Writer, load_schema},
+    datasets::{ParquetWriter, Reader, Writer},
     registries::Tag,
     services::{RunConfig, tracking::ActiveRun},
 };
 
 use crate::{
     JobContext, JobError, JobOutcome,
-    common::{SchemaFiles, Services, describe_reader, run_tracked, take_rows, target_values},
+    common::{
+        Labeled, SchemaFiles, Services, describe_reader, read_labeled, run_tracked, take_rows,
+    },
 };
 
 /// Search a model's parameters with cross-validation and log every candidate.
@@ -133,27 +135,19 @@ impl TuningJob {
     }
 
     fn tune(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
-        let inputs_schema = load_schema(&self.schemas.inputs)?;
-        let targets_path = self.schemas.targets.as_deref().ok_or_else(|| {
-            JobError::Invalid(
-                "a TuningJob needs `schemas.targets` to find the target column".to_owned(),
-            )
-        })?;
-        let targets_schema = load_schema(targets_path)?;
-        let inputs = self.inputs.read_validated(&inputs_schema)?;
-        let targets = self.targets.read_validated(&targets_schema)?;
-        run.log_dataset(&inputs.lineage, "tuning")?;
-        run.log_dataset(&targets.lineage, "tuning")?;
-        let (_, y) = target_values(&targets_schema, &targets.data, targets_path)?;
-        if y.len() != inputs.data.num_rows() {
-            return Err(JobError::Invalid(format!(
-                "{} has {} rows but {} has {}: inputs and targets must align row by row",
-                self.inputs.path().display(),
-                inputs.data.num_rows(),
-                self.targets.path().display(),
-                y.len()
-            )));
-        }
+        let Labeled {
+            schema: inputs_schema,
+            inputs,
+            y,
+            ..
+        } = read_labeled(
+            "TuningJob",
+            (&self.inputs, &self.targets),
+            &self.schemas,
+            run,
+            "tuning",
+            context.progress.as_ref(),
+        )?;
         let report = leakage::check_inputs(
             &inputs_schema,
             self.model.features(),
