@@ -136,6 +136,33 @@ pub(crate) struct Labeled {
     pub(crate) y: Vec<f64>,
 }
 
+impl Labeled {
+    /// Runs the leakage check on the inputs with the model's features: findings are logged and
+    /// tagged on the run (`velo.leakage`), or fail the job when the options say so.
+    pub(crate) fn check_leakage(
+        &self,
+        features: &velo_core::models::FeaturesConfig,
+        options: &velo_core::models::leakage::LeakageOptions,
+        run: &ActiveRun,
+    ) -> Result<(), JobError> {
+        let report = velo_core::models::leakage::check_inputs(
+            &self.schema,
+            features,
+            &self.inputs.data,
+            &self.y,
+            options,
+        )?;
+        if !report.is_clean() {
+            tracing::warn!(findings = %report, "the inputs may leak the target `{}`", self.target_name);
+            run.set_tags(&[velo_io::registries::Tag::new(
+                "velo.leakage",
+                report.to_string(),
+            )])?;
+        }
+        Ok(())
+    }
+}
+
 /// Reads `inputs` and `targets` validated against `schemas` (whose `targets` names the target
 /// column), logs both as datasets of the run with `role` (`training`, `evaluation`, …), and
 /// checks that they align row by row; `kind` names the job in errors.

@@ -7,7 +7,7 @@ use velo_core::{
     metrics::Metric,
     models::{
         ModelConfig,
-        leakage::{self, LeakageAction, LeakageOptions},
+        leakage::{LeakageAction, LeakageOptions},
     },
     splitters::{Splitter, TrainTestSplitter},
 };
@@ -104,12 +104,7 @@ impl TrainingJob {
     }
 
     fn train(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
-        let Labeled {
-            schema: inputs_schema,
-            inputs,
-            target_name,
-            y,
-        } = read_labeled(
+        let labeled = read_labeled(
             "TrainingJob",
             (&self.inputs, &self.targets),
             &self.schemas,
@@ -117,17 +112,14 @@ impl TrainingJob {
             "training",
             context.progress.as_ref(),
         )?;
-        let report = leakage::check_inputs(
-            &inputs_schema,
-            self.model.features(),
-            &inputs.data,
-            &y,
-            &self.leakage,
-        )?;
-        if !report.is_clean() {
-            tracing::warn!(findings = %report, "the inputs may leak the target `{target_name}`");
-            run.set_tags(&[Tag::new("velo.leakage", report.to_string())])?;
-        }
+        labeled.check_leakage(self.model.features(), &self.leakage, run)?;
+        let Labeled {
+            schema: inputs_schema,
+            inputs,
+            target_name,
+            y,
+            ..
+        } = labeled;
         let splits = self.splitter.split(inputs.data.num_rows())?;
         let split = splits
             .last()

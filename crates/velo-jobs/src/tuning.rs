@@ -13,10 +13,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use velo_core::{
     metrics::Metric,
-    models::{
-        ModelConfig, Params,
-        leakage::{self, LeakageOptions},
-    },
+    models::{ModelConfig, Params, leakage::LeakageOptions},
     splitters::{Splitter, TimeSeriesSplitter},
 };
 use velo_io::{
@@ -135,12 +132,7 @@ impl TuningJob {
     }
 
     fn tune(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
-        let Labeled {
-            schema: inputs_schema,
-            inputs,
-            y,
-            ..
-        } = read_labeled(
+        let labeled = read_labeled(
             "TuningJob",
             (&self.inputs, &self.targets),
             &self.schemas,
@@ -148,17 +140,13 @@ impl TuningJob {
             "tuning",
             context.progress.as_ref(),
         )?;
-        let report = leakage::check_inputs(
-            &inputs_schema,
-            self.model.features(),
-            &inputs.data,
-            &y,
-            &self.leakage,
-        )?;
-        if !report.is_clean() {
-            tracing::warn!(findings = %report, "the inputs may leak the target");
-            run.set_tags(&[Tag::new("velo.leakage", report.to_string())])?;
-        }
+        labeled.check_leakage(self.model.features(), &self.leakage, run)?;
+        let Labeled {
+            schema: inputs_schema,
+            inputs,
+            y,
+            ..
+        } = labeled;
         let candidates = self.searcher.candidates()?;
         if candidates.is_empty() {
             return Err(JobError::Invalid(

@@ -361,6 +361,23 @@ fn lifecycle(uri: &str, data: &Path) {
         "{}",
         broken.stderr
     );
+    // Feeding casual and registered (which sum to the target) with `leakage: fail` is refused.
+    let leaking = run_job(
+        "configs/training.yaml",
+        uri,
+        &format!(
+            "inputs: {{path: '{}'}}, targets: {{path: '{}'}}, leakage: {{action: fail}}, model: {{n_estimators: 4, features: {{drop: [dteday]}}}}",
+            data.join("inputs_train.parquet").display(),
+            data.join("targets_train.parquet").display()
+        ),
+    );
+    assert_eq!(leaking.code, 1, "{}", leaking.stdout);
+    assert!(
+        leaking.stderr.contains("the inputs leak the target")
+            && leaking.stderr.contains("'registered'"),
+        "{}",
+        leaking.stderr
+    );
     // An alias that does not exist is a clear failure too.
     let latest: Vec<_> = registry
         .list_model_versions("bikes")
