@@ -15,6 +15,9 @@ const ALLOWED: &[(&str, &str)] = &[
     ("velo-cli", "velo-jobs"),
     ("velo-cli", "velo-io"),
     ("velo-cli", "velo-core"),
+    // Examples embed the crates the way another project would, from the top.
+    ("velo-example-energy-demand", "velo-jobs"),
+    ("velo-example-energy-demand", "velo-io"),
 ];
 
 /// Edges allowed for dev-dependencies only: tests above io start a real MLflow server with

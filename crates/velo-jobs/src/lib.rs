@@ -16,8 +16,10 @@
 //! # Ok::<(), serde_yaml::Error>(())
 //! ```
 //!
-//! The jobs' behaviour arrives with the models and registry work; today [`JobConfig::plan`]
-//! describes what a validated job would do.
+//! [`JobConfig::run`] runs a job with the services of a [`JobContext`] (its stores, run
+//! context and progress reporting) and returns a [`JobOutcome`]; [`JobConfig::plan`] describes
+//! what it would do without running it. `examples/energy-demand` in the repository runs four
+//! jobs from Rust on a dataset of its own.
 //!
 //! **Layer:** depends on velo-io and velo-core. **Invariant:** a job receives everything it
 //! uses (config, services) explicitly; it never reads the environment or global state.
