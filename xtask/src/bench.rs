@@ -1,9 +1,10 @@
-//! `cargo xtask bench [--reference] [--tracking] [--runs N] [--data-dir DIR] [--fuzz SECONDS]`:
-//! criterion benches; the side-by-side comparison with the reference harness
-//! `../shared/bench/sklearn_baseline.py` (as shipped, one core, and at its best with
-//! `--n-jobs -1`) and, after it, the tracking and registry comparison with MLflow's Python
-//! client (`--tracking` runs only that one, see `tracking_bench`), printed as ratios; and the
-//! loader fuzz targets in `fuzz/` (cargo fuzz).
+//! `cargo xtask bench [--reference] [--tracking] [--chain [--package PATH]] [--runs N]
+//! [--data-dir DIR] [--fuzz SECONDS]`: criterion benches; the side-by-side comparison with the
+//! reference harness `../shared/bench/sklearn_baseline.py` (as shipped, one core, and at its
+//! best with `--n-jobs -1`) and, after it, the tracking and registry comparison with MLflow's
+//! Python client (`--tracking` runs only that one, see `tracking_bench`), printed as ratios; the
+//! six lifecycle jobs against the reference package's own (`--chain`, see `chain_bench`); and
+//! the loader fuzz targets in `fuzz/` (cargo fuzz).
 
 use std::{path::PathBuf, process::Command};
 
@@ -17,6 +18,8 @@ struct Options {
     reference: bool,
     /// Only the tracking and registry comparison.
     tracking: bool,
+    /// Only the six-job chain against the reference package checked out at this path.
+    chain: Option<PathBuf>,
     /// Seconds each fuzz target runs, when fuzzing was asked for.
     fuzz: Option<u64>,
     runs: usize,
@@ -27,6 +30,7 @@ fn parse(args: &[String]) -> Result<Options> {
     let mut options = Options {
         reference: false,
         tracking: false,
+        chain: None,
         fuzz: None,
         runs: 1,
         data_dir: root().join("../shared/data/bike-sharing"),
@@ -36,6 +40,15 @@ fn parse(args: &[String]) -> Result<Options> {
         match arg.as_str() {
             "--reference" => options.reference = true,
             "--tracking" => options.tracking = true,
+            "--chain" => {
+                options.chain = Some(
+                    std::env::var_os("VELO_REFERENCE_PACKAGE")
+                        .map_or_else(|| root().join("../mlops-python-package"), PathBuf::from),
+                );
+            }
+            "--package" => {
+                options.chain = Some(iter.next().context("--package needs a path")?.into());
+            }
             "--runs" => options.runs = iter.next().context("--runs needs a number")?.parse()?,
             "--fuzz" => {
                 let seconds = iter.next().context("--fuzz needs a number of seconds")?;
@@ -49,7 +62,7 @@ fn parse(args: &[String]) -> Result<Options> {
                 options.data_dir = iter.next().context("--data-dir needs a path")?.into();
             }
             other => bail!(
-                "unknown bench option `{other}` (expected --reference, --tracking, --runs N, --data-dir DIR, --fuzz SECONDS)"
+                "unknown bench option `{other}` (expected --reference, --tracking, --chain, --package PATH, --runs N, --data-dir DIR, --fuzz SECONDS)"
             ),
         }
     }
@@ -146,9 +159,12 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     let options = parse(args)?;
     if let Some(seconds) = options.fuzz {
         fuzz(seconds)?;
-        if !options.reference && !options.tracking {
+        if !options.reference && !options.tracking && options.chain.is_none() {
             return Ok(());
         }
+    }
+    if let Some(package) = &options.chain {
+        return crate::chain_bench::compare(package, &options.data_dir, options.runs);
     }
     if options.tracking {
         return crate::tracking_bench::compare(options.runs, TRACKING_REPEATS);

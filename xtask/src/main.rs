@@ -9,6 +9,7 @@
 )]
 
 mod bench;
+mod chain_bench;
 mod layering;
 mod python;
 mod tracking_bench;
@@ -42,8 +43,13 @@ tasks:
   layering  check that crate dependencies point one way (core <- io <- jobs <- cli)
   bench     run the criterion benches; with --reference [--runs N] [--data-dir DIR], run
             velo and ../shared/bench/sklearn_baseline.py (as shipped and with --n-jobs -1)
-            side by side on the same machine and print the ratios; --fuzz SECONDS runs each
-            fuzz target of fuzz/ (artifact loaders) that long with cargo fuzz
+            side by side on the same machine and print the ratios, then the tracking comparison
+            with MLflow's Python client (--tracking: only that); --chain [--package PATH] runs
+            the six jobs of the reference package (a checkout of fmind/mlops-python-package,
+            default ../mlops-python-package or $VELO_REFERENCE_PACKAGE, installed into
+            .venv-reference or $VELO_REFERENCE_VENV) and velo's, job by job, and prints wall time
+            and peak memory of each and of the chain; --fuzz SECONDS runs each fuzz target of
+            fuzz/ (artifact loaders) that long with cargo fuzz
 ";
 
 fn main() -> ExitCode {
