@@ -100,7 +100,11 @@ pub(crate) fn load_registered(
         source,
     })?;
     let artifact = velo_core::models::artifact::Artifact::from_bytes(&bytes)?;
+    // The file's bytes, the decoded tensors and the model are each as large as the model:
+    // hold at most two of them at a time.
+    drop(bytes);
     let model = velo_core::models::load_model(&artifact)?;
+    drop(artifact);
     tracing::info!(model = %uri, version = %version.version, kind = model.kind(), "model loaded");
     Ok((version, model))
 }

@@ -17,7 +17,10 @@
 //!
 //! [safetensors]: https://huggingface.co/docs/safetensors
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+};
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Serialize, de::DeserializeOwned};
@@ -34,6 +37,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const VELO_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const SECTION_PREFIX: &str = "section.";
+
+/// A tensor as hashed and stored: name, dtype, shape and little-endian bytes.
+type HashedTensor<B> = (String, Dtype, Vec<usize>, B);
 const HASH_KEY: &str = "content_hash";
 
 /// The numbers of one tensor.
@@ -75,13 +81,23 @@ impl TensorData {
         }
     }
 
-    fn to_le_bytes(&self) -> Vec<u8> {
-        match self {
+    /// The values as little-endian bytes: borrowed on little-endian machines (no copy of a
+    /// model's largest part while it is saved), converted elsewhere.
+    fn le_bytes(&self) -> Cow<'_, [u8]> {
+        if cfg!(target_endian = "little") {
+            return Cow::Borrowed(match self {
+                Self::F32(values) => bytemuck::cast_slice(values),
+                Self::F64(values) => bytemuck::cast_slice(values),
+                Self::U32(values) => bytemuck::cast_slice(values),
+                Self::U64(values) => bytemuck::cast_slice(values),
+            });
+        }
+        Cow::Owned(match self {
             Self::F32(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             Self::F64(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             Self::U32(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             Self::U64(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        }
+        })
     }
 
     fn from_le_bytes(name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Self, ModelError> {
@@ -272,9 +288,9 @@ impl Artifact {
     }
 
     /// The content hash: BLAKE3 over the metadata and the tensors, length-prefixed.
-    fn content_hash(
+    fn content_hash<B: AsRef<[u8]>>(
         metadata: &BTreeMap<String, String>,
-        tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)],
+        tensors: &[HashedTensor<B>],
     ) -> String {
         let mut hasher = blake3::Hasher::new();
         let mut put = |bytes: &[u8]| {
@@ -293,7 +309,7 @@ impl Artifact {
                 .flat_map(|d| (*d as u64).to_le_bytes())
                 .collect();
             put(&shape);
-            put(bytes);
+            put(bytes.as_ref());
         }
         hasher.finalize().to_hex().to_string()
     }
@@ -303,7 +319,7 @@ impl Artifact {
     /// # Errors
     /// When safetensors refuses the layout (it does not for well-formed artifacts).
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
-        let tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = self
+        let tensors: Vec<HashedTensor<Cow<'_, [u8]>>> = self
             .tensors
             .iter()
             .map(|(name, tensor)| {
@@ -311,7 +327,7 @@ impl Artifact {
                     name.clone(),
                     tensor.data.dtype(),
                     tensor.shape.clone(),
-                    tensor.data.to_le_bytes(),
+                    tensor.data.le_bytes(),
                 )
             })
             .collect();
@@ -322,7 +338,7 @@ impl Artifact {
         let views = tensors
             .iter()
             .map(|(name, dtype, shape, bytes)| {
-                TensorView::new(*dtype, shape.clone(), bytes)
+                TensorView::new(*dtype, shape.clone(), bytes.as_ref())
                     .map(|view| (name.clone(), view))
                     .map_err(|e| invalid(format!("tensor `{name}`: {e}")))
             })
@@ -366,13 +382,14 @@ impl Artifact {
         let stored_hash = metadata
             .remove(HASH_KEY)
             .ok_or_else(|| invalid("the content hash is missing"))?;
+        // The tensors' bytes are borrowed from `bytes` until they are decoded, once.
         let mut tensors = Vec::new();
         for (name, view) in parsed.iter() {
             tensors.push((
                 name.to_owned(),
                 view.dtype(),
                 view.shape().to_vec(),
-                view.data().to_vec(),
+                view.data(),
             ));
         }
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -399,7 +416,7 @@ impl Artifact {
             tensors: BTreeMap::new(),
         };
         for (name, dtype, shape, data) in tensors {
-            let data = TensorData::from_le_bytes(&name, dtype, &data)?;
+            let data = TensorData::from_le_bytes(&name, dtype, data)?;
             artifact.put_tensor(&name, Tensor { shape, data })?;
         }
         Ok(artifact)
