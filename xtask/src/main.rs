@@ -27,7 +27,8 @@ usage: cargo xtask <task>
 
 tasks:
   install   install what the tests need, once: rustup components, cargo-nextest, cargo-deny,
-            the Python venv (.venv, or $VELO_VENV) with the pinned interop packages
+            the Python venv (.venv, or $VELO_VENV) with the pinned interop packages, and (as
+            root, with apt-get) Xvfb, dbus, dunst and libnotify-bin for the desktop alert test
   check     cargo fmt --check, clippy -D warnings, cargo deny (bans licenses sources),
             the crate layering and the freshness of generated files
   test      install what is missing, then run the whole test suite (unit, integration,
@@ -141,7 +142,70 @@ fn install() -> Result<()> {
         }
     }
     python::ensure_venv(&root())?;
+    ensure_desktop_stack();
     Ok(())
+}
+
+/// Programs of the desktop notification test (`crates/velo-cli/tests/it/alerts.rs`).
+const DESKTOP_PROGRAMS: &[&str] = &[
+    "Xvfb",
+    "dbus-run-session",
+    "dunst",
+    "dunstctl",
+    "notify-send",
+];
+
+/// Debian packages providing [`DESKTOP_PROGRAMS`].
+const DESKTOP_PACKAGES: &[&str] = &["xvfb", "dbus", "dunst", "libnotify-bin"];
+
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH")
+        .is_some_and(|path| env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// True when every program of the desktop notification test is installed.
+fn desktop_stack_ready() -> bool {
+    DESKTOP_PROGRAMS.iter().all(|program| on_path(program))
+}
+
+/// Installs the desktop notification stack with apt-get when it is missing and this process may
+/// (root, apt-get present); otherwise says how, and the test skips. Never fails the install.
+fn ensure_desktop_stack() {
+    if desktop_stack_ready() {
+        eprintln!("xtask: the desktop notification stack is installed");
+        return;
+    }
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.starts_with(b"0\n"));
+    if !root_user || !on_path("apt-get") {
+        eprintln!(
+            "xtask: the desktop notification test will skip; install {} to run it",
+            DESKTOP_PACKAGES.join(" ")
+        );
+        return;
+    }
+    let apt_install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(DESKTOP_PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    eprintln!("xtask: $ apt-get install {}", DESKTOP_PACKAGES.join(" "));
+    let installed = apt_install()
+        || (Command::new("apt-get")
+            .args(["update", "-q"])
+            .status()
+            .is_ok_and(|status| status.success())
+            && apt_install());
+    if !installed {
+        eprintln!(
+            "xtask: apt-get could not install the desktop notification stack; its test will skip"
+        );
+    }
 }
 
 fn check() -> Result<()> {
@@ -197,6 +261,10 @@ fn test() -> Result<()> {
             .env("VELO_PYTHON", &python)
             .env("VELO_MLFLOW_PYTHON", &python)
             .env("VELO_MLFLOW", python::venv_script(&root(), "mlflow"));
+        if desktop_stack_ready() {
+            // Installed, so the desktop notification test must run, not skip.
+            command.env("VELO_DESKTOP_IT", "1");
+        }
         run(command)
     };
     // Doc tests first, so that the run ends on nextest's summary of every other test.

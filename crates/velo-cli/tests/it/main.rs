@@ -4,6 +4,7 @@
     reason = "test helpers; a failed unwrap is a failed test"
 )]
 
+mod alerts;
 mod configs;
 mod data;
 mod generated;

@@ -1,7 +1,17 @@
 //! The alerts service: a notification when a job finishes or fails, posted to a
-//! Slack-compatible webhook when one is configured, otherwise a line for the caller to print.
+//! Slack-compatible webhook when one is configured, else shown by the desktop's notifier where
+//! the machine has one, otherwise a line for the caller to print.
+//!
+//! The desktop notifier is the system's own program (`notify-send` on Linux and BSD, which
+//! needs a D-Bus session; `osascript` on macOS), run with a deadline; docs/adr/0005 says why
+//! velo runs these rather than linking a D-Bus client.
 
-use std::time::Duration;
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use super::AlertsService;
 
@@ -14,7 +24,12 @@ pub enum Delivery {
         /// The status.
         status: u16,
     },
-    /// No webhook configured (or alerts disabled): the line the caller should print.
+    /// Shown on the desktop by this program (`notify-send`, `osascript`).
+    Desktop {
+        /// The program that showed it.
+        program: String,
+    },
+    /// No webhook, no desktop notifier (or alerts disabled): the line the caller should print.
     Line(String),
 }
 
@@ -31,14 +46,41 @@ pub struct AlertError {
 /// The default time a webhook gets to answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the desktop notifier may take before velo gives up on it and prints the line.
+const DESKTOP_DEADLINE: Duration = Duration::from_secs(5);
+
 impl AlertsService {
-    /// Sends `title: message` as this service says: a webhook post of `{"text": …}` when
-    /// alerts are enabled and a webhook is configured, otherwise the line to print.
+    /// Sends `title: message` as this service says: when alerts are enabled, a webhook post of
+    /// `{"text": …}` if a webhook is configured, else a desktop notification where the machine
+    /// has a notifier (see [`AlertsService::desktop`]); otherwise, or when the notifier fails,
+    /// the line to print.
     pub fn notify(&self, title: &str, message: &str) -> Result<Delivery, AlertError> {
+        self.notify_with(title, message, |name| std::env::var_os(name))
+    }
+
+    /// [`notify`](Self::notify) with the environment (`PATH`, `DBUS_SESSION_BUS_ADDRESS`) read
+    /// through `lookup`.
+    pub fn notify_with(
+        &self,
+        title: &str,
+        message: &str,
+        lookup: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Delivery, AlertError> {
         let text = format!("[{}] {title}: {message}", self.app_name);
-        let url = match (&self.webhook_url, self.enable) {
-            (Some(url), true) => url,
-            _ => return Ok(Delivery::Line(text)),
+        if !self.enable {
+            return Ok(Delivery::Line(text));
+        }
+        let Some(url) = &self.webhook_url else {
+            if self.desktop
+                && let Some(mut command) = self.desktop_command(title, message, &lookup)
+            {
+                let program = command.get_program().to_string_lossy().into_owned();
+                if run_with_deadline(&mut command, DESKTOP_DEADLINE) {
+                    return Ok(Delivery::Desktop { program });
+                }
+                tracing::debug!(%program, "the desktop notifier failed; printing the alert");
+            }
+            return Ok(Delivery::Line(text));
         };
         let shown = redact(url);
         let fail = |reason: String| AlertError {
@@ -61,6 +103,91 @@ impl AlertsService {
         Ok(Delivery::Webhook {
             status: status.as_u16(),
         })
+    }
+}
+
+impl AlertsService {
+    /// The notifier command for this machine, if it has one.
+    fn desktop_command(
+        &self,
+        title: &str,
+        message: &str,
+        lookup: &impl Fn(&str) -> Option<OsString>,
+    ) -> Option<Command> {
+        let path = lookup("PATH")?;
+        if cfg!(target_os = "macos") {
+            let program = find_program(&path, "osascript")?;
+            let mut command = Command::new(program);
+            command.arg("-e").arg(format!(
+                "display notification {} with title {}",
+                applescript_string(message),
+                applescript_string(&format!("{}: {title}", self.app_name))
+            ));
+            return Some(command);
+        }
+        if cfg!(windows) {
+            return None;
+        }
+        // notify-send talks to the session's notification daemon over D-Bus: without a session
+        // bus (a server, a container, CI) there is nobody to show it.
+        lookup("DBUS_SESSION_BUS_ADDRESS").filter(|address| !address.is_empty())?;
+        let program = find_program(&path, "notify-send")?;
+        let mut command = Command::new(program);
+        command.arg(format!("--app-name={}", self.app_name));
+        if let Some(seconds) = self.timeout {
+            command.arg(format!("--expire-time={}", seconds.saturating_mul(1000)));
+        }
+        command.arg("--").arg(title).arg(message);
+        Some(command)
+    }
+}
+
+/// The first executable file named `name` in the directories of `path` (a `PATH` value).
+fn find_program(path: &OsString, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(path: &Path) -> bool {
+    path.is_file()
+}
+
+/// An AppleScript string literal holding `text`.
+fn applescript_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Runs `command` with no input or output and waits at most `deadline`; true when it exited
+/// successfully in time (a late one is killed).
+fn run_with_deadline(command: &mut Command, deadline: Duration) -> bool {
+    let Ok(mut child) = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if start.elapsed() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
     }
 }
 
@@ -166,7 +293,7 @@ mod tests {
         let service = AlertsService::default();
         assert_eq!(
             service
-                .notify("EvaluationsJob failed", "r2_score = 0.1")
+                .notify_with("EvaluationsJob failed", "r2_score = 0.1", |_| None)
                 .unwrap(),
             Delivery::Line("[velo] EvaluationsJob failed: r2_score = 0.1".to_owned())
         );
@@ -179,5 +306,100 @@ mod tests {
             disabled.notify("a", "b").unwrap(),
             Delivery::Line(_)
         ));
+    }
+
+    #[test]
+    fn applescript_strings_escape_quotes_and_backslashes() {
+        assert_eq!(
+            applescript_string(r#"say "hi" \ bye"#),
+            r#""say \"hi\" \\ bye""#
+        );
+    }
+
+    /// A directory holding an executable `notify-send` that records its arguments, one per
+    /// line, in `args`, then exits with `status`.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    fn notifier(status: u8) -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("notify-send");
+        let args = dir.path().join("args");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nfor arg in \"$@\"; do printf '%s\\n' \"$arg\"; done > '{}'\nexit {status}\n",
+                args.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    #[cfg(all(unix, not(target_os = "macos")))]
+    #[test]
+    fn the_desktop_notifier_shows_title_and_message_in_a_dbus_session() {
+        let dir = notifier(0);
+        let service = AlertsService {
+            timeout: Some(3),
+            ..AlertsService::default()
+        };
+        let path = dir.path().as_os_str().to_owned();
+        let lookup = |name: &str| match name {
+            "PATH" => Some(path.clone()),
+            "DBUS_SESSION_BUS_ADDRESS" => Some("unix:path=/run/user/1000/bus".into()),
+            _ => None,
+        };
+        let delivery = service
+            .notify_with("TrainingJob finished", "--bikes version 3", lookup)
+            .unwrap();
+        let program = dir.path().join("notify-send").display().to_string();
+        assert_eq!(delivery, Delivery::Desktop { program });
+        let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+        assert_eq!(
+            args.lines().collect::<Vec<_>>(),
+            [
+                "--app-name=velo",
+                "--expire-time=3000",
+                "--",
+                "TrainingJob finished",
+                "--bikes version 3"
+            ]
+        );
+    }
+
+    #[cfg(all(unix, not(target_os = "macos")))]
+    #[test]
+    fn without_a_session_bus_or_when_the_notifier_fails_the_line_is_returned() {
+        let line = Delivery::Line("[velo] a: b".to_owned());
+        let dir = notifier(0);
+        let path = dir.path().as_os_str().to_owned();
+        let no_bus = |name: &str| (name == "PATH").then(|| path.clone());
+        let service = AlertsService::default();
+        assert_eq!(service.notify_with("a", "b", no_bus).unwrap(), line);
+        assert!(!dir.path().join("args").exists(), "not run without a bus");
+
+        let failing = notifier(1);
+        let path = failing.path().as_os_str().to_owned();
+        let with_bus = |name: &str| match name {
+            "PATH" => Some(path.clone()),
+            "DBUS_SESSION_BUS_ADDRESS" => Some("unix:path=/nonexistent".into()),
+            _ => None,
+        };
+        assert_eq!(service.notify_with("a", "b", with_bus).unwrap(), line);
+        assert!(failing.path().join("args").exists(), "the notifier ran");
+
+        let off = AlertsService {
+            desktop: false,
+            ..AlertsService::default()
+        };
+        let path = dir.path().as_os_str().to_owned();
+        let with_bus = |name: &str| match name {
+            "PATH" => Some(path.clone()),
+            "DBUS_SESSION_BUS_ADDRESS" => Some("unix:path=/run/bus".into()),
+            _ => None,
+        };
+        assert_eq!(off.notify_with("a", "b", with_bus).unwrap(), line);
+        assert!(!dir.path().join("args").exists(), "desktop: false");
     }
 }

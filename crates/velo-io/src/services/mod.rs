@@ -70,10 +70,17 @@ pub struct AlertsService {
     /// The application name shown in notifications.
     #[serde(default = "AlertsService::default_app_name")]
     pub app_name: String,
-    /// A Slack-compatible webhook URL receiving `{"text": …}`; none by default.
+    /// A Slack-compatible webhook URL receiving `{"text": …}`; none by default. When set,
+    /// notifications go there.
     #[serde(default)]
     pub webhook_url: Option<String>,
-    /// Timeout of a notification, in seconds.
+    /// Without a webhook, show a desktop notification where the machine has a notifier:
+    /// `notify-send` with a D-Bus session (Linux, BSD) or `osascript` (macOS). Otherwise, or
+    /// when it fails, the line is printed.
+    #[serde(default = "default_true")]
+    pub desktop: bool,
+    /// Timeout of a notification, in seconds: how long a webhook gets to answer, and how long
+    /// a desktop notification stays up.
     #[serde(default)]
     pub timeout: Option<u64>,
 }
@@ -90,6 +97,7 @@ impl Default for AlertsService {
             enable: true,
             app_name: Self::default_app_name(),
             webhook_url: None,
+            desktop: true,
             timeout: None,
         }
     }
