@@ -83,6 +83,9 @@ enum Command {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// Serve a registered model over HTTP with MLflow's scoring protocol (`POST /invocations`,
+    /// `/ping`, `/health`, `/version`, `/metrics`), like `mlflow models serve`.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// The jobs of the lifecycle, in the order `velo project` runs them (`configs/<job>.yaml`).
@@ -217,6 +220,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Some(Command::Data(DataCommand::Validate { file, schema })) => validate(&file, &schema),
         Some(Command::Project { csv }) => project(csv.as_deref()),
+        Some(Command::Serve(args)) => crate::serve::serve(&args),
         Some(Command::Data(DataCommand::Synth {
             rows,
             seed,

@@ -10,6 +10,7 @@ mod commands;
 mod logging;
 mod progress;
 mod reference;
+mod serve;
 
 use std::process::ExitCode;
 

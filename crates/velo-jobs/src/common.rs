@@ -78,12 +78,31 @@ pub(crate) fn load_registered(
             version: *version,
         },
     };
-    let version = uri.resolve(context.registry.as_ref())?;
+    load_model_uri(context.registry.as_ref(), &uri)
+}
+
+/// Resolves `uri` in `registry`, downloads the version's files into a temporary directory and
+/// loads the model file its MLmodel names (every byte checked, see
+/// [`Artifact::from_bytes`](velo_core::models::artifact::Artifact::from_bytes)).
+///
+/// # Errors
+/// An unknown model, alias or version, a missing or damaged model file.
+pub fn load_model_uri(
+    registry: &dyn velo_io::registries::ModelRegistry,
+    uri: &velo_io::registries::ModelUri,
+) -> Result<
+    (
+        velo_io::registries::ModelVersion,
+        Box<dyn velo_core::models::Model>,
+    ),
+    JobError,
+> {
+    let version = uri.resolve(registry)?;
     let local = tempfile::tempdir().map_err(|source| JobError::Io {
         path: std::env::temp_dir(),
         source,
     })?;
-    context.registry.download_model(&version, local.path())?;
+    registry.download_model(&version, local.path())?;
     let mlmodel = velo_io::registries::mlmodel::read(local.path())?;
     let file = mlmodel["flavors"]["velo"]["model_file"]
         .as_str()

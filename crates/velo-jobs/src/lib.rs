@@ -33,6 +33,8 @@ pub mod inference;
 pub mod plots;
 pub mod progress;
 pub mod promotion;
+#[cfg(feature = "serve")]
+pub mod serving;
 pub mod training;
 pub mod tuning;
 

@@ -9,7 +9,7 @@ use velo_mlflow::test_server::TestServer;
 use crate::{output, velo};
 
 /// `velo run FILE -e SNIPPET` against the store at `uri`, with no MLflow variables inherited.
-fn run_job(file: &str, uri: &str, job: &str) -> crate::Output {
+pub(crate) fn run_job(file: &str, uri: &str, job: &str) -> crate::Output {
     let snippet = format!(
         "job: {{{job}{}services: {{mlflow: {{tracking_uri: '{uri}', registry_uri: '{uri}'}}}}}}",
         if job.is_empty() { "" } else { ", " }
@@ -23,7 +23,7 @@ fn run_job(file: &str, uri: &str, job: &str) -> crate::Output {
     )
 }
 
-fn training_snippet(data: &Path) -> String {
+pub(crate) fn training_snippet(data: &Path) -> String {
     format!(
         "inputs: {{path: '{}'}}, targets: {{path: '{}'}}, model: {{n_estimators: 8, max_depth: 6}}, splitter: {{test_size: 240}}",
         data.join("inputs_train.parquet").display(),
@@ -430,7 +430,7 @@ fn plots_of(uri: &str, name: &str) -> Vec<String> {
     files.into_iter().map(|file| file.path).collect()
 }
 
-fn synthetic_data(dir: &Path) {
+pub(crate) fn synthetic_data(dir: &Path) {
     let synth = output(
         velo()
             .args(["data", "synth", "--rows", "3000", "--out"])

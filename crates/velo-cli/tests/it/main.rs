@@ -9,6 +9,7 @@ mod configs;
 mod data;
 mod generated;
 mod jobs;
+mod serve;
 
 use std::path::PathBuf;
 

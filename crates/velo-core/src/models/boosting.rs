@@ -538,6 +538,10 @@ impl Model for BoostingModel {
         KIND
     }
 
+    fn inputs_schema(&self) -> &Schema {
+        &self.schema
+    }
+
     fn params(&self) -> Params {
         params_of(&self.config)
     }

@@ -46,6 +46,10 @@ pub trait Model: Send + Sync + fmt::Debug {
     /// The model's `KIND`.
     fn kind(&self) -> &'static str;
 
+    /// The schema of the inputs the model was built for: what a caller validates inputs
+    /// against before [`predict`](Self::predict) (a scoring server, a stream).
+    fn inputs_schema(&self) -> &Schema;
+
     /// The current parameters.
     fn params(&self) -> Params;
 
@@ -174,6 +178,10 @@ impl ForestModel {
 impl Model for ForestModel {
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn inputs_schema(&self) -> &Schema {
+        &self.schema
     }
 
     fn params(&self) -> Params {

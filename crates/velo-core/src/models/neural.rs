@@ -660,6 +660,10 @@ impl Model for NeuralModel {
         KIND
     }
 
+    fn inputs_schema(&self) -> &Schema {
+        &self.schema
+    }
+
     fn params(&self) -> Params {
         params_of(&self.config)
     }

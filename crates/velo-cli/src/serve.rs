@@ -1,0 +1,120 @@
+//! `velo serve`: the scoring server of `velo_jobs::serving` on a port, until Ctrl-C or SIGTERM.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use velo_io::registries::{self, ModelUri};
+use velo_jobs::serving::{Scorer, ServeOptions};
+
+use crate::commands::Failure;
+
+/// Arguments of `velo serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The model: `models:/NAME@ALIAS`, `models:/NAME/VERSION` or `models:/NAME/latest`.
+    #[arg(short = 'm', long = "model-uri")]
+    model_uri: String,
+    /// The port to listen on (0 picks a free one; the address is printed).
+    #[arg(short, long, default_value_t = 5000)]
+    port: u16,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The model registry: a directory (the embedded store) or an MLflow server URL;
+    /// `MLFLOW_REGISTRY_URI`, else `MLFLOW_TRACKING_URI`, else `./mlruns`.
+    #[arg(long)]
+    registry_uri: Option<String>,
+    /// Seconds between checks that the alias still names the version being served; a moved
+    /// alias swaps the model without a restart (0: never check).
+    #[arg(long, default_value_t = 10)]
+    poll_interval: u64,
+    /// The largest request body accepted, in MiB (larger ones answer 413).
+    #[arg(long, default_value_t = 64)]
+    max_body_mb: usize,
+    /// Threads answering requests (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+/// The registry `velo serve` reads: the flag, then MLflow's variables, then `./mlruns`.
+fn registry_uri(args: &ServeArgs) -> String {
+    let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    args.registry_uri
+        .clone()
+        .or_else(|| from_env("MLFLOW_REGISTRY_URI"))
+        .or_else(|| from_env("MLFLOW_TRACKING_URI"))
+        .unwrap_or_else(|| "./mlruns".to_owned())
+}
+
+pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
+    let uri: ModelUri = args
+        .model_uri
+        .parse()
+        .with_context(|| format!("invalid --model-uri `{}`", args.model_uri))
+        .map_err(Failure::Usage)?;
+    let registry_uri = registry_uri(args);
+    let stores = registries::open(&registry_uri)
+        .with_context(|| format!("cannot open the registry {registry_uri}"))
+        .map_err(Failure::Usage)?;
+    let scorer = Scorer::load(stores.registry, uri.clone())
+        .with_context(|| format!("cannot load {uri} from {registry_uri}"))
+        .map_err(Failure::Job)?;
+    let options = ServeOptions {
+        poll_interval: (args.poll_interval > 0).then(|| Duration::from_secs(args.poll_interval)),
+        max_body_bytes: args.max_body_mb.saturating_mul(1024 * 1024),
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(workers) = args.workers {
+        runtime.worker_threads(workers.max(1));
+    }
+    let runtime = runtime
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::Job)?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))
+            .map_err(Failure::Usage)?;
+        let address = listener
+            .local_addr()
+            .context("the listener has no address")
+            .map_err(Failure::Job)?;
+        let current = scorer.current();
+        eprintln!(
+            "serving {uri} (version {}) on http://{address}",
+            current.version.version
+        );
+        velo_jobs::serving::serve(listener, Arc::new(scorer), options, shutdown())
+            .await
+            .context("the server failed")
+            .map_err(Failure::Job)?;
+        eprintln!("stopped");
+        Ok(())
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM; the server then finishes the requests in flight.
+async fn shutdown() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

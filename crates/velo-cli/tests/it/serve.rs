@@ -1,0 +1,322 @@
+//! `velo serve`: MLflow's scoring protocol over HTTP, answering what the inference job writes,
+//! refusing bad requests as MLflow does, following a moved alias and stopping on SIGTERM.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use arrow::array::{AsArray as _, RecordBatch};
+use arrow::datatypes::Float64Type;
+use serde_json::{Value, json};
+use velo_io::datasets::Reader;
+
+use crate::jobs::{run_job, synthetic_data, training_snippet};
+
+/// A running `velo serve`, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(store: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("velo"))
+            .args([
+                "serve",
+                "-m",
+                "models:/bikes@Champion",
+                "-p",
+                "0",
+                "--registry-uri",
+            ])
+            .arg(store)
+            .args(extra)
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("MLFLOW_REGISTRY_URI")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let base = loop {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("velo serve prints its address");
+            if let Some(address) = line.split(" on http://").nth(1) {
+                break format!("http://{}", address.trim());
+            }
+        };
+        Self { child, base, lines }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn post(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::blocking::Body>,
+    ) -> (u16, String, Option<String>) {
+        let response = reqwest::blocking::Client::new()
+            .post(self.url("/invocations"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let version = response
+            .headers()
+            .get("x-velo-model-version")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        (status, response.text().unwrap(), version)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn predictions(body: &str) -> Vec<f64> {
+    let value: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    value["predictions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no predictions in {body}"))
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect()
+}
+
+/// The rows of a Parquet file as JSON records (dates as `YYYY-MM-DD`), without `drop`.
+fn records(batch: &RecordBatch, drop: &str) -> Vec<serde_json::Map<String, Value>> {
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    writer.write(batch).unwrap();
+    writer.finish().unwrap();
+    let rows: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_slice(&writer.into_inner()).unwrap();
+    rows.into_iter()
+        .map(|mut row| {
+            row.remove(drop);
+            row
+        })
+        .collect()
+}
+
+fn read(path: &Path) -> RecordBatch {
+    let reader: Reader =
+        serde_json::from_value(json!({"KIND": "ParquetReader", "path": path})).unwrap();
+    reader.read().unwrap().data
+}
+
+#[test]
+fn velo_serve_speaks_mlflows_scoring_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_data(&data);
+    let store = dir.path().join("mlruns");
+    let uri = store.display().to_string();
+    let trained = run_job("configs/training.yaml", &uri, &training_snippet(&data));
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+    // The inference job's predictions are the reference answers.
+    let outputs = dir.path().join("predictions.parquet");
+    let inferred = run_job(
+        "configs/inference.yaml",
+        &uri,
+        &format!(
+            "inputs: {{path: '{}'}}, outputs: {{path: '{}'}}",
+            data.join("inputs_test.parquet").display(),
+            outputs.display()
+        ),
+    );
+    assert_eq!(inferred.code, 0, "{}", inferred.stderr);
+    let expected: Vec<f64> = read(&outputs)
+        .column_by_name("prediction")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .values()
+        .to_vec();
+
+    let server = Server::start(&store, &["--poll-interval", "1", "--max-body-mb", "1"]);
+    let inputs = read(&data.join("inputs_test.parquet"));
+    // Clients send the frame without its index (pandas keeps it apart).
+    let rows = records(&inputs, "instant");
+    let columns: Vec<String> = rows[0].keys().cloned().collect();
+    let split = json!({"dataframe_split": {
+        "columns": columns,
+        "data": rows.iter().map(|row| columns.iter().map(|c| row[c].clone()).collect::<Vec<_>>()).collect::<Vec<_>>(),
+    }});
+    let by_column: serde_json::Map<String, Value> = columns
+        .iter()
+        .map(|c| {
+            (
+                c.clone(),
+                Value::Array(rows.iter().map(|row| row[c].clone()).collect()),
+            )
+        })
+        .collect();
+    let payloads = [
+        split,
+        json!({ "dataframe_records": rows }),
+        json!({ "instances": rows }),
+        json!({ "inputs": by_column, "params": {} }),
+    ];
+    for payload in &payloads {
+        let (status, body, version) = server.post("application/json", payload.to_string());
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(predictions(&body), expected);
+        assert_eq!(version.as_deref(), Some("1"));
+    }
+    let mut csv = Vec::new();
+    {
+        let mut writer = arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut csv);
+        let index = inputs.schema().index_of("instant").unwrap();
+        writer
+            .write(
+                &inputs
+                    .project(
+                        &(0..inputs.num_columns())
+                            .filter(|i| *i != index)
+                            .collect::<Vec<_>>(),
+                    )
+                    .unwrap(),
+            )
+            .unwrap();
+    }
+    let (status, body, _) = server.post("text/csv; charset=utf-8", csv);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(predictions(&body), expected);
+
+    // A schema violation names the column and the row; MLflow's error body.
+    let mut bad = rows[..3].to_vec();
+    bad[1].insert("hr".to_owned(), json!(30));
+    let (status, body, _) = server.post(
+        "application/json",
+        json!({"dataframe_records": bad}).to_string(),
+    );
+    assert_eq!(status, 400, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error_code"], "BAD_REQUEST");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("column 'hr'") && message.contains("row 1"),
+        "{message}"
+    );
+    let mut missing = rows[..2].to_vec();
+    missing[0].remove("temp");
+    missing[1].remove("temp");
+    let (status, body, _) = server.post(
+        "application/json",
+        json!({"dataframe_records": missing}).to_string(),
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("column 'temp'"), "{body}");
+    let (status, body, _) = server.post("application/json", "{\"dataframe_split\": ");
+    assert_eq!(status, 400);
+    assert!(body.contains("not valid JSON"), "{body}");
+    let (status, _, _) = server.post("application/xml", "<rows/>");
+    assert_eq!(status, 415);
+    let (status, _, _) = server.post("application/json", vec![b' '; 2 * 1024 * 1024]);
+    assert_eq!(status, 413, "the body limit holds");
+
+    let client = reqwest::blocking::Client::new();
+    for path in ["/ping", "/health", "/version"] {
+        let response = client.get(server.url(path)).send().unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+    }
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("velo_serve_requests_total{status=\"200\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("velo_serve_requests_total{status=\"400\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("velo_serve_model_version 1"), "{metrics}");
+
+    // MLflow's own scoring client, with the frame pandas reads from the same file.
+    if let Some(python) = std::env::var_os("VELO_MLFLOW_PYTHON") {
+        let script = "import sys, json, pandas as pd; \
+            from mlflow.pyfunc.scoring_server.client import ScoringServerClient; \
+            host, port = sys.argv[1].rsplit(':', 1); \
+            answer = ScoringServerClient(host, int(port)).invoke(pd.read_parquet(sys.argv[2])); \
+            print(json.dumps(list(answer['predictions'])))";
+        let seen = Command::new(python)
+            .args(["-c", script])
+            .arg(server.base.trim_start_matches("http://"))
+            .arg(data.join("inputs_test.parquet"))
+            .output()
+            .unwrap();
+        assert!(
+            seen.status.success(),
+            "{}",
+            String::from_utf8_lossy(&seen.stderr)
+        );
+        let got: Vec<f64> = serde_json::from_slice(&seen.stdout).unwrap();
+        assert_eq!(got, expected, "MLflow's client gets the same predictions");
+    }
+
+    // A moved alias is followed without a restart.
+    let retrained = run_job(
+        "configs/training.yaml",
+        &uri,
+        &training_snippet(&data).replace("n_estimators: 8", "n_estimators: 3"),
+    );
+    assert_eq!(retrained.code, 0, "{}", retrained.stderr);
+    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body, version) = server.post("application/json", payloads[1].to_string());
+        assert_eq!(status, 200, "{body}");
+        if version.as_deref() == Some("2") {
+            assert_ne!(predictions(&body), expected, "the new model answers");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never swapped to version 2"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // SIGTERM stops it cleanly.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let said: Vec<String> = server.lines.try_iter().collect();
+    assert!(said.iter().any(|line| line == "stopped"), "{said:?}");
+}
