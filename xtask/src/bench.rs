@@ -3,7 +3,8 @@
 //! reference harness `../shared/bench/sklearn_baseline.py` (as shipped, one core, and at its
 //! best with `--n-jobs -1`) and, after it, the tracking and registry comparison with MLflow's
 //! Python client (`--tracking` runs only that one, see `tracking_bench`), printed as ratios; the
-//! six lifecycle jobs against the reference package's own (`--chain`, see `chain_bench`); and
+//! six lifecycle jobs against the reference package's own (`--chain`, see `chain_bench`);
+//! `velo serve` against `mlflow models serve` under wrk (`--serve`, see `serve_bench`); and
 //! the loader fuzz targets in `fuzz/` (cargo fuzz).
 
 use std::{path::PathBuf, process::Command};
@@ -20,6 +21,8 @@ struct Options {
     tracking: bool,
     /// Only the six-job chain against the reference package checked out at this path.
     chain: Option<PathBuf>,
+    /// Only `velo serve` against `mlflow models serve`.
+    serve: bool,
     /// Seconds each fuzz target runs, when fuzzing was asked for.
     fuzz: Option<u64>,
     runs: usize,
@@ -31,6 +34,7 @@ fn parse(args: &[String]) -> Result<Options> {
         reference: false,
         tracking: false,
         chain: None,
+        serve: false,
         fuzz: None,
         runs: 1,
         data_dir: root().join("../shared/data/bike-sharing"),
@@ -40,6 +44,7 @@ fn parse(args: &[String]) -> Result<Options> {
         match arg.as_str() {
             "--reference" => options.reference = true,
             "--tracking" => options.tracking = true,
+            "--serve" => options.serve = true,
             "--chain" => {
                 options.chain = Some(
                     std::env::var_os("VELO_REFERENCE_PACKAGE")
@@ -62,7 +67,7 @@ fn parse(args: &[String]) -> Result<Options> {
                 options.data_dir = iter.next().context("--data-dir needs a path")?.into();
             }
             other => bail!(
-                "unknown bench option `{other}` (expected --reference, --tracking, --chain, --package PATH, --runs N, --data-dir DIR, --fuzz SECONDS)"
+                "unknown bench option `{other}` (expected --reference, --tracking, --chain, --package PATH, --serve, --runs N, --data-dir DIR, --fuzz SECONDS)"
             ),
         }
     }
@@ -159,9 +164,12 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     let options = parse(args)?;
     if let Some(seconds) = options.fuzz {
         fuzz(seconds)?;
-        if !options.reference && !options.tracking && options.chain.is_none() {
+        if !options.reference && !options.tracking && options.chain.is_none() && !options.serve {
             return Ok(());
         }
+    }
+    if options.serve {
+        return crate::serve_bench::compare(&options.data_dir, options.runs);
     }
     if let Some(package) = &options.chain {
         return crate::chain_bench::compare(package, &options.data_dir, options.runs);

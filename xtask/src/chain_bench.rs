@@ -180,7 +180,7 @@ fn ensure_reference_venv(package: &Path) -> Result<PathBuf> {
 }
 
 /// Builds velo's release binary once, outside the measured runs, and returns its path.
-fn build_velo() -> Result<PathBuf> {
+pub(crate) fn build_velo() -> Result<PathBuf> {
     let mut command = Command::new(cargo_bin());
     command.current_dir(root()).args([
         "build",
@@ -215,18 +215,18 @@ fn work_dir(dir: &Path, data_dir: &Path) -> Result<PathBuf> {
 }
 
 #[cfg(unix)]
-fn link_dir(target: &Path, link: &Path) -> Result<()> {
+pub(crate) fn link_dir(target: &Path, link: &Path) -> Result<()> {
     std::os::unix::fs::symlink(target, link)
         .with_context(|| format!("cannot link {} to {}", link.display(), target.display()))
 }
 
 #[cfg(not(unix))]
-fn link_dir(_target: &Path, _link: &Path) -> Result<()> {
+pub(crate) fn link_dir(_target: &Path, _link: &Path) -> Result<()> {
     bail!("the chain benchmark links the shared data and runs on Unix only")
 }
 
 /// Copies the files of `from` (and its subdirectories) into `to`.
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
     let entries =
         std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?;

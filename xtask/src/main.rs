@@ -12,6 +12,7 @@ mod bench;
 mod chain_bench;
 mod layering;
 mod python;
+mod serve_bench;
 mod tracking_bench;
 
 use std::{
@@ -49,7 +50,9 @@ tasks:
             the six jobs of the reference package (a checkout of fmind/mlops-python-package,
             default ../mlops-python-package or $VELO_REFERENCE_PACKAGE, installed into
             .venv-reference or $VELO_REFERENCE_VENV) and velo's, job by job, and prints wall time
-            and peak memory of each and of the chain; --fuzz SECONDS runs each fuzz target of
+            and peak memory of each and of the chain; --serve loads `velo serve` and
+            `mlflow models serve` (same forest, same bodies) with wrk and prints requests/s and
+            latencies for 1-row and 1000-row requests; --fuzz SECONDS runs each fuzz target of
             fuzz/ (artifact loaders) that long with cargo fuzz
 ";
 

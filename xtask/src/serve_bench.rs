@@ -1,0 +1,436 @@
+//! `cargo xtask bench --serve [--runs N] [--data-dir DIR]`: `velo serve` next to MLflow's own
+//! `mlflow models serve`, under the same loopback load, for 1-row and 1000-row requests.
+//!
+//! Both serve the same forest (200 trees of depth 20, fitted on the same rows with the same
+//! parity features): velo's from `configs/parity/training.yaml`, MLflow's the scikit-learn
+//! pipeline of `../shared/bench/sklearn_baseline.py`, logged with `mlflow.sklearn` and served
+//! with `--env-manager local` as shipped (`xtask/assets/mlflow_serve_model.py`). Both get the
+//! same request bodies, pandas' `to_json(orient="split")` of the first test rows, from wrk
+//! (Debian's package, installed on first use) with 2 threads and 8 connections.
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{python, root, run};
+
+/// Seconds of load per server and payload.
+const SECONDS: u64 = 10;
+
+/// One measured load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Load {
+    pub(crate) requests_per_second: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+}
+
+/// A server process, killed with its process group on drop.
+struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // mlflow models serve starts uvicorn workers: end the whole group.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts `command` in its own process group, logging to `log`, and waits for `/ping`.
+fn start(command: &mut Command, port: u16, log: &Path) -> Result<Server> {
+    use std::os::unix::process::CommandExt as _;
+    let file = std::fs::File::create(log)?;
+    let child = command
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    let mut server = Server { child };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let ping = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null"])
+            .arg(format!("http://127.0.0.1:{port}/ping"))
+            .status();
+        if ping.is_ok_and(|status| status.success()) {
+            return Ok(server);
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            bail!(
+                "the server exited with {status}; see {}:\n{}",
+                log.display(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("the server did not answer /ping; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Checks one request answers 200 with `rows` predictions.
+fn check_answer(port: u16, body: &Path, rows: usize) -> Result<()> {
+    let output = Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", body.display()))
+        .arg(format!("http://127.0.0.1:{port}/invocations"))
+        .output()?;
+    if !output.status.success() {
+        bail!("a request to port {port} failed");
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let got = answer["predictions"].as_array().map_or(0, Vec::len);
+    if got != rows {
+        bail!("port {port} answered {got} predictions for {rows} rows");
+    }
+    Ok(())
+}
+
+/// Runs wrk against `port` with `body` for [`SECONDS`].
+fn load(port: u16, body: &Path, dir: &Path) -> Result<Load> {
+    let script = dir.join(format!(
+        "{}.lua",
+        body.file_stem().and_then(|s| s.to_str()).unwrap_or("body")
+    ));
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nlocal f = io.open(\"{}\", \"rb\")\nwrk.body = f:read(\"*a\")\nf:close()\n",
+            body.display()
+        ),
+    )?;
+    let url = format!("http://127.0.0.1:{port}/invocations");
+    let wrk = |seconds: u64| {
+        Command::new("wrk")
+            .args(["-t2", "-c8", "--latency", "-d"])
+            .arg(format!("{seconds}s"))
+            .arg("-s")
+            .arg(&script)
+            .arg(&url)
+            .output()
+            .context("cannot run wrk")
+    };
+    // A short warm-up, then the measured load.
+    wrk(2)?;
+    let output = wrk(SECONDS)?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    parse_wrk(&text).with_context(|| format!("cannot read wrk's report:\n{text}"))
+}
+
+/// Requests/s and the 50th and 99th latency percentiles from `wrk --latency`.
+pub(crate) fn parse_wrk(text: &str) -> Option<Load> {
+    let duration_ms = |value: &str| -> Option<f64> {
+        let value = value.trim();
+        let split = value.find(|c: char| c.is_ascii_alphabetic())?;
+        let (number, unit) = value.split_at(split);
+        let number: f64 = number.parse().ok()?;
+        Some(match unit {
+            "us" => number / 1000.0,
+            "ms" => number,
+            "s" => number * 1000.0,
+            "m" => number * 60_000.0,
+            _ => return None,
+        })
+    };
+    let percentile = |label: &str| {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(label))
+            .and_then(duration_ms)
+    };
+    let requests_per_second = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Requests/sec:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    if text.contains("Non-2xx or 3xx responses") {
+        return None;
+    }
+    Some(Load {
+        requests_per_second,
+        p50_ms: percentile("50%")?,
+        p99_ms: percentile("99%")?,
+    })
+}
+
+/// Runs the comparison and prints the table.
+pub(crate) fn compare(data_dir: &Path, runs: usize) -> Result<()> {
+    if !cfg!(unix) {
+        bail!("the serving benchmark runs on Unix only");
+    }
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("the data directory {} is missing", data_dir.display()))?;
+    ensure_wrk()?;
+    python::ensure_venv(&root())?;
+    python::ensure_packages(&root(), python::BENCH_REQUIREMENTS)?;
+    let velo = crate::chain_bench::build_velo()?;
+    let scratch = std::env::temp_dir().join(format!("velo-serve-bench-{}", std::process::id()));
+    let result = measure_all(&velo, &data_dir, &scratch, runs);
+    if let Err(error) = std::fs::remove_dir_all(&scratch) {
+        eprintln!("xtask: cannot remove {}: {error}", scratch.display());
+    }
+    let rows = result?;
+    print!("{}", table(&rows, runs));
+    Ok(())
+}
+
+/// (payload rows, velo, MLflow) medians.
+type Rows = Vec<(usize, Load, Load)>;
+
+fn measure_all(velo: &Path, data_dir: &Path, scratch: &Path, runs: usize) -> Result<Rows> {
+    // velo's project: the parity model, registered with the Champion alias.
+    let project = scratch.join("velo");
+    std::fs::create_dir_all(&project)?;
+    crate::chain_bench::link_dir(data_dir, &project.join("data"))?;
+    crate::chain_bench::copy_dir(&root().join("configs"), &project.join("configs"))?;
+    for config in ["configs/parity/training.yaml", "configs/promotion.yaml"] {
+        in_dir(
+            Command::new(velo)
+                .args(["run", config])
+                .env_remove("MLFLOW_TRACKING_URI")
+                .env_remove("MLFLOW_REGISTRY_URI"),
+            &project,
+        )?;
+    }
+    // MLflow's: the reference pipeline in a SQLite store, and the request bodies.
+    let reference = scratch.join("mlflow");
+    std::fs::create_dir_all(&reference)?;
+    let tracking = format!("sqlite:///{}", reference.join("mlflow.db").display());
+    let python = python::venv_python(&root());
+    in_dir(
+        Command::new(&python)
+            .arg(root().join("xtask/assets/mlflow_serve_model.py"))
+            .arg(data_dir)
+            .arg(&tracking)
+            .arg(scratch),
+        &reference,
+    )?;
+
+    let mut measured: Vec<(usize, Vec<Load>, Vec<Load>)> = [1, 1000]
+        .into_iter()
+        .map(|rows| (rows, Vec::new(), Vec::new()))
+        .collect();
+    for run_index in 1..=runs {
+        eprintln!("xtask: serving run {run_index} of {runs}");
+        let port = free_port()?;
+        let velo_server = start(
+            Command::new(velo)
+                .args([
+                    "serve",
+                    "-m",
+                    "models:/bikes@Champion",
+                    "-p",
+                    &port.to_string(),
+                ])
+                .current_dir(&project)
+                .env_remove("MLFLOW_TRACKING_URI")
+                .env_remove("MLFLOW_REGISTRY_URI"),
+            port,
+            &scratch.join("velo-serve.log"),
+        )?;
+        for (rows, velo_loads, _) in &mut measured {
+            let body = scratch.join(format!("body_{rows}.json"));
+            check_answer(port, &body, *rows)?;
+            velo_loads.push(load(port, &body, scratch)?);
+        }
+        drop(velo_server);
+
+        let port = free_port()?;
+        let mlflow_server = start(
+            Command::new(python::venv_script(&root(), "mlflow"))
+                .args([
+                    "models",
+                    "serve",
+                    "-m",
+                    "models:/bikes@Champion",
+                    "--env-manager",
+                    "local",
+                ])
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                // It starts `uvicorn` from PATH: the venv's.
+                .env("PATH", venv_path()?)
+                .env("MLFLOW_TRACKING_URI", &tracking)
+                .env("MLFLOW_REGISTRY_URI", &tracking)
+                .current_dir(&reference),
+            port,
+            &scratch.join("mlflow-serve.log"),
+        )?;
+        for (rows, _, mlflow_loads) in &mut measured {
+            let body = scratch.join(format!("body_{rows}.json"));
+            check_answer(port, &body, *rows)?;
+            mlflow_loads.push(load(port, &body, scratch)?);
+        }
+        drop(mlflow_server);
+    }
+    Ok(measured
+        .into_iter()
+        .map(|(rows, velo, mlflow)| (rows, median(&velo), median(&mlflow)))
+        .collect())
+}
+
+/// `PATH` with the venv's scripts first.
+fn venv_path() -> Result<std::ffi::OsString> {
+    let scripts = python::venv_script(&root(), "mlflow")
+        .parent()
+        .map(Path::to_path_buf)
+        .context("the venv has no scripts directory")?;
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    Ok(std::env::join_paths(
+        std::iter::once(scripts).chain(std::env::split_paths(&rest)),
+    )?)
+}
+
+/// Runs `command` in `dir` (not the workspace root, unlike `crate::run`).
+fn in_dir(command: &mut Command, dir: &Path) -> Result<()> {
+    let shown = format!("{command:?}");
+    eprintln!("xtask: $ (in {}) {shown}", dir.display());
+    let status = command
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// The median of each figure.
+pub(crate) fn median(loads: &[Load]) -> Load {
+    let pick = |figure: fn(&Load) -> f64| {
+        let mut values: Vec<f64> = loads.iter().map(figure).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    Load {
+        requests_per_second: pick(|l| l.requests_per_second),
+        p50_ms: pick(|l| l.p50_ms),
+        p99_ms: pick(|l| l.p99_ms),
+    }
+}
+
+fn table(rows: &Rows, runs: usize) -> String {
+    let mut out = format!(
+        "\nvelo serve vs mlflow models serve (wrk -t2 -c8, {SECONDS} s per load, medians of {runs} run(s))\n\n\
+         | request | velo req/s | MLflow req/s | ratio | velo p50 / p99 (ms) | MLflow p50 / p99 (ms) | target |\n\
+         |---|---|---|---|---|---|---|\n"
+    );
+    for (request_rows, velo, mlflow) in rows {
+        let ratio = velo.requests_per_second / mlflow.requests_per_second;
+        let target = if *request_rows == 1 {
+            if ratio >= 20.0 {
+                ">= 20x (met)"
+            } else {
+                ">= 20x (NOT met)"
+            }
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "| {request_rows} row(s) | {:.0} | {:.1} | {ratio:.1}x | {:.2} / {:.2} | {:.1} / {:.1} | {target} |\n",
+            velo.requests_per_second,
+            mlflow.requests_per_second,
+            velo.p50_ms,
+            velo.p99_ms,
+            mlflow.p50_ms,
+            mlflow.p99_ms,
+        ));
+    }
+    out
+}
+
+/// Installs Debian's wrk when it is missing and this process may (root, apt-get).
+fn ensure_wrk() -> Result<()> {
+    if crate::on_path("wrk") {
+        return Ok(());
+    }
+    if !crate::on_path("apt-get") {
+        bail!("wrk is missing: install it (Debian: apt-get install wrk)");
+    }
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "wrk"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .context("cannot install wrk (Debian: apt-get install wrk, as root)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_reports_are_read_with_their_units() {
+        let report = "\
+Running 10s test @ http://127.0.0.1:5000/invocations
+  2 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   512.00us  100.00us   3.00ms   90.00%
+  Latency Distribution
+     50%  480.00us
+     75%  600.00us
+     90%  700.00us
+     99%    1.25ms
+  150000 requests in 10.00s, 20.00MB read
+Requests/sec:  15000.50
+Transfer/sec:      2.00MB
+";
+        assert_eq!(
+            parse_wrk(report),
+            Some(Load {
+                requests_per_second: 15000.5,
+                p50_ms: 0.48,
+                p99_ms: 1.25
+            })
+        );
+        let failing = format!("{report}  Non-2xx or 3xx responses: 12\n");
+        assert_eq!(parse_wrk(&failing), None, "errors are not throughput");
+        assert_eq!(parse_wrk("garbage"), None);
+    }
+
+    #[test]
+    fn medians_are_taken_figure_by_figure() {
+        let load = |r, a, b| Load {
+            requests_per_second: r,
+            p50_ms: a,
+            p99_ms: b,
+        };
+        assert_eq!(
+            median(&[
+                load(3.0, 1.0, 9.0),
+                load(1.0, 3.0, 7.0),
+                load(2.0, 2.0, 8.0)
+            ]),
+            load(2.0, 2.0, 8.0)
+        );
+    }
+}
