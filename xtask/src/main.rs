@@ -29,7 +29,8 @@ usage: cargo xtask <task>
 tasks:
   install   install what the tests need, once: rustup components, cargo-nextest, cargo-deny,
             the Python venv (.venv, or $VELO_VENV) with the pinned interop packages, and (as
-            root, with apt-get) Xvfb, dbus, dunst and libnotify-bin for the desktop alert test
+            root, with apt-get) Xvfb, dbus, dunst and libnotify-bin for the desktop alert test;
+            the tansu Kafka broker (built once into .tools, or $VELO_TOOLS)
   check     cargo fmt --check, clippy -D warnings, cargo deny (bans licenses sources),
             the crate layering and the freshness of generated files
   test      install what is missing, then run the whole test suite (unit, integration,
@@ -146,6 +147,41 @@ fn install() -> Result<()> {
     }
     python::ensure_venv(&root())?;
     ensure_desktop_stack();
+    ensure_tansu()?;
+    Ok(())
+}
+
+/// The Kafka-compatible broker the tests start (tansu, from crates.io), pinned.
+const TANSU: (&str, &str) = ("tansu", "0.6.0");
+
+/// Where tools built for the tests live: `$VELO_TOOLS`, else `.tools` in the workspace.
+fn tools_dir() -> PathBuf {
+    env::var_os("VELO_TOOLS").map_or_else(|| root().join(".tools"), PathBuf::from)
+}
+
+/// Builds tansu into the tools directory once (about 16 minutes on 2 cores; cached after).
+fn ensure_tansu() -> Result<()> {
+    let (name, version) = TANSU;
+    let dir = tools_dir();
+    let binary = dir.join("bin").join(name);
+    let stamp = dir.join(format!("{name}.version"));
+    if binary.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|done| done == version) {
+        eprintln!("xtask: {name} {version} is installed in {}", dir.display());
+        return Ok(());
+    }
+    cargo(&[
+        "install",
+        "--locked",
+        "--root",
+        &dir.display().to_string(),
+        name,
+        "--version",
+        version,
+        // dynostore: the memory engine; libsql: SQLite storage that survives a restart.
+        "--features",
+        "dynostore,libsql",
+    ])?;
+    std::fs::write(&stamp, version).with_context(|| format!("cannot write {}", stamp.display()))?;
     Ok(())
 }
 
@@ -264,6 +300,7 @@ fn test() -> Result<()> {
             .env("VELO_PYTHON", &python)
             .env("VELO_MLFLOW_PYTHON", &python)
             .env("VELO_MLFLOW", python::venv_script(&root(), "mlflow"));
+        command.env("VELO_TOOLS", tools_dir());
         if desktop_stack_ready() {
             // Installed, so the desktop notification test must run, not skip.
             command.env("VELO_DESKTOP_IT", "1");

@@ -336,9 +336,19 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
     let mut context =
         JobContext::open(&mlflow, run_context).map_err(|error| Failure::Job(error.into()))?;
     context.progress = std::sync::Arc::new(crate::progress::Bars::on_stderr());
-    // Ctrl-C or SIGTERM ends the open run as KILLED before the process exits.
+    // Ctrl-C or SIGTERM ends the open run as KILLED before the process exits. A streaming job
+    // is asked to stop first: it finishes its batch, commits and returns; a second signal kills.
     let on_signal = context.clone();
+    let streaming = matches!(job, velo_jobs::JobConfig::KafkaInferenceJob(_));
     let _ = ctrlc::set_handler(move || {
+        if streaming
+            && !on_signal
+                .stop
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            eprintln!("stopping: finishing the batch in flight and committing (again to kill)");
+            return;
+        }
         let _ = on_signal.kill_active_run();
         eprintln!("interrupted: the open run was ended as KILLED");
         std::process::exit(130);

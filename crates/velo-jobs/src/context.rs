@@ -1,7 +1,7 @@
 //! What a job is given to run: its stores, how its run is started, and a slot through which
 //! the caller can end the open run from elsewhere (a Ctrl-C handler).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, atomic::AtomicBool};
 
 use velo_io::{
     registries::{self, ModelRegistry, Tracking},
@@ -33,6 +33,9 @@ pub struct JobContext {
     pub active_run: Arc<Mutex<Option<RunKiller>>>,
     /// Where the job reports its progress ([`NoProgress`] unless the caller sets one).
     pub progress: Arc<dyn Progress>,
+    /// Set by the caller (a signal handler) to ask a streaming job to finish its batch, commit
+    /// and return; jobs that end by themselves ignore it.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl JobContext {
@@ -48,6 +51,7 @@ impl JobContext {
             run,
             active_run: Arc::default(),
             progress: Arc::new(NoProgress),
+            stop: Arc::default(),
         })
     }
 

@@ -30,6 +30,7 @@ mod error;
 pub mod evaluations;
 pub mod explanations;
 pub mod inference;
+pub mod kafka;
 pub mod plots;
 pub mod progress;
 pub mod promotion;
@@ -44,8 +45,8 @@ use crate::common::Services;
 
 pub use crate::{
     context::JobContext, error::JobError, evaluations::EvaluationsJob,
-    explanations::ExplanationsJob, inference::InferenceJob, promotion::PromotionJob,
-    training::TrainingJob, tuning::TuningJob,
+    explanations::ExplanationsJob, inference::InferenceJob, kafka::KafkaInferenceJob,
+    promotion::PromotionJob, training::TrainingJob, tuning::TuningJob,
 };
 
 /// The top level of a velo configuration file.
@@ -73,6 +74,8 @@ pub enum JobConfig {
     EvaluationsJob(EvaluationsJob),
     /// Explain a registered model globally and per sample.
     ExplanationsJob(ExplanationsJob),
+    /// Score a Kafka topic record by record, at least once.
+    KafkaInferenceJob(KafkaInferenceJob),
 }
 
 velo_core::impl_kind_deserialize!(JobConfig {
@@ -81,7 +84,8 @@ velo_core::impl_kind_deserialize!(JobConfig {
     PromotionJob,
     InferenceJob,
     EvaluationsJob,
-    ExplanationsJob
+    ExplanationsJob,
+    KafkaInferenceJob
 });
 
 impl JobConfig {
@@ -94,6 +98,7 @@ impl JobConfig {
             Self::InferenceJob(_) => "InferenceJob",
             Self::EvaluationsJob(_) => "EvaluationsJob",
             Self::ExplanationsJob(_) => "ExplanationsJob",
+            Self::KafkaInferenceJob(_) => "KafkaInferenceJob",
         }
     }
 
@@ -106,6 +111,7 @@ impl JobConfig {
             Self::InferenceJob(job) => &job.services,
             Self::EvaluationsJob(job) => &job.services,
             Self::ExplanationsJob(job) => &job.services,
+            Self::KafkaInferenceJob(job) => &job.services,
         }
     }
 
@@ -118,6 +124,7 @@ impl JobConfig {
             Self::InferenceJob(job) => job.plan(),
             Self::EvaluationsJob(job) => job.plan(),
             Self::ExplanationsJob(job) => job.plan(),
+            Self::KafkaInferenceJob(job) => job.plan(),
         }
     }
 }
@@ -158,6 +165,7 @@ impl JobConfig {
             Self::EvaluationsJob(job) => job.run(context),
             Self::ExplanationsJob(job) => job.run(context),
             Self::TuningJob(job) => job.run(context),
+            Self::KafkaInferenceJob(job) => job.run(context),
         }
     }
 }
@@ -172,7 +180,7 @@ pub fn schema_paths(job: &JobConfig) -> Vec<&std::path::Path> {
     let files = match job {
         JobConfig::TuningJob(job) => &job.schemas,
         JobConfig::TrainingJob(job) => &job.schemas,
-        JobConfig::PromotionJob(_) => return Vec::new(),
+        JobConfig::PromotionJob(_) | JobConfig::KafkaInferenceJob(_) => return Vec::new(),
         JobConfig::InferenceJob(job) => &job.schemas,
         JobConfig::EvaluationsJob(job) => &job.schemas,
         JobConfig::ExplanationsJob(job) => &job.schemas,

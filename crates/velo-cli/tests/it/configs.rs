@@ -47,7 +47,10 @@ fn every_shipped_job_config_validates() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 6, "the six reference jobs ship in configs/");
+    assert_eq!(
+        checked, 7,
+        "the six reference jobs and the Kafka inference job ship in configs/"
+    );
     for parity in ["configs/parity/tuning.yaml", "configs/parity/training.yaml"] {
         let result = output(velo().args(["run", "--dry-run", parity]));
         assert_eq!(result.code, 0, "{parity}: {}", result.stderr);

@@ -9,6 +9,7 @@ mod configs;
 mod data;
 mod generated;
 mod jobs;
+mod kafka;
 mod serve;
 
 use std::path::PathBuf;

@@ -49,6 +49,8 @@ pub struct LoadedModel {
     model: Box<dyn Model>,
     /// The model's inputs schema, with columns it does not name ignored.
     schema: Schema,
+    /// The schema's index column (optional in requests).
+    index: Option<String>,
 }
 
 impl LoadedModel {
@@ -57,14 +59,21 @@ impl LoadedModel {
         schema.strict = false;
         schema.extra_columns = None;
         // The index is never a feature: requests need not carry it (pandas sends it apart).
-        if let Some(index) = schema.index.take() {
-            schema.columns.retain(|column| column.name != index);
+        let index = schema.index.take();
+        if let Some(index) = &index {
+            schema.columns.retain(|column| &column.name != index);
         }
         Self {
             version,
             model,
             schema,
+            index,
         }
+    }
+
+    /// The name of the schema's index column, if it has one.
+    pub fn index_column(&self) -> Option<&str> {
+        self.index.as_deref()
     }
 
     /// Validates `batch` against the inputs schema and predicts it.

@@ -247,7 +247,9 @@ fn instances_records(key: &str, data: Value) -> Result<Vec<Map<String, Value>>, 
 }
 
 /// Types each column from its values and decodes the rows.
-fn records_to_batch(records: Vec<Map<String, Value>>) -> Result<RecordBatch, ScoringError> {
+pub(crate) fn records_to_batch(
+    records: Vec<Map<String, Value>>,
+) -> Result<RecordBatch, ScoringError> {
     let values: Vec<Value> = records.into_iter().map(Value::Object).collect();
     if values.is_empty() {
         return Ok(RecordBatch::new_empty(Arc::new(ArrowSchema::empty())));

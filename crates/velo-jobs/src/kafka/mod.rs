@@ -1,0 +1,127 @@
+//! The Kafka inference job: consume JSON records, predict them in micro-batches, produce one
+//! output per input, and send what cannot be scored to a dead-letter topic.
+//!
+//! Delivery is at least once: a batch's offsets are committed only after every output and
+//! dead letter of the batch was acknowledged by the broker (`acks=all`). A crash or a broker
+//! restart between the acknowledgements and the commit replays that batch: its outputs appear
+//! again, with the same key and the same `source` (input topic, partition, offset), which is
+//! how a consumer recognises a duplicate. Nothing is lost: an input offset is committed only
+//! once its output or its dead letter is stored.
+//!
+//! Records are JSON objects holding the model's input columns (the schema's index column is
+//! optional and, when present, copied to the output as `index`). Each output record keeps the
+//! input's key; its value is `{"prediction", "index", "model", "version", "source"}`. A record
+//! that is not a JSON object, or breaks the model's inputs schema, goes to the dead-letter
+//! topic with its original key and bytes and the reason in the `velo.error` header; it never
+//! stops the stream.
+//!
+//! The configuration is always available; running it needs the `kafka` feature (rdkafka,
+//! librdkafka built from source; ADR 0007), on in the CLI.
+
+#[cfg(feature = "kafka")]
+mod stream;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    JobContext, JobError, JobOutcome,
+    common::{AliasOrVersion, Services},
+};
+
+/// Score a Kafka topic with a registered model, record by record, at least once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaInferenceJob {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// The consumer group; its committed offsets are where a restarted job resumes.
+    #[serde(default = "KafkaInferenceJob::default_group")]
+    pub group_id: String,
+    /// The topic of input records (JSON objects of the input columns).
+    pub input_topic: String,
+    /// The topic predictions are produced to.
+    pub output_topic: String,
+    /// The topic records that cannot be scored go to.
+    pub dead_letter_topic: String,
+    /// The most records predicted together.
+    #[serde(default = "KafkaInferenceJob::default_max_batch")]
+    pub max_batch: usize,
+    /// How long a batch waits for more records after its first, in milliseconds.
+    #[serde(default = "KafkaInferenceJob::default_max_wait_ms")]
+    pub max_wait_ms: u64,
+    /// The model version to load; an alias is followed when it moves.
+    #[serde(default)]
+    pub alias_or_version: AliasOrVersion,
+    /// Seconds between checks that the alias still names the served version.
+    #[serde(default = "KafkaInferenceJob::default_poll_interval_s")]
+    pub poll_interval_s: u64,
+    /// Stop after this many input records (none: run until stopped).
+    #[serde(default)]
+    pub max_records: Option<u64>,
+    /// Stop when no record arrived for this many milliseconds (none: wait forever).
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Extra librdkafka settings for the consumer (`session.timeout.ms`, security, …).
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// Extra librdkafka settings for the producer.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+    /// Services.
+    #[serde(default)]
+    pub services: Services,
+}
+
+impl KafkaInferenceJob {
+    fn default_group() -> String {
+        "velo-inference".to_owned()
+    }
+
+    fn default_max_batch() -> usize {
+        500
+    }
+
+    fn default_max_wait_ms() -> u64 {
+        50
+    }
+
+    fn default_poll_interval_s() -> u64 {
+        10
+    }
+
+    pub(crate) fn plan(&self) -> Vec<String> {
+        vec![
+            format!(
+                "load `{}` {}",
+                self.services.mlflow.registry_name, self.alias_or_version
+            ),
+            format!(
+                "consume `{}` from {} as group `{}` in batches of up to {} records or {} ms",
+                self.input_topic, self.brokers, self.group_id, self.max_batch, self.max_wait_ms
+            ),
+            format!(
+                "produce predictions to `{}`, dead letters to `{}`, commit after acknowledgement",
+                self.output_topic, self.dead_letter_topic
+            ),
+        ]
+    }
+
+    /// Runs until stopped (`context.stop`, `max_records`, `idle_timeout_ms`).
+    ///
+    /// # Errors
+    /// The model does not load, the broker refuses a client, a delivery fails (nothing of the
+    /// batch is committed then), or velo was built without the `kafka` feature.
+    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+        #[cfg(feature = "kafka")]
+        return stream::run(self, context);
+        #[cfg(not(feature = "kafka"))]
+        {
+            let _ = context;
+            Err(JobError::Invalid(
+                "this build of velo has no Kafka support (velo-jobs' `kafka` feature)".to_owned(),
+            ))
+        }
+    }
+}
