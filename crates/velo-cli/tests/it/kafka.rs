@@ -35,7 +35,7 @@ pub(crate) struct Broker {
     child: Child,
     pub(crate) address: String,
     binary: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Broker {
@@ -57,9 +57,26 @@ impl Broker {
             .local_addr()
             .unwrap()
             .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("tansu.log")).unwrap();
-        let child = Command::new(&binary)
+        let address = format!("127.0.0.1:{port}");
+        let child = Self::spawn(&binary, &address, dir.path());
+        Some(Self {
+            child,
+            address,
+            binary,
+            dir,
+        })
+    }
+
+    /// Starts tansu on `address`, storing in `dir` (SQLite: what it stored survives a
+    /// restart), and waits until it listens.
+    fn spawn(binary: &Path, address: &str, dir: &Path) -> Child {
+        let url = format!("tcp://{address}");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("tansu.log"))
+            .unwrap();
+        let child = Command::new(binary)
             .args([
                 "broker",
                 "--listener-url",
@@ -68,24 +85,25 @@ impl Broker {
                 &url,
             ])
             .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(dir.path())
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        let broker = Self {
-            child,
-            address: format!("127.0.0.1:{port}"),
-            binary,
-            _dir: dir,
-        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&broker.address).is_err() {
+        while std::net::TcpStream::connect(address).is_err() {
             assert!(Instant::now() < deadline, "tansu did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(broker)
+        child
+    }
+
+    /// Kills the broker (SIGKILL) and starts it again on the same port and storage.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.binary, &self.address, self.dir.path());
     }
 
     pub(crate) fn create_topic(&self, name: &str, partitions: u32) {
@@ -141,6 +159,33 @@ fn read_all(broker: &str, topic: &str, expected: usize) -> Vec<rdkafka::message:
     })
 }
 
+/// Reads `topic` from the start until nothing new arrives for `idle`.
+fn read_until_idle(
+    broker: &str,
+    topic: &str,
+    idle: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker)
+            .set(
+                "group.id",
+                format!("idle-reader-{topic}-{}", std::process::id()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let mut seen = Vec::new();
+        while let Ok(Ok(message)) = tokio::time::timeout(idle, consumer.recv()).await {
+            seen.push(message.detach());
+        }
+        seen
+    })
+}
+
 fn produce(broker: &str, topic: &str, records: &[(String, Vec<u8>)]) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -172,49 +217,185 @@ fn inputs_records(data: &Path) -> Vec<serde_json::Map<String, Value>> {
     serde_json::from_slice(&writer.into_inner()).unwrap()
 }
 
-#[test]
-fn every_record_gets_a_prediction_or_a_dead_letter_and_offsets_are_committed() {
-    let Some(broker) = Broker::start_or_skip("the Kafka inference job") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// A registered, promoted small model in `dir/mlruns`; returns the store's URI.
+fn model_store(dir: &Path) -> String {
+    let data = dir.join("data");
     synthetic_data(&data);
-    let uri = dir.path().join("mlruns").display().to_string();
+    let uri = dir.join("mlruns").display().to_string();
     assert_eq!(
         run_job("configs/training.yaml", &uri, &training_snippet(&data)).code,
         0
     );
     assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+    uri
+}
+
+/// `velo run configs/kafka_inference.yaml` with `job` and the store at `uri`, not yet started.
+fn job_command(uri: &str, job: &str) -> Command {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("velo"));
+    command
+        .current_dir(crate::root())
+        .args(["run", "configs/kafka_inference.yaml", "-e"])
+        .arg(format!(
+            "job: {{{job}, services: {{mlflow: {{tracking_uri: '{uri}', registry_uri: '{uri}'}}}}}}"
+        ))
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("MLFLOW_REGISTRY_URI")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+#[test]
+fn a_killed_job_and_a_restarted_broker_lose_no_record() {
+    let Some(mut broker) = Broker::start_or_skip("Kafka restarts") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let uri = model_store(dir.path());
+    for (topic, partitions) in [("inputs", 3), ("predictions", 3), ("dead", 1)] {
+        broker.create_topic(topic, partitions);
+    }
+    // 20,000 records from the test rows, each with its own index; 1% is not JSON.
+    let base = inputs_records(&dir.path().join("data"));
+    let total = 20_000_usize;
+    let mut records = Vec::with_capacity(total);
+    let (mut good, mut bad) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    for i in 0..total {
+        let key = i.to_string();
+        let value = if i % 100 == 99 {
+            bad.insert(key.clone());
+            format!("{{\"broken\": {i}").into_bytes()
+        } else {
+            good.insert(key.clone());
+            let mut row = base[i % base.len()].clone();
+            row.insert("instant".to_owned(), json!(i));
+            serde_json::to_vec(&row).unwrap()
+        };
+        records.push((key, value));
+    }
+    produce(&broker.address, "inputs", &records);
+    let job = format!(
+        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, max_batch: 200, idle_timeout_ms: 5000, poll_interval_s: 0, consumer: {{session.timeout.ms: '6000'}}",
+        broker.address
+    );
+
+    // The job is killed outright mid-stream.
+    let mut first = job_command(&uri, &job).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    first.kill().unwrap();
+    let _ = first.wait();
+    let before_kill = read_until_idle(&broker.address, "predictions", Duration::from_secs(2)).len();
+    println!(
+        "outputs when the first job was killed: {before_kill} of {}",
+        good.len()
+    );
+    // A second job is running when the broker is killed and restarted.
+    let mut second = job_command(&uri, &job).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    broker.restart();
+    let status = second.wait().unwrap();
+    let second_output = second.wait_with_output().unwrap();
+    println!(
+        "the job running across the broker restart exited with {status}: {}",
+        String::from_utf8_lossy(&second_output.stderr)
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    // The job may fail on the commit the broker refused; restarted, it resumes from the last
+    // commit. Either way every input ends with an output or a dead letter.
+    let mut runs = 0;
+    let mut last_status = status;
+    while runs < 3 {
+        let finish = job_command(&uri, &job).output().unwrap();
+        last_status = finish.status;
+        runs += 1;
+        if finish.status.success()
+            && String::from_utf8_lossy(&finish.stdout).contains("consumed 0 records")
+        {
+            break;
+        }
+    }
+    assert!(last_status.success(), "the last run succeeds");
+
+    let outputs = read_until_idle(&broker.address, "predictions", Duration::from_secs(5));
+    let output_keys: std::collections::BTreeSet<String> = outputs
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.key().unwrap()).into_owned())
+        .collect();
+    assert_eq!(
+        output_keys, good,
+        "every good input has an output (duplicates allowed)"
+    );
+    let dead = read_until_idle(&broker.address, "dead", Duration::from_secs(3));
+    let dead_keys: std::collections::BTreeSet<String> = dead
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.key().unwrap()).into_owned())
+        .collect();
+    assert_eq!(dead_keys, bad, "every broken input has a dead letter");
+    // Duplicates are replays of whole batches: same key, same source offset.
+    let mut by_key: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for message in &outputs {
+        let value: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        by_key
+            .entry(String::from_utf8_lossy(message.key().unwrap()).into_owned())
+            .or_default()
+            .push(value["source"].as_str().unwrap().to_owned());
+    }
+    for (key, sources) in by_key {
+        assert!(
+            sources.windows(2).all(|w| w[0] == w[1]),
+            "{key}: {sources:?}"
+        );
+    }
+}
+
+#[test]
+fn a_hundred_thousand_records_give_99_000_predictions_and_1_000_dead_letters() {
+    let Some(broker) = Broker::start_or_skip("the Kafka inference job") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let uri = model_store(dir.path());
+    let data = dir.path().join("data");
     for (topic, partitions) in [("inputs", 3), ("predictions", 3), ("dead", 1)] {
         broker.create_topic(topic, partitions);
     }
 
-    // Every 50th record is broken: bad JSON, not an object, or out of the schema's range.
+    // 100,000 records cycling through the test rows, each with its own index; 1% is broken:
+    // bad JSON, not an object, or out of the schema's range, in turn.
     let rows = inputs_records(&data);
     let mut records = Vec::new();
     let mut broken = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        let key = row["instant"].to_string();
-        let value = match i % 150 {
-            49 => b"{\"season\": 3, ".to_vec(),
-            99 => b"[1, 2, 3]".to_vec(),
-            149 => {
-                let mut bad = row.clone();
-                bad.insert("hr".to_owned(), json!(30));
-                serde_json::to_vec(&bad).unwrap()
+    for i in 0..100_000_usize {
+        let key = i.to_string();
+        let mut row = rows[i % rows.len()].clone();
+        row.insert("instant".to_owned(), json!(i));
+        let value = match i % 300 {
+            99 => b"{\"season\": 3, ".to_vec(),
+            199 => b"[1, 2, 3]".to_vec(),
+            299 => {
+                row.insert("hr".to_owned(), json!(30));
+                serde_json::to_vec(&row).unwrap()
             }
-            _ => serde_json::to_vec(row).unwrap(),
+            _ => serde_json::to_vec(&row).unwrap(),
         };
-        if i % 50 == 49 {
+        if i % 100 == 99 {
             broken.push((key.clone(), value.clone()));
         }
         records.push((key, value));
     }
+    assert_eq!(broken.len(), 1_000);
     produce(&broker.address, "inputs", &records);
 
     let job = format!(
-        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, max_batch: 64, idle_timeout_ms: 3000, poll_interval_s: 0",
+        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, max_batch: 500, idle_timeout_ms: 3000, poll_interval_s: 0",
         broker.address
     );
     let first = run_job("configs/kafka_inference.yaml", &uri, &job);
