@@ -1,5 +1,6 @@
-//! The project's Python environment, for interop tests (pandas, polars, pyarrow) and MLflow's
-//! own client and server (the tests start `mlflow server` from it).
+//! The project's Python environment, for interop tests (pandas, polars, pyarrow, the
+//! confluent-kafka client) and MLflow's own client and server (the tests start `mlflow server`
+//! from it).
 
 use std::{
     path::{Path, PathBuf},
@@ -15,6 +16,7 @@ pub(crate) const REQUIREMENTS: &[&str] = &[
     "pyarrow==25.0.1",
     "polars==2.1.0",
     "mlflow==3.17.2",
+    "confluent-kafka==2.16.0",
 ];
 
 /// Packages the reference benchmark needs (`cargo xtask bench --reference`), installed on demand.
@@ -87,11 +89,14 @@ pub(crate) fn ensure_venv(root: &Path) -> Result<()> {
     }
     pip_install(&python, REQUIREMENTS)?;
     let check = Command::new(&python)
-        .args(["-c", "import pandas, polars, pyarrow, mlflow"])
+        .args([
+            "-c",
+            "import pandas, polars, pyarrow, mlflow, confluent_kafka",
+        ])
         .status();
     if !check.is_ok_and(|status| status.success()) {
         bail!(
-            "the venv {} cannot import pandas, polars, pyarrow and mlflow",
+            "the venv {} cannot import pandas, polars, pyarrow, mlflow and confluent_kafka",
             dir.display()
         );
     }

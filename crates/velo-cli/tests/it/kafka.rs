@@ -475,3 +475,103 @@ fn a_hundred_thousand_records_give_99_000_predictions_and_1_000_dead_letters() {
         again.stdout
     );
 }
+
+/// A client velo did not write: Python's confluent-kafka (librdkafka in its wheel, from PyPI)
+/// produces the inputs and reads the predictions and dead letters back in its own group.
+#[test]
+fn a_python_kafka_client_feeds_the_job_and_reads_its_answers() {
+    let Some(python) = std::env::var_os("VELO_PYTHON") else {
+        assert!(
+            std::env::var_os("VELO_IT").is_none(),
+            "VELO_IT is set but VELO_PYTHON is not"
+        );
+        return;
+    };
+    let Some(broker) = Broker::start_or_skip("the Python Kafka client") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let uri = model_store(dir.path());
+    for (topic, partitions) in [("inputs", 2), ("predictions", 2), ("dead", 1)] {
+        broker.create_topic(topic, partitions);
+    }
+    let rows = inputs_records(&dir.path().join("data"));
+    let rows_file = dir.path().join("rows.json");
+    std::fs::write(&rows_file, serde_json::to_vec(&rows[..200]).unwrap()).unwrap();
+    let produce = r#"
+import json, sys
+from confluent_kafka import Producer
+broker, rows = sys.argv[1], json.load(open(sys.argv[2]))
+producer = Producer({"bootstrap.servers": broker, "acks": "all"})
+for i, row in enumerate(rows):
+    value = b"not json" if i % 20 == 19 else json.dumps(row).encode()
+    producer.produce("inputs", key=str(row["instant"]).encode(), value=value)
+assert producer.flush(30) == 0
+"#;
+    let produced = Command::new(&python)
+        .args(["-c", produce, &broker.address])
+        .arg(&rows_file)
+        .output()
+        .unwrap();
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+
+    let job = format!(
+        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, idle_timeout_ms: 3000, poll_interval_s: 0",
+        broker.address
+    );
+    let run = run_job("configs/kafka_inference.yaml", &uri, &job);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let read = r#"
+import json, sys, time
+from confluent_kafka import Consumer
+broker, topic, expected = sys.argv[1], sys.argv[2], int(sys.argv[3])
+consumer = Consumer({"bootstrap.servers": broker, "group.id": "python-" + topic, "auto.offset.reset": "earliest"})
+consumer.subscribe([topic])
+seen, deadline = [], time.time() + 30
+while len(seen) < expected and time.time() < deadline:
+    message = consumer.poll(1.0)
+    if message is None or message.error():
+        continue
+    headers = dict(message.headers() or [])
+    seen.append({"key": message.key().decode(), "value": message.value().decode(errors="replace"),
+                 "error": (headers.get("velo.error") or b"").decode()})
+consumer.close()
+print(json.dumps(seen))
+"#;
+    let read_topic = |topic: &str, expected: usize| -> Vec<Value> {
+        let out = Command::new(&python)
+            .args(["-c", read, &broker.address, topic, &expected.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let predictions = read_topic("predictions", 190);
+    assert_eq!(predictions.len(), 190);
+    for message in &predictions {
+        let value: Value = serde_json::from_str(message["value"].as_str().unwrap()).unwrap();
+        assert_eq!(value["index"].to_string(), message["key"].as_str().unwrap());
+        assert!(value["prediction"].as_f64().is_some());
+    }
+    let dead = read_topic("dead", 10);
+    assert_eq!(dead.len(), 10);
+    for message in &dead {
+        assert_eq!(message["value"], "not json");
+        assert!(
+            message["error"]
+                .as_str()
+                .unwrap()
+                .contains("not valid JSON"),
+            "{message}"
+        );
+    }
+}
