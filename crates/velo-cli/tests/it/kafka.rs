@@ -411,6 +411,24 @@ fn a_hundred_thousand_records_give_99_000_predictions_and_1_000_dead_letters() {
         first.stdout
     );
 
+    // The tracking run holds the counts.
+    let run_id = first
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("KafkaInferenceJob finished (run "))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .expect("the run id is printed")
+        .to_owned();
+    let stores = velo_io::registries::open_pair(&uri, &uri).unwrap();
+    for (metric, expected) in [
+        ("records_in", 100_000.0),
+        ("records_out", 99_000.0),
+        ("dead_letters", 1_000.0),
+    ] {
+        let history = stores.tracking.metric_history(&run_id, metric).unwrap();
+        assert_eq!(history.last().map(|m| m.value), Some(expected), "{metric}");
+    }
+
     let outputs = read_all(&broker.address, "predictions", good);
     assert_eq!(outputs.len(), good, "exactly one output per good input");
     let broken_keys: std::collections::BTreeSet<&str> =
@@ -523,8 +541,38 @@ assert producer.flush(30) == 0
         "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, idle_timeout_ms: 3000, poll_interval_s: 0",
         broker.address
     );
-    let run = run_job("configs/kafka_inference.yaml", &uri, &job);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Metrics are served while the job streams.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = job_command(&uri, &format!("{job}, metrics_addr: '127.0.0.1:{port}'"))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let scraped = loop {
+        let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+            .and_then(reqwest::blocking::Response::text)
+            .unwrap_or_default();
+        if text.contains("velo_kafka_records_in_total 200") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the metrics never showed 200 records: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for line in [
+        "velo_kafka_records_out_total 190",
+        "velo_kafka_dead_letters_total 10",
+        "velo_kafka_model_version 1",
+        "velo_kafka_batch_duration_seconds_count",
+    ] {
+        assert!(scraped.contains(line), "{line} in {scraped}");
+    }
+    assert!(child.wait().unwrap().success());
 
     let read = r#"
 import json, sys, time

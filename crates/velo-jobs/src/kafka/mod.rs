@@ -25,6 +25,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use velo_io::services::RunConfig;
+
 use crate::{
     JobContext, JobError, JobOutcome,
     common::{AliasOrVersion, Services},
@@ -34,6 +36,9 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaInferenceJob {
+    /// The tracking run (its metrics are logged every `log_every_s` while it streams).
+    #[serde(default = "KafkaInferenceJob::default_run_config")]
+    pub run_config: RunConfig,
     /// Bootstrap servers, `host:port[,host:port…]`.
     pub brokers: String,
     /// The consumer group; its committed offsets are where a restarted job resumes.
@@ -63,6 +68,13 @@ pub struct KafkaInferenceJob {
     /// Stop when no record arrived for this many milliseconds (none: wait forever).
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
+    /// Serve Prometheus metrics at `http://ADDRESS/metrics` (`host:port`; none by default):
+    /// records in, out and dead-lettered, batch latency, consumer lag, model version.
+    #[serde(default)]
+    pub metrics_addr: Option<String>,
+    /// Seconds between the counts logged to the tracking run.
+    #[serde(default = "KafkaInferenceJob::default_log_every_s")]
+    pub log_every_s: u64,
     /// Extra librdkafka settings for the consumer (`session.timeout.ms`, security, …).
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
@@ -75,6 +87,14 @@ pub struct KafkaInferenceJob {
 }
 
 impl KafkaInferenceJob {
+    fn default_run_config() -> RunConfig {
+        RunConfig::named("KafkaInference")
+    }
+
+    fn default_log_every_s() -> u64 {
+        10
+    }
+
     fn default_group() -> String {
         "velo-inference".to_owned()
     }

@@ -18,10 +18,13 @@ use rdkafka::{
 use serde_json::{Map, Value};
 use velo_io::registries::ModelUri;
 
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
+use velo_io::services::tracking::ActiveRun;
+
 use super::KafkaInferenceJob;
 use crate::{
     JobContext, JobError, JobOutcome,
-    common::AliasOrVersion,
+    common::{AliasOrVersion, run_tracked},
     serving::{LoadedModel, Scorer, protocol},
 };
 
@@ -45,23 +48,149 @@ pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOu
         .enable_all()
         .build()
         .map_err(|error| JobError::Invalid(format!("cannot start the async runtime: {error}")))?;
-    let counts = runtime.block_on(job.stream(&scorer, &context.stop))?;
-    let mut outcome = JobOutcome::new("KafkaInference".to_owned());
-    outcome.lines.push(format!(
-        "consumed {} records: {} predictions to `{}`, {} dead letters to `{}`",
-        counts.consumed, counts.predicted, job.output_topic, counts.dead, job.dead_letter_topic
-    ));
-    outcome
-        .metrics
-        .insert("records_in".to_owned(), counts.consumed as f64);
-    outcome
-        .metrics
-        .insert("records_out".to_owned(), counts.predicted as f64);
-    outcome
-        .metrics
-        .insert("dead_letters".to_owned(), counts.dead as f64);
-    outcome.model_version = Some(scorer.current().version.clone());
-    Ok(outcome)
+    run_tracked(context, &job.run_config, job, |run| {
+        let metrics = Arc::new(StreamMetrics::new());
+        metrics.set_version(&scorer.current().version.version);
+        let counts = runtime.block_on(async {
+            let server = match &job.metrics_addr {
+                Some(address) => Some(serve_metrics(address, Arc::clone(&metrics)).await?),
+                None => None,
+            };
+            let counts = job.stream(&scorer, &context.stop, &metrics, run).await;
+            if let Some(server) = server {
+                server.abort();
+            }
+            counts
+        })?;
+        run.log_metrics(
+            &[
+                ("records_in", counts.consumed as f64),
+                ("records_out", counts.predicted as f64),
+                ("dead_letters", counts.dead as f64),
+            ],
+            counts.batches as i64,
+        )?;
+        let mut outcome = JobOutcome::new(job.run_config.name.clone());
+        outcome.run_id = Some(run.id().to_owned());
+        outcome.lines.push(format!(
+            "consumed {} records: {} predictions to `{}`, {} dead letters to `{}`",
+            counts.consumed, counts.predicted, job.output_topic, counts.dead, job.dead_letter_topic
+        ));
+        for (name, value) in [
+            ("records_in", counts.consumed),
+            ("records_out", counts.predicted),
+            ("dead_letters", counts.dead),
+        ] {
+            outcome.metrics.insert(name.to_owned(), value as f64);
+        }
+        outcome.model_version = Some(scorer.current().version.clone());
+        Ok(outcome)
+    })
+}
+
+/// Serves `/metrics` on `address` until the returned task is aborted.
+async fn serve_metrics(
+    address: &str,
+    metrics: Arc<StreamMetrics>,
+) -> Result<tokio::task::JoinHandle<()>, JobError> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| {
+            JobError::Invalid(format!("cannot serve metrics on {address}: {error}"))
+        })?;
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(address = %bound, "serving Prometheus metrics at /metrics");
+    }
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    Ok(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::warn!(%error, "the metrics server stopped");
+        }
+    }))
+}
+
+/// The Prometheus metrics of a stream.
+#[derive(Debug)]
+struct StreamMetrics {
+    registry: prometheus_client::registry::Registry,
+    records_in: Counter,
+    records_out: Counter,
+    dead_letters: Counter,
+    batch_seconds: Histogram,
+    lag: Gauge,
+    version: Gauge,
+}
+
+impl StreamMetrics {
+    fn new() -> Self {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("velo_kafka");
+        let records_in = Counter::default();
+        registry.register("records_in", "Input records consumed", records_in.clone());
+        let records_out = Counter::default();
+        registry.register("records_out", "Predictions produced", records_out.clone());
+        let dead_letters = Counter::default();
+        registry.register(
+            "dead_letters",
+            "Records sent to the dead-letter topic",
+            dead_letters.clone(),
+        );
+        // 1 ms to about 16 s, doubling.
+        let batch_seconds = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
+        );
+        registry.register(
+            "batch_duration_seconds",
+            "From a batch's first record to its commit",
+            batch_seconds.clone(),
+        );
+        let lag = Gauge::default();
+        registry.register(
+            "consumer_lag",
+            "Records behind the end of the assigned partitions",
+            lag.clone(),
+        );
+        let version = Gauge::default();
+        registry.register(
+            "model_version",
+            "The registered version scoring the stream",
+            version.clone(),
+        );
+        Self {
+            registry,
+            records_in,
+            records_out,
+            dead_letters,
+            batch_seconds,
+            lag,
+            version,
+        }
+    }
+
+    fn set_version(&self, version: &str) {
+        self.version.set(version.parse::<i64>().unwrap_or(-1));
+    }
+
+    fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::warn!(%error, "cannot encode the metrics");
+        }
+        text
+    }
 }
 
 impl KafkaInferenceJob {
@@ -74,7 +203,13 @@ impl KafkaInferenceJob {
         config
     }
 
-    async fn stream(&self, scorer: &Arc<Scorer>, stop: &AtomicBool) -> Result<Counts, JobError> {
+    async fn stream(
+        &self,
+        scorer: &Arc<Scorer>,
+        stop: &AtomicBool,
+        metrics: &StreamMetrics,
+        run: &ActiveRun,
+    ) -> Result<Counts, JobError> {
         let kafka =
             |error: rdkafka::error::KafkaError| JobError::Invalid(format!("Kafka: {error}"));
         let mut consumer_config = self.client(&BTreeMap::new());
@@ -98,6 +233,9 @@ impl KafkaInferenceJob {
         let producer: FutureProducer = producer_config.create().map_err(kafka)?;
 
         let mut counts = Counts::default();
+        let mut last_log = Instant::now();
+        let mut last_lag = Instant::now();
+        let mut logged = Counts::default();
         let mut last_refresh = Instant::now();
         let mut last_record = Instant::now();
         let tick = Duration::from_millis(100);
@@ -114,6 +252,7 @@ impl KafkaInferenceJob {
                 let refresher = Arc::clone(scorer);
                 match tokio::task::spawn_blocking(move || refresher.refresh()).await {
                     Ok(Ok(Some(version))) => {
+                        metrics.set_version(&version.version);
                         tracing::info!(version = %version.version, "scoring with a new model version");
                     }
                     Ok(Ok(None)) => {}
@@ -140,6 +279,7 @@ impl KafkaInferenceJob {
                     continue;
                 }
             };
+            let started = Instant::now();
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + Duration::from_millis(self.max_wait_ms);
             let room = |batch: &Vec<OwnedMessage>, counts: &Counts| {
@@ -222,6 +362,36 @@ impl KafkaInferenceJob {
             counts.consumed += batch.len() as u64;
             counts.predicted += outputs.len() as u64;
             counts.dead += dead.len() as u64;
+            counts.batches += 1;
+            metrics.records_in.inc_by(batch.len() as u64);
+            metrics.records_out.inc_by(outputs.len() as u64);
+            metrics.dead_letters.inc_by(dead.len() as u64);
+            metrics
+                .batch_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if last_lag.elapsed() >= Duration::from_secs(5) {
+                last_lag = Instant::now();
+                if let Some(lag) = tokio::task::block_in_place(|| consumer_lag(&consumer)) {
+                    metrics.lag.set(lag);
+                }
+            }
+            if self.log_every_s > 0 && last_log.elapsed() >= Duration::from_secs(self.log_every_s) {
+                let seconds = last_log.elapsed().as_secs_f64();
+                last_log = Instant::now();
+                let rate = (counts.consumed - logged.consumed) as f64 / seconds;
+                logged = counts;
+                if let Err(error) = run.log_metrics(
+                    &[
+                        ("records_in", counts.consumed as f64),
+                        ("records_out", counts.predicted as f64),
+                        ("dead_letters", counts.dead as f64),
+                        ("records_per_second", rate),
+                    ],
+                    counts.batches as i64,
+                ) {
+                    tracing::warn!(%error, "cannot log the stream's metrics");
+                }
+            }
         }
         Ok(counts)
     }
@@ -232,6 +402,24 @@ struct Counts {
     consumed: u64,
     predicted: u64,
     dead: u64,
+    batches: u64,
+}
+
+/// Records between the consumer's positions and the ends of its assigned partitions.
+fn consumer_lag(consumer: &StreamConsumer) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    let mut lag = 0;
+    for element in positions.elements() {
+        let (_, high) = consumer
+            .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(1))
+            .ok()?;
+        if let Offset::Offset(position) = element.offset() {
+            lag += (high - position).max(0);
+        } else {
+            lag += high.max(0);
+        }
+    }
+    Some(lag)
 }
 
 fn source(message: &OwnedMessage) -> String {
