@@ -623,3 +623,79 @@ print(json.dumps(seen))
         );
     }
 }
+
+/// SIGTERM mid-stream: the job finishes its batch, commits and exits 0; a second run picks up
+/// exactly where it stopped, so every input has exactly one output.
+#[test]
+fn sigterm_drains_the_batch_in_flight_and_commits() {
+    let Some(broker) = Broker::start_or_skip("Kafka shutdown") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let uri = model_store(dir.path());
+    for (topic, partitions) in [("inputs", 2), ("predictions", 2), ("dead", 1)] {
+        broker.create_topic(topic, partitions);
+    }
+    let base = inputs_records(&dir.path().join("data"));
+    let total = 10_000_usize;
+    let records: Vec<(String, Vec<u8>)> = (0..total)
+        .map(|i| {
+            let mut row = base[i % base.len()].clone();
+            row.insert("instant".to_owned(), json!(i));
+            (i.to_string(), serde_json::to_vec(&row).unwrap())
+        })
+        .collect();
+    produce(&broker.address, "inputs", &records);
+    let job = format!(
+        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, max_batch: 100, poll_interval_s: 0",
+        broker.address
+    );
+    // No idle timeout: only the signal ends the first run.
+    let child = job_command(&uri, &job).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let first = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let consumed: usize = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("consumed "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {stdout}"));
+    assert!(
+        consumed > 0 && consumed < total,
+        "stopped mid-stream: {consumed}"
+    );
+
+    let rest = run_job(
+        "configs/kafka_inference.yaml",
+        &uri,
+        &format!("{job}, idle_timeout_ms: 3000"),
+    );
+    assert_eq!(rest.code, 0, "{}", rest.stderr);
+    assert!(
+        rest.stdout
+            .contains(&format!("consumed {} records", total - consumed)),
+        "the second run starts at the first one's commit: {}",
+        rest.stdout
+    );
+    let outputs = read_all(&broker.address, "predictions", total);
+    assert_eq!(outputs.len(), total, "exactly one output per input");
+    let keys: std::collections::BTreeSet<String> = outputs
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.key().unwrap()).into_owned())
+        .collect();
+    assert_eq!(keys.len(), total);
+}
