@@ -23,6 +23,8 @@ struct Options {
     chain: Option<PathBuf>,
     /// Only `velo serve` against `mlflow models serve`.
     serve: bool,
+    /// Only the Kafka job against the broker's ceiling.
+    kafka: bool,
     /// Seconds each fuzz target runs, when fuzzing was asked for.
     fuzz: Option<u64>,
     runs: usize,
@@ -35,6 +37,7 @@ fn parse(args: &[String]) -> Result<Options> {
         tracking: false,
         chain: None,
         serve: false,
+        kafka: false,
         fuzz: None,
         runs: 1,
         data_dir: root().join("../shared/data/bike-sharing"),
@@ -45,6 +48,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--reference" => options.reference = true,
             "--tracking" => options.tracking = true,
             "--serve" => options.serve = true,
+            "--kafka" => options.kafka = true,
             "--chain" => {
                 options.chain = Some(
                     std::env::var_os("VELO_REFERENCE_PACKAGE")
@@ -67,7 +71,7 @@ fn parse(args: &[String]) -> Result<Options> {
                 options.data_dir = iter.next().context("--data-dir needs a path")?.into();
             }
             other => bail!(
-                "unknown bench option `{other}` (expected --reference, --tracking, --chain, --package PATH, --serve, --runs N, --data-dir DIR, --fuzz SECONDS)"
+                "unknown bench option `{other}` (expected --reference, --tracking, --chain, --package PATH, --serve, --kafka, --runs N, --data-dir DIR, --fuzz SECONDS)"
             ),
         }
     }
@@ -164,12 +168,20 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     let options = parse(args)?;
     if let Some(seconds) = options.fuzz {
         fuzz(seconds)?;
-        if !options.reference && !options.tracking && options.chain.is_none() && !options.serve {
+        if !options.reference
+            && !options.tracking
+            && options.chain.is_none()
+            && !options.serve
+            && !options.kafka
+        {
             return Ok(());
         }
     }
     if options.serve {
         return crate::serve_bench::compare(&options.data_dir, options.runs);
+    }
+    if options.kafka {
+        return crate::kafka_bench::compare(&options.data_dir, 100_000);
     }
     if let Some(package) = &options.chain {
         return crate::chain_bench::compare(package, &options.data_dir, options.runs);

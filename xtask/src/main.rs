@@ -10,6 +10,7 @@
 
 mod bench;
 mod chain_bench;
+mod kafka_bench;
 mod layering;
 mod python;
 mod serve_bench;
@@ -53,7 +54,8 @@ tasks:
             .venv-reference or $VELO_REFERENCE_VENV) and velo's, job by job, and prints wall time
             and peak memory of each and of the chain; --serve loads `velo serve` and
             `mlflow models serve` (same forest, same bodies) with wrk and prints requests/s and
-            latencies for 1-row and 1000-row requests; --fuzz SECONDS runs each fuzz target of
+            latencies for 1-row and 1000-row requests; --kafka runs the Kafka job against the
+            tansu broker's own produce+consume throughput; --fuzz SECONDS runs each fuzz target of
             fuzz/ (artifact loaders) that long with cargo fuzz
 ";
 

@@ -216,7 +216,13 @@ impl KafkaInferenceJob {
         consumer_config
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // A fetch waits at most as long as a batch does (librdkafka's default is 500 ms,
+            // which would be the latency floor of a stream that keeps up).
+            .set(
+                "fetch.wait.max.ms",
+                self.max_wait_ms.clamp(1, 500).to_string(),
+            );
         for (key, value) in &self.consumer {
             consumer_config.set(key, value);
         }

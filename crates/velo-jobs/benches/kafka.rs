@@ -1,0 +1,252 @@
+//! The Kafka inference job against the broker's own ceiling (run by `cargo xtask bench --kafka`,
+//! which starts the broker and registers the model; prints one JSON object).
+//!
+//! Usage: `kafka --brokers HOST:PORT --store DIR --data-dir DIR [--records N] [--max-batch N]`.
+//!
+//! 1. Ceiling: N records produced (`acks=all`) to a topic while a consumer in a group reads
+//!    them and commits every 500, as the job does: records/s from the first send to the last
+//!    record read.
+//! 2. The job, in this process, scoring the same N records produced as fast as possible:
+//!    records/s from the first send to the last prediction read back.
+//! 3. Latency: records paced at a fixed rate well under that throughput, each timed from its
+//!    send to its prediction being read back (p50, p99).
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    missing_docs,
+    reason = "a benchmark harness that reports on stdout"
+)]
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    ClientConfig, Message as _,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{CommitMode, Consumer as _, StreamConsumer},
+    producer::{FutureProducer, FutureRecord},
+};
+use serde_json::{Value, json};
+use velo_io::services::{MlflowService, tracking::RunContext};
+use velo_jobs::{JobConfig, JobContext};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn payloads(data_dir: &std::path::Path, n: usize, offset: usize) -> Vec<(String, Vec<u8>)> {
+    let reader: velo_io::datasets::Reader = serde_json::from_value(
+        json!({"KIND": "ParquetReader", "path": data_dir.join("inputs_test.parquet")}),
+    )
+    .unwrap();
+    let batch = reader.read().unwrap().data;
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    writer.write(&batch).unwrap();
+    writer.finish().unwrap();
+    let rows: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_slice(&writer.into_inner()).unwrap();
+    (offset..offset + n)
+        .map(|i| {
+            let mut row = rows[i % rows.len()].clone();
+            row.insert("instant".to_owned(), json!(i));
+            (i.to_string(), serde_json::to_vec(&row).unwrap())
+        })
+        .collect()
+}
+
+fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
+}
+
+fn consumer(brokers: &str, group: &str, topic: &str) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+/// Sends every record, remembering when each was sent; waits for every acknowledgement.
+async fn send_all(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[(String, Vec<u8>)],
+    sent: &Mutex<HashMap<String, Instant>>,
+    pace: Option<Duration>,
+) {
+    let mut pending = Vec::new();
+    for (key, value) in records {
+        if let Some(pace) = pace {
+            tokio::time::sleep(pace).await;
+        }
+        sent.lock().unwrap().insert(key.clone(), Instant::now());
+        pending.push(
+            producer
+                .send_result(FutureRecord::to(topic).key(key).payload(value))
+                .map_err(|(e, _)| e)
+                .unwrap(),
+        );
+        if pending.len() >= 5_000 {
+            for delivery in pending.drain(..) {
+                delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        }
+    }
+    for delivery in pending {
+        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// Reads `n` records, returning when each key arrived.
+async fn read_n(consumer: &StreamConsumer, n: usize, commit: bool) -> HashMap<String, Instant> {
+    let mut seen = HashMap::with_capacity(n);
+    let mut count = 0;
+    while count < n {
+        let message = tokio::time::timeout(Duration::from_secs(120), consumer.recv())
+            .await
+            .expect("records keep arriving")
+            .unwrap();
+        count += 1;
+        if let Some(key) = message.key() {
+            seen.insert(String::from_utf8_lossy(key).into_owned(), Instant::now());
+        }
+        if commit && count % 500 == 0 {
+            consumer
+                .commit_message(&message, CommitMode::Async)
+                .unwrap();
+        }
+    }
+    seen
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(index).copied().unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let brokers = arg("--brokers").expect("--brokers HOST:PORT");
+    let store = arg("--store").expect("--store DIR");
+    let data_dir = PathBuf::from(arg("--data-dir").expect("--data-dir DIR"));
+    let n: usize = arg("--records").map_or(100_000, |v| v.parse().unwrap());
+    let paced_n = 5_000;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let records = payloads(&data_dir, n, 0);
+    let paced = payloads(&data_dir, paced_n, n);
+    runtime.block_on(async {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
+        let topics: Vec<NewTopic> = ["ceiling", "inputs", "predictions", "dead"]
+            .iter()
+            .map(|name| NewTopic::new(name, 3, TopicReplication::Fixed(1)))
+            .collect();
+        admin
+            .create_topics(&topics, &AdminOptions::new())
+            .await
+            .unwrap();
+    });
+
+    // 1. The ceiling: the broker alone, same records, produced and consumed at once.
+    let ceiling_seconds = runtime.block_on(async {
+        let sent = Mutex::new(HashMap::new());
+        let reader = consumer(&brokers, "ceiling-reader", "ceiling");
+        let writer = producer(&brokers);
+        let start = Instant::now();
+        let (_, _) = tokio::join!(
+            send_all(&writer, "ceiling", &records, &sent, None),
+            read_n(&reader, n, true)
+        );
+        start.elapsed().as_secs_f64()
+    });
+
+    // 2. and 3. The job, in a thread of its own, until it has read every record.
+    let mlflow = MlflowService {
+        tracking_uri: store.clone(),
+        registry_uri: store,
+        experiment_name: "bikes".to_owned(),
+        registry_name: "bikes".to_owned(),
+    };
+    let job: JobConfig = serde_json::from_value(json!({
+        "KIND": "KafkaInferenceJob",
+        "brokers": brokers,
+        "input_topic": "inputs",
+        "output_topic": "predictions",
+        "dead_letter_topic": "dead",
+        "max_batch": arg("--max-batch").map_or(2_000, |v| v.parse::<usize>().unwrap()),
+        "max_wait_ms": 5,
+        "poll_interval_s": 0,
+        "max_records": n + paced_n,
+        "services": {"mlflow": mlflow},
+    }))
+    .unwrap();
+    let context = JobContext::open(&mlflow, RunContext::default()).unwrap();
+    let worker = std::thread::spawn(move || job.run(&context).unwrap());
+    let (job_seconds, latencies) = runtime.block_on(async {
+        let sent = Arc::new(Mutex::new(HashMap::new()));
+        let reader = consumer(&brokers, "predictions-reader", "predictions");
+        let writer = producer(&brokers);
+        let start = Instant::now();
+        let (_, _) = tokio::join!(
+            send_all(&writer, "inputs", &records, &sent, None),
+            read_n(&reader, n, false)
+        );
+        let job_seconds = start.elapsed().as_secs_f64();
+        sent.lock().unwrap().clear();
+        // A quarter of a millisecond between records: 4,000 records/s at most.
+        let (_, arrived) = tokio::join!(
+            send_all(
+                &writer,
+                "inputs",
+                &paced,
+                &sent,
+                Some(Duration::from_micros(250))
+            ),
+            read_n(&reader, paced_n, false)
+        );
+        let sent = sent.lock().unwrap();
+        let mut latencies: Vec<f64> = arrived
+            .iter()
+            .filter_map(|(key, at)| {
+                sent.get(key)
+                    .map(|from| (*at - *from).as_secs_f64() * 1000.0)
+            })
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        (job_seconds, latencies)
+    });
+    worker.join().unwrap();
+    let ceiling = n as f64 / ceiling_seconds;
+    let job = n as f64 / job_seconds;
+    println!(
+        "{}",
+        json!({
+            "records": n,
+            "ceiling_records_per_second": ceiling,
+            "job_records_per_second": job,
+            "job_share_of_ceiling": job / ceiling,
+            "latency_records": latencies.len(),
+            "latency_p50_ms": percentile(&latencies, 0.5),
+            "latency_p99_ms": percentile(&latencies, 0.99),
+        })
+    );
+}

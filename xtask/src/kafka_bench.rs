@@ -1,0 +1,107 @@
+//! `cargo xtask bench --kafka [--records N]`: the Kafka inference job against the broker's raw
+//! produce+consume throughput, in one run (`crates/velo-jobs/benches/kafka.rs` measures; this
+//! task starts tansu with its memory storage on a free loopback port and registers the model
+//! with velo's release build from `configs/training.yaml`).
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{bench::json_of, cargo_bin, root};
+
+pub(crate) fn compare(data_dir: &Path, records: usize) -> Result<()> {
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("the data directory {} is missing", data_dir.display()))?;
+    crate::ensure_tansu()?;
+    let tansu = crate::tools_dir().join("bin").join("tansu");
+    let velo = crate::chain_bench::build_velo()?;
+    let scratch = std::env::temp_dir().join(format!("velo-kafka-bench-{}", std::process::id()));
+    let project = scratch.join("project");
+    std::fs::create_dir_all(&project)?;
+    crate::chain_bench::link_dir(&data_dir, &project.join("data"))?;
+    crate::chain_bench::copy_dir(&root().join("configs"), &project.join("configs"))?;
+    for config in ["configs/training.yaml", "configs/promotion.yaml"] {
+        let status = Command::new(&velo)
+            .args(["run", config])
+            .current_dir(&project)
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("MLFLOW_REGISTRY_URI")
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("velo run {config} failed");
+        }
+    }
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut broker = Command::new(&tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start tansu")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            let _ = broker.kill();
+            bail!("tansu did not listen on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let result = json_of(
+        Command::new(cargo_bin())
+            .args([
+                "bench",
+                "--locked",
+                "--quiet",
+                "-p",
+                "velo-jobs",
+                "--features",
+                "kafka",
+                "--bench",
+                "kafka",
+                "--",
+                "--brokers",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--store")
+            .arg(project.join("mlruns"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--records", &records.to_string()]),
+    );
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let _ = std::fs::remove_dir_all(&scratch);
+    let result = result?;
+    let figure = |key: &str| result[key].as_f64().unwrap_or(f64::NAN);
+    let share = figure("job_share_of_ceiling");
+    println!(
+        "\nKafka inference job vs the broker alone ({records} records, tansu memory storage, loopback)\n\n\
+         | figure | value |\n|---|---|\n\
+         | broker produce+consume (records/s) | {:.0} |\n\
+         | inference job, produce to prediction read back (records/s) | {:.0} |\n\
+         | job / broker | {:.0}% (target >= 50%: {}) |\n\
+         | end-to-end latency p50 / p99 at a paced rate (ms) | {:.1} / {:.1} |",
+        figure("ceiling_records_per_second"),
+        figure("job_records_per_second"),
+        share * 100.0,
+        if share >= 0.5 { "met" } else { "NOT met" },
+        figure("latency_p50_ms"),
+        figure("latency_p99_ms"),
+    );
+    Ok(())
+}
