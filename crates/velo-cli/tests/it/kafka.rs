@@ -230,6 +230,32 @@ fn model_store(dir: &Path) -> String {
     uri
 }
 
+/// A broker with the topics `inputs` and `predictions` (`partitions` each) and `dead` (one),
+/// and a temp dir holding a promoted model; `None` when the test is skipped.
+fn setup(what: &str, partitions: u32) -> Option<(Broker, tempfile::TempDir, String)> {
+    let broker = Broker::start_or_skip(what)?;
+    let dir = tempfile::tempdir().unwrap();
+    let uri = model_store(dir.path());
+    for (topic, count) in [
+        ("inputs", partitions),
+        ("predictions", partitions),
+        ("dead", 1),
+    ] {
+        broker.create_topic(topic, count);
+    }
+    Some((broker, dir, uri))
+}
+
+/// Test row `i % rows` with its own index `i`.
+fn numbered_row(
+    base: &[serde_json::Map<String, Value>],
+    i: usize,
+) -> serde_json::Map<String, Value> {
+    let mut row = base[i % base.len()].clone();
+    row.insert("instant".to_owned(), json!(i));
+    row
+}
+
 /// `velo run configs/kafka_inference.yaml` with `job` and the store at `uri`, not yet started.
 fn job_command(uri: &str, job: &str) -> Command {
     let mut command = Command::new(assert_cmd::cargo::cargo_bin("velo"));
@@ -248,14 +274,9 @@ fn job_command(uri: &str, job: &str) -> Command {
 
 #[test]
 fn a_killed_job_and_a_restarted_broker_lose_no_record() {
-    let Some(mut broker) = Broker::start_or_skip("Kafka restarts") else {
+    let Some((mut broker, dir, uri)) = setup("Kafka restarts", 3) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let uri = model_store(dir.path());
-    for (topic, partitions) in [("inputs", 3), ("predictions", 3), ("dead", 1)] {
-        broker.create_topic(topic, partitions);
-    }
     // 20,000 records from the test rows, each with its own index; 1% is not JSON.
     let base = inputs_records(&dir.path().join("data"));
     let total = 20_000_usize;
@@ -271,9 +292,7 @@ fn a_killed_job_and_a_restarted_broker_lose_no_record() {
             format!("{{\"broken\": {i}").into_bytes()
         } else {
             good.insert(key.clone());
-            let mut row = base[i % base.len()].clone();
-            row.insert("instant".to_owned(), json!(i));
-            serde_json::to_vec(&row).unwrap()
+            serde_json::to_vec(&numbered_row(&base, i)).unwrap()
         };
         records.push((key, value));
     }
@@ -358,15 +377,10 @@ fn a_killed_job_and_a_restarted_broker_lose_no_record() {
 
 #[test]
 fn a_hundred_thousand_records_give_99_000_predictions_and_1_000_dead_letters() {
-    let Some(broker) = Broker::start_or_skip("the Kafka inference job") else {
+    let Some((broker, dir, uri)) = setup("the Kafka inference job", 3) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let uri = model_store(dir.path());
     let data = dir.path().join("data");
-    for (topic, partitions) in [("inputs", 3), ("predictions", 3), ("dead", 1)] {
-        broker.create_topic(topic, partitions);
-    }
 
     // 100,000 records cycling through the test rows, each with its own index; 1% is broken:
     // bad JSON, not an object, or out of the schema's range, in turn.
@@ -375,8 +389,7 @@ fn a_hundred_thousand_records_give_99_000_predictions_and_1_000_dead_letters() {
     let mut broken = Vec::new();
     for i in 0..100_000_usize {
         let key = i.to_string();
-        let mut row = rows[i % rows.len()].clone();
-        row.insert("instant".to_owned(), json!(i));
+        let mut row = numbered_row(&rows, i);
         let value = match i % 300 {
             99 => b"{\"season\": 3, ".to_vec(),
             199 => b"[1, 2, 3]".to_vec(),
@@ -505,14 +518,9 @@ fn a_python_kafka_client_feeds_the_job_and_reads_its_answers() {
         );
         return;
     };
-    let Some(broker) = Broker::start_or_skip("the Python Kafka client") else {
+    let Some((broker, dir, uri)) = setup("the Python Kafka client", 2) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let uri = model_store(dir.path());
-    for (topic, partitions) in [("inputs", 2), ("predictions", 2), ("dead", 1)] {
-        broker.create_topic(topic, partitions);
-    }
     let rows = inputs_records(&dir.path().join("data"));
     let rows_file = dir.path().join("rows.json");
     std::fs::write(&rows_file, serde_json::to_vec(&rows[..200]).unwrap()).unwrap();
@@ -628,21 +636,17 @@ print(json.dumps(seen))
 /// exactly where it stopped, so every input has exactly one output.
 #[test]
 fn sigterm_drains_the_batch_in_flight_and_commits() {
-    let Some(broker) = Broker::start_or_skip("Kafka shutdown") else {
+    let Some((broker, dir, uri)) = setup("Kafka shutdown", 2) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let uri = model_store(dir.path());
-    for (topic, partitions) in [("inputs", 2), ("predictions", 2), ("dead", 1)] {
-        broker.create_topic(topic, partitions);
-    }
     let base = inputs_records(&dir.path().join("data"));
     let total = 10_000_usize;
     let records: Vec<(String, Vec<u8>)> = (0..total)
         .map(|i| {
-            let mut row = base[i % base.len()].clone();
-            row.insert("instant".to_owned(), json!(i));
-            (i.to_string(), serde_json::to_vec(&row).unwrap())
+            (
+                i.to_string(),
+                serde_json::to_vec(&numbered_row(&base, i)).unwrap(),
+            )
         })
         .collect();
     produce(&broker.address, "inputs", &records);
