@@ -15,6 +15,7 @@
 //! Available with the `serve` feature.
 
 pub mod protocol;
+pub(crate) mod records;
 
 use std::{
     future::Future,
@@ -51,6 +52,8 @@ pub struct LoadedModel {
     schema: Schema,
     /// The schema's index column (optional in requests).
     index: Option<String>,
+    /// The columns one-record-per-message streams read (the schema's, then the index).
+    records: records::RecordColumns,
 }
 
 impl LoadedModel {
@@ -63,12 +66,26 @@ impl LoadedModel {
         if let Some(index) = &index {
             schema.columns.retain(|column| &column.name != index);
         }
+        let records = records::RecordColumns::new(
+            schema
+                .columns
+                .iter()
+                .map(|column| column.name.clone())
+                .collect(),
+            index.as_deref(),
+        );
         Self {
             version,
             model,
             schema,
             index,
+            records,
         }
+    }
+
+    /// The columns read from each JSON record by the fast path of [`records`].
+    pub(crate) fn record_columns(&self) -> &records::RecordColumns {
+        &self.records
     }
 
     /// The name of the schema's index column, if it has one.

@@ -98,7 +98,8 @@ pub fn read_body(media: MediaType, body: &[u8]) -> Result<RecordBatch, ScoringEr
             let value: Value = serde_json::from_slice(body).map_err(|error| {
                 ScoringError::bad(format!("the body is not valid JSON: {error}"))
             })?;
-            records_to_batch(records_of(value)?)
+            let records: Vec<Value> = records_of(value)?.into_iter().map(Value::Object).collect();
+            records_to_batch(&records)
         }
         MediaType::Csv => csv_to_batch(body),
     }
@@ -247,21 +248,21 @@ fn instances_records(key: &str, data: Value) -> Result<Vec<Map<String, Value>>, 
 }
 
 /// Types each column from its values and decodes the rows.
-pub(crate) fn records_to_batch(
-    records: Vec<Map<String, Value>>,
-) -> Result<RecordBatch, ScoringError> {
-    let values: Vec<Value> = records.into_iter().map(Value::Object).collect();
+pub(crate) fn records_to_batch<V>(values: &[V]) -> Result<RecordBatch, ScoringError>
+where
+    V: std::borrow::Borrow<Value> + serde::Serialize,
+{
     if values.is_empty() {
         return Ok(RecordBatch::new_empty(Arc::new(ArrowSchema::empty())));
     }
-    let schema = infer_json_schema_from_iterator(values.iter().map(|value| Ok(value.clone())))
+    let schema = infer_json_schema_from_iterator(values.iter().map(|value| Ok(value.borrow())))
         .map_err(|error| ScoringError::bad(format!("cannot type the columns: {error}")))?;
     let mut decoder = ReaderBuilder::new(Arc::new(schema))
         .with_batch_size(values.len())
         .build_decoder()
         .map_err(|error| ScoringError::bad(format!("cannot read the rows: {error}")))?;
     decoder
-        .serialize(&values)
+        .serialize(values)
         .map_err(|error| ScoringError::bad(format!("cannot read the rows: {error}")))?;
     decoder
         .flush()
