@@ -1,5 +1,6 @@
-//! `cargo xtask bench --kafka [--records N]`: the Kafka inference job against the broker's raw
-//! produce+consume throughput, in one run (`crates/velo-jobs/benches/kafka.rs` measures; this
+//! `cargo xtask bench --kafka [--runs N]`: the Kafka inference job against the broker's raw
+//! produce+consume throughput, in one run (medians of at least 3 alternating runs;
+//! `crates/velo-jobs/benches/kafka.rs` measures; this
 //! task starts tansu with its memory storage on a free loopback port and registers the model
 //! with velo's release build from `configs/training.yaml`).
 
@@ -11,10 +12,11 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use serde_json::Value;
 
 use crate::{bench::json_of, cargo_bin, root};
 
-pub(crate) fn compare(data_dir: &Path, records: usize) -> Result<()> {
+pub(crate) fn compare(data_dir: &Path, records: usize, runs: usize) -> Result<()> {
     let data_dir = data_dir
         .canonicalize()
         .with_context(|| format!("the data directory {} is missing", data_dir.display()))?;
@@ -81,25 +83,49 @@ pub(crate) fn compare(data_dir: &Path, records: usize) -> Result<()> {
             .arg(project.join("mlruns"))
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--records", &records.to_string()]),
+            .args(["--records", &records.to_string()])
+            .args(["--runs", &runs.to_string()]),
     );
     let _ = broker.kill();
     let _ = broker.wait();
     let _ = std::fs::remove_dir_all(&scratch);
     let result = result?;
     let figure = |key: &str| result[key].as_f64().unwrap_or(f64::NAN);
+    let by_run = |key: &str, scale: f64, unit: &str| {
+        result[key]
+            .as_array()
+            .map(|values| {
+                values
+                    .iter()
+                    .filter_map(Value::as_f64)
+                    .map(|value| format!("{:.0}{unit}", value * scale))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
     let share = figure("job_share_of_ceiling");
     println!(
-        "\nKafka inference job vs the broker alone ({records} records, tansu memory storage, loopback)\n\n\
+        "\nKafka inference job vs the broker alone ({records} records, tansu memory storage, \
+         loopback; medians of {runs} alternating runs, each run's figure in brackets)\n\n\
          | figure | value |\n|---|---|\n\
-         | broker produce+consume (records/s) | {:.0} |\n\
-         | inference job, produce to prediction read back (records/s) | {:.0} |\n\
-         | job / broker | {:.0}% (target >= 50%: {}) |\n\
+         | broker produce+consume (records/s) | {:.0} ({}) |\n\
+         | job draining a backlog, sustained after its first commit (records/s; max_batch {}) | {:.0} ({}) |\n\
+         | job / broker | {:.0}% ({}; target >= 50%: {}) |\n\
+         | job from its first record read, first commit after {:.2} s (records/s) | {:.0} |\n\
+         | job while the records are produced and its predictions read (records/s) | {:.0} |\n\
          | end-to-end latency p50 / p99 at a paced rate (ms) | {:.1} / {:.1} |",
         figure("ceiling_records_per_second"),
+        by_run("ceiling_by_run", 1.0, ""),
+        result["max_batch"],
         figure("job_records_per_second"),
+        by_run("job_by_run", 1.0, ""),
         share * 100.0,
+        by_run("job_share_by_run", 100.0, "%"),
         if share >= 0.5 { "met" } else { "NOT met" },
+        figure("job_first_commit_seconds"),
+        figure("job_records_per_second_from_first_record"),
+        figure("live_records_per_second"),
         figure("latency_p50_ms"),
         figure("latency_p99_ms"),
     );

@@ -1,14 +1,25 @@
 //! The Kafka inference job against the broker's own ceiling (run by `cargo xtask bench --kafka`,
 //! which starts the broker and registers the model; prints one JSON object).
 //!
-//! Usage: `kafka --brokers HOST:PORT --store DIR --data-dir DIR [--records N] [--max-batch N]`.
+//! Usage: `kafka --brokers HOST:PORT --store DIR --data-dir DIR [--records N] [--max-batch N]
+//! [--runs N]`.
+//!
+//! Steps 1 and 2 alternate `--runs` times (3 by default; medians reported, each run's figures
+//! too), on fresh topics each time.
 //!
 //! 1. Ceiling: N records produced (`acks=all`) to a topic while a consumer in a group reads
 //!    them and commits every 500, as the job does: records/s from the first send to the last
-//!    record read.
-//! 2. The job, in this process, scoring the same N records produced as fast as possible:
-//!    records/s from the first send to the last prediction read back.
-//! 3. Latency: records paced at a fixed rate well under that throughput, each timed from its
+//!    record read. Each record is produced once and consumed once.
+//! 2. Sustained: the job, in this process, scoring a backlog of the same N records (produced
+//!    beforehand): records/s from its first commit to its last, as the job reports it (the
+//!    time to the first commit, when the producer gets its id and connections, is reported
+//!    apart, as is the rate from the first record read). Each record is consumed once and its
+//!    prediction produced once: the broker does the same work per record as for the ceiling.
+//!    Every prediction is then read back and counted.
+//! 3. Live: the job scoring N more records while they are produced as fast as possible and
+//!    their predictions read back (twice the broker's work per record: two produces, two
+//!    consumes): records/s from the first send to the last prediction read.
+//! 4. Latency: records paced at a fixed rate well under that throughput, each timed from its
 //!    send to its prediction being read back (p50, p99).
 #![allow(
     clippy::print_stdout,
@@ -151,12 +162,22 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let records = payloads(&data_dir, n, 0);
     let paced = payloads(&data_dir, paced_n, n);
+    let runs: usize = arg("--runs").map_or(3, |v| v.parse().unwrap());
+    let mut names: Vec<String> = ["inputs", "predictions", "dead"]
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect();
+    for run in 0..runs {
+        for name in ["ceiling", "backlog", "backlog-predictions"] {
+            names.push(format!("{name}-{run}"));
+        }
+    }
     runtime.block_on(async {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .create()
             .unwrap();
-        let topics: Vec<NewTopic> = ["ceiling", "inputs", "predictions", "dead"]
+        let topics: Vec<NewTopic> = names
             .iter()
             .map(|name| NewTopic::new(name, 3, TopicReplication::Fixed(1)))
             .collect();
@@ -165,40 +186,86 @@ fn main() {
             .await
             .unwrap();
     });
-
-    // 1. The ceiling: the broker alone, same records, produced and consumed at once.
-    let ceiling_seconds = runtime.block_on(async {
-        let sent = Mutex::new(HashMap::new());
-        let reader = consumer(&brokers, "ceiling-reader", "ceiling");
-        let writer = producer(&brokers);
-        let start = Instant::now();
-        let (_, _) = tokio::join!(
-            send_all(&writer, "ceiling", &records, &sent, None),
-            read_n(&reader, n, true)
-        );
-        start.elapsed().as_secs_f64()
-    });
-
-    // 2. and 3. The job, in a thread of its own, until it has read every record.
     let mlflow = MlflowService {
         tracking_uri: store.clone(),
         registry_uri: store,
         experiment_name: "bikes".to_owned(),
         registry_name: "bikes".to_owned(),
     };
-    let job: JobConfig = serde_json::from_value(json!({
-        "KIND": "KafkaInferenceJob",
-        "brokers": brokers,
-        "input_topic": "inputs",
-        "output_topic": "predictions",
-        "dead_letter_topic": "dead",
-        "max_batch": arg("--max-batch").map_or(2_000, |v| v.parse::<usize>().unwrap()),
-        "max_wait_ms": 5,
-        "poll_interval_s": 0,
-        "max_records": n + paced_n,
-        "services": {"mlflow": mlflow},
-    }))
-    .unwrap();
+    let max_batch = arg("--max-batch").map_or(10_000, |v| v.parse::<usize>().unwrap());
+    let job = |input: &str, output: &str, records: usize| -> JobConfig {
+        serde_json::from_value(json!({
+            "KIND": "KafkaInferenceJob",
+            "brokers": brokers,
+            "group_id": format!("velo-{input}"),
+            "input_topic": input,
+            "output_topic": output,
+            "dead_letter_topic": "dead",
+            "max_batch": max_batch,
+            "max_wait_ms": 5,
+            "poll_interval_s": 0,
+            "max_records": records,
+            "log_every_s": 0,
+            "services": {"mlflow": mlflow},
+        }))
+        .unwrap()
+    };
+
+    // 1. and 2., interleaved `runs` times: the broker alone, then the job on a backlog.
+    let mut ceilings = Vec::new();
+    let mut sustained = Vec::new();
+    let mut overall = Vec::new();
+    let mut first_commit = Vec::new();
+    for run in 0..runs {
+        let (ceiling_topic, backlog, outputs) = (
+            format!("ceiling-{run}"),
+            format!("backlog-{run}"),
+            format!("backlog-predictions-{run}"),
+        );
+        // The ceiling: the broker alone, same records, produced and consumed at once.
+        let seconds = runtime.block_on(async {
+            let sent = Mutex::new(HashMap::new());
+            let reader = consumer(&brokers, &format!("{ceiling_topic}-reader"), &ceiling_topic);
+            let writer = producer(&brokers);
+            let start = Instant::now();
+            let (_, _) = tokio::join!(
+                send_all(&writer, &ceiling_topic, &records, &sent, None),
+                read_n(&reader, n, true)
+            );
+            start.elapsed().as_secs_f64()
+        });
+        ceilings.push(n as f64 / seconds);
+        // Sustained: the job drains a backlog of the same records.
+        runtime.block_on(async {
+            let sent = Mutex::new(HashMap::new());
+            send_all(&producer(&brokers), &backlog, &records, &sent, None).await;
+        });
+        let context = JobContext::open(&mlflow, RunContext::default()).unwrap();
+        let outcome = job(&backlog, &outputs, n).run(&context).unwrap();
+        sustained.push(outcome.metrics["sustained_records_per_second"]);
+        overall.push(outcome.metrics["records_per_second"]);
+        first_commit.push(outcome.metrics["first_commit_seconds"]);
+        let backlog_outputs = runtime.block_on(async {
+            let reader = consumer(&brokers, &format!("{outputs}-reader"), &outputs);
+            read_n(&reader, n, false).await.len()
+        });
+        assert_eq!(backlog_outputs, n, "one prediction per backlog record");
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        percentile(values, 0.5)
+    };
+    let shares: Vec<f64> = sustained
+        .iter()
+        .zip(&ceilings)
+        .map(|(job, ceiling)| job / ceiling)
+        .collect();
+    let (ceilings_run, sustained_run) = (ceilings.clone(), sustained.clone());
+    let ceiling = median(&mut ceilings);
+    let sustained_median = median(&mut sustained);
+
+    // 3. and 4. The job, in a thread of its own, until it has read every record.
+    let job = job("inputs", "predictions", n + paced_n);
     let context = JobContext::open(&mlflow, RunContext::default()).unwrap();
     let worker = std::thread::spawn(move || job.run(&context).unwrap());
     let (job_seconds, latencies) = runtime.block_on(async {
@@ -235,15 +302,23 @@ fn main() {
         (job_seconds, latencies)
     });
     worker.join().unwrap();
-    let ceiling = n as f64 / ceiling_seconds;
-    let job = n as f64 / job_seconds;
+    let live = n as f64 / job_seconds;
     println!(
         "{}",
         json!({
             "records": n,
+            "runs": runs,
+            "max_batch": max_batch,
             "ceiling_records_per_second": ceiling,
-            "job_records_per_second": job,
-            "job_share_of_ceiling": job / ceiling,
+            "ceiling_by_run": ceilings_run,
+            "job_records_per_second": sustained_median,
+            "job_by_run": sustained_run,
+            "job_share_of_ceiling": sustained_median / ceiling,
+            "job_share_by_run": shares,
+            "job_first_commit_seconds": median(&mut first_commit),
+            "job_records_per_second_from_first_record": median(&mut overall),
+            "live_records_per_second": live,
+            "live_share_of_ceiling": live / ceiling,
             "latency_records": latencies.len(),
             "latency_p50_ms": percentile(&latencies, 0.5),
             "latency_p99_ms": percentile(&latencies, 0.99),

@@ -640,20 +640,32 @@ fn sigterm_drains_the_batch_in_flight_and_commits() {
         return;
     };
     let base = inputs_records(&dir.path().join("data"));
-    let total = 10_000_usize;
-    let records: Vec<(String, Vec<u8>)> = (0..total)
-        .map(|i| {
-            (
-                i.to_string(),
-                serde_json::to_vec(&numbered_row(&base, i)).unwrap(),
-            )
-        })
-        .collect();
-    produce(&broker.address, "inputs", &records);
     let job = format!(
         "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, max_batch: 100, poll_interval_s: 0",
         broker.address
     );
+    // Records keep arriving (about 10,000/s for 4 s) while the first run is signalled.
+    let feeder = {
+        let address = broker.address.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(4) {
+                let chunk: Vec<(String, Vec<u8>)> = (sent..sent + 200)
+                    .map(|i| {
+                        (
+                            i.to_string(),
+                            serde_json::to_vec(&numbered_row(&base, i)).unwrap(),
+                        )
+                    })
+                    .collect();
+                produce(&address, "inputs", &chunk);
+                sent += 200;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sent
+        })
+    };
     // No idle timeout: only the signal ends the first run.
     let child = job_command(&uri, &job).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(2500));
@@ -666,6 +678,7 @@ fn sigterm_drains_the_batch_in_flight_and_commits() {
             .success()
     );
     let first = child.wait_with_output().unwrap();
+    let total = feeder.join().unwrap();
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(
         first.status.success(),
@@ -702,4 +715,93 @@ fn sigterm_drains_the_batch_in_flight_and_commits() {
         .map(|m| String::from_utf8_lossy(m.key().unwrap()).into_owned())
         .collect();
     assert_eq!(keys.len(), total);
+}
+
+/// The alias moves while the job runs: without a restart, predictions switch from version 1
+/// to version 2 between batches, never back, and every input still gets exactly one output.
+#[test]
+fn the_job_follows_the_alias_to_a_new_version() {
+    let Some((broker, dir, uri)) = setup("Kafka alias move", 1) else {
+        return;
+    };
+    let data = dir.path().join("data");
+    let base = inputs_records(&data);
+    let record = |i: usize| {
+        (
+            i.to_string(),
+            serde_json::to_vec(&numbered_row(&base, i)).unwrap(),
+        )
+    };
+    let job = format!(
+        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, max_batch: 50, poll_interval_s: 1",
+        broker.address
+    );
+    let child = job_command(&uri, &job).spawn().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _context = runtime.enter();
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("group.id", "alias-reader")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    reader.subscribe(&["predictions"]).unwrap();
+    let mut versions: Vec<String> = Vec::new();
+    let read_until = |versions: &mut Vec<String>, done: &dyn Fn(&[String]) -> bool| {
+        runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !done(versions.as_slice()) {
+                let message = tokio::time::timeout_at(deadline, reader.recv())
+                    .await
+                    .expect("predictions keep arriving")
+                    .unwrap();
+                let value: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+                versions.push(value["version"].as_str().unwrap().to_owned());
+            }
+        });
+    };
+    let first: Vec<_> = (0..500).map(record).collect();
+    produce(&broker.address, "inputs", &first);
+    read_until(&mut versions, &|seen| seen.len() >= 500);
+    assert!(versions.iter().all(|version| version == "1"));
+
+    // A second version is trained and the alias moved to it, the job still running.
+    assert_eq!(
+        run_job("configs/training.yaml", &uri, &training_snippet(&data)).code,
+        0
+    );
+    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+    let mut sent = 500;
+    while !versions.iter().any(|version| version == "2") {
+        assert!(sent < 20_000, "the job never switched to version 2");
+        let more: Vec<_> = (sent..sent + 50).map(record).collect();
+        produce(&broker.address, "inputs", &more);
+        sent += 50;
+        read_until(&mut versions, &|seen| seen.len() >= sent);
+    }
+    // Stopped by SIGTERM (no idle timeout: the job waits while the second version trains).
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(versions.len(), sent, "one output per input");
+    // One partition: outputs are in input order, so the switch happens once.
+    let switch = versions.iter().position(|version| version == "2").unwrap();
+    assert!(versions[..switch].iter().all(|version| version == "1"));
+    assert!(versions[switch..].iter().all(|version| version == "2"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("consumed {sent} records")),
+        "{stdout}"
+    );
 }

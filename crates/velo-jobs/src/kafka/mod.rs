@@ -2,11 +2,13 @@
 //! output per input, and send what cannot be scored to a dead-letter topic.
 //!
 //! Delivery is at least once: a batch's offsets are committed only after every output and
-//! dead letter of the batch was acknowledged by the broker (`acks=all`). A crash or a broker
-//! restart between the acknowledgements and the commit replays that batch: its outputs appear
-//! again, with the same key and the same `source` (input topic, partition, offset), which is
-//! how a consumer recognises a duplicate. Nothing is lost: an input offset is committed only
-//! once its output or its dead letter is stored.
+//! dead letter of the batch, and of every batch read before it, was acknowledged by the broker
+//! (`acks=all`). Batches overlap: while the broker acknowledges one, the next is read and
+//! scored (at most four are sent and not yet committed). A crash or a broker restart replays
+//! the batches not yet committed: their outputs appear again, with the same key and the same
+//! `source` (input topic, partition, offset), which is how a consumer recognises a duplicate.
+//! Nothing is lost: an input offset is committed only once its output or its dead letter, and
+//! those of every earlier record of its partition, are stored.
 //!
 //! Records are JSON objects holding the model's input columns (the schema's index column is
 //! optional and, when present, copied to the output as `index`). Each output record keeps the

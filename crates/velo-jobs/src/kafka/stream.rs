@@ -1,10 +1,11 @@
 //! The streaming loop of [`KafkaInferenceJob`] (feature `kafka`).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
+    ops::Range,
     sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -12,10 +13,12 @@ use std::{
 use rdkafka::{
     ClientConfig, Message as _, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer as _, StreamConsumer},
-    message::{Header, OwnedHeaders, OwnedMessage},
-    producer::{FutureProducer, FutureRecord},
+    message::{BorrowedMessage, Header, OwnedHeaders},
+    producer::{BaseRecord, ThreadedProducer},
 };
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Notify;
 use velo_io::registries::ModelUri;
 
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
@@ -25,7 +28,7 @@ use super::KafkaInferenceJob;
 use crate::{
     JobContext, JobError, JobOutcome,
     common::{AliasOrVersion, run_tracked},
-    serving::{LoadedModel, Scorer, protocol},
+    serving::{LoadedModel, Scorer, protocol, records},
 };
 
 pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOutcome, JobError> {
@@ -51,17 +54,18 @@ pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOu
     run_tracked(context, &job.run_config, job, |run| {
         let metrics = Arc::new(StreamMetrics::new());
         metrics.set_version(&scorer.current().version.version);
-        let counts = runtime.block_on(async {
+        let stream = runtime.block_on(async {
             let server = match &job.metrics_addr {
                 Some(address) => Some(serve_metrics(address, Arc::clone(&metrics)).await?),
                 None => None,
             };
-            let counts = job.stream(&scorer, &context.stop, &metrics, run).await;
+            let stream = job.stream(&scorer, &context.stop, &metrics, run).await;
             if let Some(server) = server {
                 server.abort();
             }
-            counts
+            stream
         })?;
+        let counts = stream.counts;
         run.log_metrics(
             &[
                 ("records_in", counts.consumed as f64),
@@ -82,6 +86,20 @@ pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOu
             ("dead_letters", counts.dead),
         ] {
             outcome.metrics.insert(name.to_owned(), value as f64);
+        }
+        for (name, value) in [
+            // From the first record read to the last commit.
+            ("records_per_second", stream.records_per_second()),
+            // After the first commit.
+            (
+                "sustained_records_per_second",
+                stream.sustained_records_per_second(),
+            ),
+            ("first_commit_seconds", stream.first_commit_seconds()),
+        ] {
+            if let Some(value) = value {
+                outcome.metrics.insert(name.to_owned(), value);
+            }
         }
         outcome.model_version = Some(scorer.current().version.clone());
         Ok(outcome)
@@ -203,15 +221,29 @@ impl KafkaInferenceJob {
         config
     }
 
+    /// Streams until stopped. Batches overlap: while the broker acknowledges a batch's
+    /// outputs, the next one is read and scored; offsets are committed batch by batch, in
+    /// order, once every output of the batch and of the batches before it is acknowledged.
     async fn stream(
         &self,
         scorer: &Arc<Scorer>,
         stop: &AtomicBool,
         metrics: &StreamMetrics,
         run: &ActiveRun,
-    ) -> Result<Counts, JobError> {
-        let kafka =
-            |error: rdkafka::error::KafkaError| JobError::Invalid(format!("Kafka: {error}"));
+    ) -> Result<Stream, JobError> {
+        // The producer first: its setup (metadata, the idempotent producer's id) overlaps the
+        // consumer's joining the group.
+        let mut producer_config = self.client(&BTreeMap::new());
+        producer_config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5");
+        for (key, value) in &self.producer {
+            producer_config.set(key, value);
+        }
+        let producer: ThreadedProducer<Acks> =
+            producer_config.create_with_context(Acks).map_err(kafka)?;
+
         let mut consumer_config = self.client(&BTreeMap::new());
         consumer_config
             .set("group.id", &self.group_id)
@@ -228,26 +260,18 @@ impl KafkaInferenceJob {
         }
         let consumer: StreamConsumer = consumer_config.create().map_err(kafka)?;
         consumer.subscribe(&[&self.input_topic]).map_err(kafka)?;
-        let mut producer_config = self.client(&BTreeMap::new());
-        producer_config
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5");
-        for (key, value) in &self.producer {
-            producer_config.set(key, value);
-        }
-        let producer: FutureProducer = producer_config.create().map_err(kafka)?;
-
-        let mut counts = Counts::default();
+        let mut stream = Stream::default();
+        let mut pipeline = Pipeline::default();
         let mut last_log = Instant::now();
         let mut last_lag = Instant::now();
         let mut logged = Counts::default();
         let mut last_refresh = Instant::now();
         let mut last_record = Instant::now();
+        let mut outputs = Outputs::default();
         let tick = Duration::from_millis(100);
         loop {
             if stop.load(Ordering::SeqCst)
-                || self.max_records.is_some_and(|max| counts.consumed >= max)
+                || self.max_records.is_some_and(|max| stream.received >= max)
             {
                 break;
             }
@@ -268,14 +292,16 @@ impl KafkaInferenceJob {
                     Err(error) => tracing::warn!(%error, "the model refresh task failed"),
                 }
             }
-            // The first record of a batch, waited for in ticks so that a stop is seen.
+            // The first record of a batch, waited for in ticks so that a stop is seen; an
+            // idle stream commits what it has in flight.
             let first = match tokio::time::timeout(tick, consumer.recv()).await {
-                Ok(Ok(message)) => message.detach(),
+                Ok(Ok(message)) => message,
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "consumer error");
                     continue;
                 }
                 Err(_) => {
+                    pipeline.drain(&consumer, metrics, &mut stream).await?;
                     if self
                         .idle_timeout_ms
                         .is_some_and(|ms| last_record.elapsed() >= Duration::from_millis(ms))
@@ -286,38 +312,39 @@ impl KafkaInferenceJob {
                 }
             };
             let started = Instant::now();
-            let mut batch = vec![first];
+            stream.first.get_or_insert(started);
+            let limit = self.max_records.map_or(self.max_batch, |max| {
+                self.max_batch
+                    .min(usize::try_from(max - stream.received).unwrap_or(usize::MAX))
+            });
+            let mut batch = Batch::with_capacity(limit);
+            batch.push(&first);
+            drop(first);
             let deadline = tokio::time::Instant::now() + Duration::from_millis(self.max_wait_ms);
-            let room = |batch: &Vec<OwnedMessage>, counts: &Counts| {
-                batch.len() < self.max_batch
-                    && self
-                        .max_records
-                        .is_none_or(|max| counts.consumed + (batch.len() as u64) < max)
-            };
-            while room(&batch, &counts) {
+            while batch.len() < limit {
                 match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                    Ok(Ok(message)) => batch.push(message.detach()),
+                    Ok(Ok(message)) => batch.push(&message),
                     Ok(Err(error)) => tracing::warn!(%error, "consumer error"),
                     Err(_) => break,
                 }
             }
             last_record = Instant::now();
+            stream.received += batch.len() as u64;
             let model = scorer.current();
-            let (outputs, dead) = score_batch(&model, &batch);
-            // Produce everything, then wait for every acknowledgement before committing.
-            let mut deliveries = Vec::with_capacity(batch.len());
-            for (message, value) in &outputs {
-                let mut record = FutureRecord::to(&self.output_topic).payload(value);
-                if let Some(key) = message.key() {
-                    record = record.key(key);
+            let dead = outputs.score(&model, &batch);
+
+            let in_flight = Arc::new(InFlight::new(outputs.len() + dead.len()));
+            for (index, value) in outputs.iter() {
+                let mut output =
+                    BaseRecord::with_opaque_to(&self.output_topic, Arc::clone(&in_flight))
+                        .payload(value);
+                if let Some(key) = batch.key(index) {
+                    output = output.key(key);
                 }
-                deliveries.push(
-                    producer
-                        .send_result(record)
-                        .map_err(|(error, _)| kafka(error))?,
-                );
+                send(&producer, output).await?;
             }
-            for (message, reason) in &dead {
+            for (index, reason) in &dead {
+                let source = batch.source(*index).to_string();
                 let headers = OwnedHeaders::new()
                     .insert(Header {
                         key: "velo.error",
@@ -325,56 +352,29 @@ impl KafkaInferenceJob {
                     })
                     .insert(Header {
                         key: "velo.source",
-                        value: Some(source(message).as_str()),
+                        value: Some(source.as_str()),
                     });
-                let mut record = FutureRecord::to(&self.dead_letter_topic)
-                    .payload(message.payload().unwrap_or_default())
-                    .headers(headers);
-                if let Some(key) = message.key() {
-                    record = record.key(key);
+                let mut letter =
+                    BaseRecord::with_opaque_to(&self.dead_letter_topic, Arc::clone(&in_flight))
+                        .payload(batch.payload(*index))
+                        .headers(headers);
+                if let Some(key) = batch.key(*index) {
+                    letter = letter.key(key);
                 }
-                deliveries.push(
-                    producer
-                        .send_result(record)
-                        .map_err(|(error, _)| kafka(error))?,
-                );
+                send(&producer, letter).await?;
             }
-            for delivery in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((error, _))) => return Err(kafka(error)),
-                    Err(_) => {
-                        return Err(JobError::Invalid(
-                            "the producer was dropped before a delivery was acknowledged"
-                                .to_owned(),
-                        ));
-                    }
-                }
-            }
-            let mut next: HashMap<(String, i32), i64> = HashMap::new();
-            for message in &batch {
-                let entry = next
-                    .entry((message.topic().to_owned(), message.partition()))
-                    .or_insert(0);
-                *entry = (*entry).max(message.offset() + 1);
-            }
-            let mut offsets = TopicPartitionList::new();
-            for ((topic, partition), offset) in next {
-                offsets
-                    .add_partition_offset(&topic, partition, Offset::Offset(offset))
-                    .map_err(kafka)?;
-            }
-            consumer.commit(&offsets, CommitMode::Sync).map_err(kafka)?;
-            counts.consumed += batch.len() as u64;
-            counts.predicted += outputs.len() as u64;
-            counts.dead += dead.len() as u64;
-            counts.batches += 1;
-            metrics.records_in.inc_by(batch.len() as u64);
-            metrics.records_out.inc_by(outputs.len() as u64);
-            metrics.dead_letters.inc_by(dead.len() as u64);
-            metrics
-                .batch_seconds
-                .observe(started.elapsed().as_secs_f64());
+            pipeline.push(Sent {
+                in_flight,
+                offsets: batch.next_offsets(),
+                counts: Counts {
+                    consumed: batch.len() as u64,
+                    predicted: outputs.len() as u64,
+                    dead: dead.len() as u64,
+                    batches: 1,
+                },
+                started,
+            });
+            pipeline.settle(&consumer, metrics, &mut stream).await?;
             if last_lag.elapsed() >= Duration::from_secs(5) {
                 last_lag = Instant::now();
                 if let Some(lag) = tokio::task::block_in_place(|| consumer_lag(&consumer)) {
@@ -384,6 +384,7 @@ impl KafkaInferenceJob {
             if self.log_every_s > 0 && last_log.elapsed() >= Duration::from_secs(self.log_every_s) {
                 let seconds = last_log.elapsed().as_secs_f64();
                 last_log = Instant::now();
+                let counts = stream.counts;
                 let rate = (counts.consumed - logged.consumed) as f64 / seconds;
                 logged = counts;
                 if let Err(error) = run.log_metrics(
@@ -399,7 +400,346 @@ impl KafkaInferenceJob {
                 }
             }
         }
-        Ok(counts)
+        pipeline.drain(&consumer, metrics, &mut stream).await?;
+        // The last commit is synchronous: once the job returns, its offsets are stored.
+        if let Some(offsets) = pipeline.committed.take() {
+            consumer.commit(&offsets, CommitMode::Sync).map_err(kafka)?;
+        }
+        stream.last = Some(Instant::now());
+        Ok(stream)
+    }
+}
+
+fn kafka(error: rdkafka::error::KafkaError) -> JobError {
+    JobError::Invalid(format!("Kafka: {error}"))
+}
+
+/// Queues one record, waiting while the producer's queue is full.
+async fn send<K, P>(
+    producer: &ThreadedProducer<Acks>,
+    mut record: BaseRecord<'_, K, P, Arc<InFlight>>,
+) -> Result<(), JobError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                back,
+            )) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err((error, _)) => return Err(kafka(error)),
+        }
+    }
+}
+
+/// Acknowledgements still awaited for one batch's outputs and dead letters.
+#[derive(Debug)]
+struct InFlight {
+    pending: AtomicUsize,
+    failure: Mutex<Option<String>>,
+    done: Notify,
+}
+
+impl InFlight {
+    fn new(records: usize) -> Self {
+        Self {
+            pending: AtomicUsize::new(records),
+            failure: Mutex::new(None),
+            done: Notify::new(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
+    fn acknowledge(&self, failure: Option<String>) {
+        if let Some(failure) = failure
+            && let Ok(mut slot) = self.failure.lock()
+        {
+            slot.get_or_insert(failure);
+        }
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+
+    /// Waits for every acknowledgement; an error when a delivery failed.
+    async fn wait(&self) -> Result<(), JobError> {
+        while !self.is_done() {
+            self.done.notified().await;
+        }
+        match self.failure.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(failure) => Err(JobError::Invalid(format!(
+                "Kafka: a delivery failed, so the batch is not committed: {failure}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The producer's context: each delivery report counts against its batch.
+struct Acks;
+
+impl rdkafka::ClientContext for Acks {}
+
+impl rdkafka::producer::ProducerContext for Acks {
+    type DeliveryOpaque = Arc<InFlight>;
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, batch: Arc<InFlight>) {
+        batch.acknowledge(result.as_ref().err().map(|(error, _)| error.to_string()));
+    }
+}
+
+/// A batch whose records are sent and not yet all acknowledged.
+struct Sent {
+    in_flight: Arc<InFlight>,
+    offsets: TopicPartitionList,
+    counts: Counts,
+    started: Instant,
+}
+
+/// Sent batches in consumption order, and the offsets last committed.
+#[derive(Default)]
+struct Pipeline {
+    sent: VecDeque<Sent>,
+    committed: Option<TopicPartitionList>,
+}
+
+/// Batches whose acknowledgements may be awaited at once.
+const IN_FLIGHT_BATCHES: usize = 4;
+
+impl Pipeline {
+    fn push(&mut self, sent: Sent) {
+        self.sent.push_back(sent);
+    }
+
+    /// Commits every leading batch that is acknowledged; waits for the oldest while too many
+    /// are in flight.
+    async fn settle(
+        &mut self,
+        consumer: &StreamConsumer,
+        metrics: &StreamMetrics,
+        stream: &mut Stream,
+    ) -> Result<(), JobError> {
+        while let Some(oldest) = self.sent.front() {
+            if !oldest.in_flight.is_done() && self.sent.len() < IN_FLIGHT_BATCHES {
+                break;
+            }
+            oldest.in_flight.wait().await?;
+            self.commit_oldest(consumer, metrics, stream)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every batch in flight and commits them.
+    async fn drain(
+        &mut self,
+        consumer: &StreamConsumer,
+        metrics: &StreamMetrics,
+        stream: &mut Stream,
+    ) -> Result<(), JobError> {
+        while let Some(oldest) = self.sent.front() {
+            oldest.in_flight.wait().await?;
+            self.commit_oldest(consumer, metrics, stream)?;
+        }
+        Ok(())
+    }
+
+    fn commit_oldest(
+        &mut self,
+        consumer: &StreamConsumer,
+        metrics: &StreamMetrics,
+        stream: &mut Stream,
+    ) -> Result<(), JobError> {
+        let Some(sent) = self.sent.pop_front() else {
+            return Ok(());
+        };
+        consumer
+            .commit(&sent.offsets, CommitMode::Async)
+            .map_err(kafka)?;
+        let counts = &mut stream.counts;
+        counts.consumed += sent.counts.consumed;
+        counts.predicted += sent.counts.predicted;
+        counts.dead += sent.counts.dead;
+        counts.batches += 1;
+        metrics.records_in.inc_by(sent.counts.consumed);
+        metrics.records_out.inc_by(sent.counts.predicted);
+        metrics.dead_letters.inc_by(sent.counts.dead);
+        metrics
+            .batch_seconds
+            .observe(sent.started.elapsed().as_secs_f64());
+        self.committed = Some(sent.offsets);
+        if stream.first_commit.is_none() {
+            stream.first_commit = Some((Instant::now(), stream.received));
+        }
+        Ok(())
+    }
+}
+
+/// What a stream did.
+#[derive(Debug, Default)]
+struct Stream {
+    /// Committed work.
+    counts: Counts,
+    /// Records read, committed or not.
+    received: u64,
+    /// When the first record arrived, and when the last commit was made.
+    first: Option<Instant>,
+    last: Option<Instant>,
+    /// When the first batch was committed, and the records read by then.
+    first_commit: Option<(Instant, u64)>,
+}
+
+impl Stream {
+    /// Records committed per second from the first record to the last commit.
+    fn records_per_second(&self) -> Option<f64> {
+        let seconds = (self.last? - self.first?).as_secs_f64();
+        (seconds > 0.0).then(|| self.counts.consumed as f64 / seconds)
+    }
+
+    /// Records per second once the clients are set up (the first batch waits for the
+    /// producer's id, connections and metadata): the records read after the first commit,
+    /// over the time from that commit to the last. Batches already read at the first commit
+    /// are left out, though their acknowledgements fall in that time.
+    fn sustained_records_per_second(&self) -> Option<f64> {
+        let (at, read) = self.first_commit?;
+        let seconds = (self.last? - at).as_secs_f64();
+        (seconds > 0.0).then(|| (self.received - read) as f64 / seconds)
+    }
+
+    /// Seconds from the first record read to the first commit.
+    fn first_commit_seconds(&self) -> Option<f64> {
+        Some((self.first_commit?.0 - self.first?).as_secs_f64())
+    }
+}
+
+/// One record of a batch: where its bytes are in [`Batch::bytes`], and where it came from.
+#[derive(Debug, Clone)]
+struct Record {
+    payload: Range<usize>,
+    key: Option<Range<usize>>,
+    topic: usize,
+    partition: i32,
+    offset: i64,
+}
+
+/// Where a record came from, written `topic/partition/offset`.
+struct Source<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+}
+
+impl std::fmt::Display for Source<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "{}/{}/{}",
+            self.topic, self.partition, self.offset
+        )
+    }
+}
+
+impl Serialize for Source<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Consumed records, their payloads and keys copied into one buffer.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    records: Vec<Record>,
+    topics: Vec<String>,
+}
+
+impl Batch {
+    fn with_capacity(records: usize) -> Self {
+        Self {
+            bytes: Vec::new(),
+            records: Vec::with_capacity(records),
+            topics: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn push(&mut self, message: &BorrowedMessage<'_>) {
+        let mut copy = |bytes: &[u8]| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(bytes);
+            start..self.bytes.len()
+        };
+        let payload = copy(message.payload().unwrap_or_default());
+        let key = message.key().map(&mut copy);
+        let topic = match self
+            .topics
+            .iter()
+            .position(|topic| topic == message.topic())
+        {
+            Some(topic) => topic,
+            None => {
+                self.topics.push(message.topic().to_owned());
+                self.topics.len() - 1
+            }
+        };
+        self.records.push(Record {
+            payload,
+            key,
+            topic,
+            partition: message.partition(),
+            offset: message.offset(),
+        });
+    }
+
+    fn payload(&self, index: usize) -> &[u8] {
+        &self.bytes[self.records[index].payload.clone()]
+    }
+
+    fn key(&self, index: usize) -> Option<&[u8]> {
+        let key = self.records[index].key.clone()?;
+        Some(&self.bytes[key])
+    }
+
+    /// `topic/partition/offset` of a record.
+    fn source(&self, index: usize) -> Source<'_> {
+        let record = &self.records[index];
+        Source {
+            topic: &self.topics[record.topic],
+            partition: record.partition,
+            offset: record.offset,
+        }
+    }
+
+    /// The offsets to commit once this batch is done: after its last record per partition.
+    fn next_offsets(&self) -> TopicPartitionList {
+        let mut next: HashMap<(usize, i32), i64> = HashMap::new();
+        for record in &self.records {
+            let entry = next.entry((record.topic, record.partition)).or_insert(0);
+            *entry = (*entry).max(record.offset + 1);
+        }
+        let mut offsets = TopicPartitionList::with_capacity(next.len());
+        for ((topic, partition), offset) in next {
+            // An offset is always valid for a partition that was just read.
+            let _ = offsets.add_partition_offset(
+                &self.topics[topic],
+                partition,
+                Offset::Offset(offset),
+            );
+        }
+        offsets
     }
 }
 
@@ -428,66 +768,189 @@ fn consumer_lag(consumer: &StreamConsumer) -> Option<i64> {
     Some(lag)
 }
 
-fn source(message: &OwnedMessage) -> String {
-    format!(
-        "{}/{}/{}",
-        message.topic(),
-        message.partition(),
-        message.offset()
-    )
+/// The output values of a batch, serialized into one buffer.
+#[derive(Debug, Default)]
+struct Outputs {
+    bytes: Vec<u8>,
+    /// The record each output answers, and where its value is in `bytes`.
+    values: Vec<(usize, Range<usize>)>,
 }
 
-/// Messages with what to send for them: an output value, or a dead letter's reason.
-type Routed<'m> = Vec<(&'m OwnedMessage, String)>;
-
-/// Splits a batch into output values and dead letters (with their reasons).
-fn score_batch<'m>(model: &LoadedModel, batch: &'m [OwnedMessage]) -> (Routed<'m>, Routed<'m>) {
-    let mut dead = Vec::new();
-    let mut parsed = Vec::new();
-    for message in batch {
-        match serde_json::from_slice::<Value>(message.payload().unwrap_or_default()) {
-            Ok(Value::Object(record)) => parsed.push((message, record)),
-            Ok(_) => dead.push((message, "the record is not a JSON object".to_owned())),
-            Err(error) => dead.push((message, format!("the record is not valid JSON: {error}"))),
-        }
-    }
-    let mut outputs = Vec::with_capacity(parsed.len());
-    predict_bisecting(model, &parsed, &mut outputs, &mut dead);
-    (outputs, dead)
+/// What an output record holds.
+#[derive(Serialize)]
+struct Output<'a, I: Serialize> {
+    prediction: f64,
+    index: &'a I,
+    model: &'a str,
+    version: &'a str,
+    source: Source<'a>,
 }
 
-/// Predicts `records`; when the schema refuses some, halves the group until each refused
-/// record stands alone (a few extra validations per bad record, none when all are good).
-fn predict_bisecting<'m>(
-    model: &LoadedModel,
-    records: &[(&'m OwnedMessage, Map<String, Value>)],
-    outputs: &mut Routed<'m>,
-    dead: &mut Routed<'m>,
-) {
-    if records.is_empty() {
-        return;
+impl Outputs {
+    fn len(&self) -> usize {
+        self.values.len()
     }
-    let rows: Vec<Map<String, Value>> = records.iter().map(|(_, record)| record.clone()).collect();
-    let result = protocol::records_to_batch(rows).and_then(|batch| model.predict(&batch));
-    match result {
-        Ok(predictions) => {
-            let index = model.index_column();
-            for ((message, record), prediction) in records.iter().zip(predictions) {
-                let value = serde_json::json!({
-                    "prediction": prediction,
-                    "index": index.and_then(|name| record.get(name)).cloned().unwrap_or(Value::Null),
-                    "model": model.version.name,
-                    "version": model.version.version,
-                    "source": source(message),
-                });
-                outputs.push((*message, value.to_string()));
+
+    /// The records answered (by their position in the batch) with their output values.
+    fn iter(&self) -> impl Iterator<Item = (usize, &[u8])> {
+        self.values
+            .iter()
+            .map(|(index, range)| (*index, &self.bytes[range.clone()]))
+    }
+
+    /// Writes the output of record `position`.
+    fn push<I: Serialize>(
+        &mut self,
+        model: &LoadedModel,
+        batch: &Batch,
+        position: usize,
+        prediction: f64,
+        index: &I,
+    ) -> Result<(), String> {
+        let output = Output {
+            prediction,
+            index,
+            model: &model.version.name,
+            version: &model.version.version,
+            source: batch.source(position),
+        };
+        let start = self.bytes.len();
+        match serde_json::to_writer(&mut self.bytes, &output) {
+            Ok(()) => {
+                self.values.push((position, start..self.bytes.len()));
+                Ok(())
+            }
+            Err(error) => {
+                self.bytes.truncate(start);
+                Err(format!("the prediction cannot be written: {error}"))
             }
         }
-        Err(error) if records.len() == 1 => dead.push((records[0].0, error.to_string())),
-        Err(_) => {
-            let (left, right) = records.split_at(records.len() / 2);
-            predict_bisecting(model, left, outputs, dead);
-            predict_bisecting(model, right, outputs, dead);
+    }
+
+    /// Scores `batch`, keeping the output values in input order; returns the dead letters
+    /// (the position of each refused record with the reason), in input order too.
+    ///
+    /// Records are parsed once into the model's columns ([`records`]); a record that is not
+    /// a JSON object, and a group whose columns only arrow-json can type, take the slower
+    /// path of the scoring server, which accepts and refuses the same records.
+    fn score(&mut self, model: &LoadedModel, batch: &Batch) -> Vec<(usize, String)> {
+        self.bytes.clear();
+        self.values.clear();
+        let columns = model.record_columns();
+        let mut dead = Vec::new();
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut slow = Vec::new();
+        for position in 0..batch.len() {
+            match columns.parse(batch.payload(position)) {
+                Ok(row) => rows.push((position, row)),
+                Err(records::Refused::NotAnObject) => slow.push(position),
+            }
+        }
+        let rows: Vec<(usize, &records::Row<'_>)> = rows
+            .iter()
+            .map(|(position, row)| (*position, row))
+            .collect();
+        self.predict_rows(model, batch, &rows, &mut dead);
+        self.predict_slowly(model, batch, &slow, &mut dead);
+        self.values.sort_unstable_by_key(|(position, _)| *position);
+        dead.sort_unstable_by_key(|(position, _)| *position);
+        dead
+    }
+
+    /// Predicts parsed rows; when the schema refuses some, halves the group until each refused
+    /// record stands alone (a few extra validations per bad record, none when all are good).
+    fn predict_rows(
+        &mut self,
+        model: &LoadedModel,
+        batch: &Batch,
+        rows: &[(usize, &records::Row<'_>)],
+        dead: &mut Vec<(usize, String)>,
+    ) {
+        if rows.is_empty() {
+            return;
+        }
+        let columns = model.record_columns();
+        let cells: Vec<&records::Row<'_>> = rows.iter().map(|(_, row)| *row).collect();
+        let Some(arrow_batch) = columns.batch(&cells) else {
+            let positions: Vec<usize> = rows.iter().map(|(position, _)| *position).collect();
+            self.predict_slowly(model, batch, &positions, dead);
+            return;
+        };
+        match model.predict(&arrow_batch) {
+            Ok(predictions) => {
+                for (&(position, row), prediction) in rows.iter().zip(predictions) {
+                    let index = columns.index(row).unwrap_or(&records::Cell::Null);
+                    if let Err(reason) = self.push(model, batch, position, prediction, index) {
+                        dead.push((position, reason));
+                    }
+                }
+            }
+            Err(error) if rows.len() == 1 => dead.push((rows[0].0, error.to_string())),
+            Err(_) => {
+                let (left, right) = rows.split_at(rows.len() / 2);
+                self.predict_rows(model, batch, left, dead);
+                self.predict_rows(model, batch, right, dead);
+            }
+        }
+    }
+
+    /// The scoring server's path: records parsed into JSON values, columns typed by
+    /// arrow-json.
+    fn predict_slowly(
+        &mut self,
+        model: &LoadedModel,
+        batch: &Batch,
+        positions: &[usize],
+        dead: &mut Vec<(usize, String)>,
+    ) {
+        let mut parsed = Vec::with_capacity(positions.len());
+        for &position in positions {
+            match serde_json::from_slice::<Value>(batch.payload(position)) {
+                Ok(record @ Value::Object(_)) => parsed.push((position, record)),
+                Ok(_) => dead.push((position, "the record is not a JSON object".to_owned())),
+                Err(error) => {
+                    dead.push((position, format!("the record is not valid JSON: {error}")));
+                }
+            }
+        }
+        let records: Vec<(usize, &Value)> = parsed
+            .iter()
+            .map(|(position, record)| (*position, record))
+            .collect();
+        self.predict_values(model, batch, &records, dead);
+    }
+
+    /// Predicts JSON records, halving a refused group as [`Outputs::predict_rows`] does.
+    fn predict_values(
+        &mut self,
+        model: &LoadedModel,
+        batch: &Batch,
+        records: &[(usize, &Value)],
+        dead: &mut Vec<(usize, String)>,
+    ) {
+        if records.is_empty() {
+            return;
+        }
+        let values: Vec<&Value> = records.iter().map(|(_, record)| *record).collect();
+        let result = protocol::records_to_batch(&values).and_then(|rows| model.predict(&rows));
+        match result {
+            Ok(predictions) => {
+                let index = model.index_column();
+                for (&(position, record), prediction) in records.iter().zip(predictions) {
+                    let index = index
+                        .and_then(|name| record.get(name))
+                        .unwrap_or(&Value::Null);
+                    if let Err(reason) = self.push(model, batch, position, prediction, index) {
+                        dead.push((position, reason));
+                    }
+                }
+            }
+            Err(error) if records.len() == 1 => dead.push((records[0].0, error.to_string())),
+            Err(_) => {
+                let (left, right) = records.split_at(records.len() / 2);
+                self.predict_values(model, batch, left, dead);
+                self.predict_values(model, batch, right, dead);
+            }
         }
     }
 }
