@@ -383,18 +383,24 @@ fn a_hundred_thousand_records_give_99_000_predictions_and_1_000_dead_letters() {
     let data = dir.path().join("data");
 
     // 100,000 records cycling through the test rows, each with its own index; 1% is broken:
-    // bad JSON, not an object, or out of the schema's range, in turn.
+    // bad JSON, not an object, out of the schema's range, or of the wrong type, in turn.
     let rows = inputs_records(&data);
     let mut records = Vec::new();
     let mut broken = Vec::new();
     for i in 0..100_000_usize {
         let key = i.to_string();
         let mut row = numbered_row(&rows, i);
-        let value = match i % 300 {
+        let value = match i % 400 {
             99 => b"{\"season\": 3, ".to_vec(),
             199 => b"[1, 2, 3]".to_vec(),
             299 => {
                 row.insert("hr".to_owned(), json!(30));
+                serde_json::to_vec(&row).unwrap()
+            }
+            // A string among numbers: the batch's fast typing declines, the slow path types
+            // and refuses it.
+            399 => {
+                row.insert("hr".to_owned(), json!("noon"));
                 serde_json::to_vec(&row).unwrap()
             }
             _ => serde_json::to_vec(&row).unwrap(),

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arrow::record_batch::RecordBatch;
 use rdkafka::{
     ClientConfig, Message as _, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer as _, StreamConsumer},
@@ -28,7 +29,11 @@ use super::KafkaInferenceJob;
 use crate::{
     JobContext, JobError, JobOutcome,
     common::{AliasOrVersion, run_tracked},
-    serving::{LoadedModel, Scorer, protocol, records},
+    serving::{
+        LoadedModel, Scorer,
+        protocol::{self, ScoringError},
+        records,
+    },
 };
 
 pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOutcome, JobError> {
@@ -846,110 +851,96 @@ impl Outputs {
                 Err(records::Refused::NotAnObject) => slow.push(position),
             }
         }
-        let rows: Vec<(usize, &records::Row<'_>)> = rows
-            .iter()
-            .map(|(position, row)| (*position, row))
-            .collect();
-        self.predict_rows(model, batch, &rows, &mut dead);
-        self.predict_slowly(model, batch, &slow, &mut dead);
-        self.values.sort_unstable_by_key(|(position, _)| *position);
-        dead.sort_unstable_by_key(|(position, _)| *position);
-        dead
-    }
-
-    /// Predicts parsed rows; when the schema refuses some, halves the group until each refused
-    /// record stands alone (a few extra validations per bad record, none when all are good).
-    fn predict_rows(
-        &mut self,
-        model: &LoadedModel,
-        batch: &Batch,
-        rows: &[(usize, &records::Row<'_>)],
-        dead: &mut Vec<(usize, String)>,
-    ) {
-        if rows.is_empty() {
-            return;
-        }
-        let columns = model.record_columns();
-        let cells: Vec<&records::Row<'_>> = rows.iter().map(|(_, row)| *row).collect();
-        let Some(arrow_batch) = columns.batch(&cells) else {
-            let positions: Vec<usize> = rows.iter().map(|(position, _)| *position).collect();
-            self.predict_slowly(model, batch, &positions, dead);
-            return;
-        };
-        match model.predict(&arrow_batch) {
-            Ok(predictions) => {
-                for (&(position, row), prediction) in rows.iter().zip(predictions) {
-                    let index = columns.index(row).unwrap_or(&records::Cell::Null);
-                    if let Err(reason) = self.push(model, batch, position, prediction, index) {
-                        dead.push((position, reason));
-                    }
-                }
-            }
-            Err(error) if rows.len() == 1 => dead.push((rows[0].0, error.to_string())),
-            Err(_) => {
-                let (left, right) = rows.split_at(rows.len() / 2);
-                self.predict_rows(model, batch, left, dead);
-                self.predict_rows(model, batch, right, dead);
-            }
-        }
-    }
-
-    /// The scoring server's path: records parsed into JSON values, columns typed by
-    /// arrow-json.
-    fn predict_slowly(
-        &mut self,
-        model: &LoadedModel,
-        batch: &Batch,
-        positions: &[usize],
-        dead: &mut Vec<(usize, String)>,
-    ) {
-        let mut parsed = Vec::with_capacity(positions.len());
-        for &position in positions {
+        self.predict_halving(
+            model,
+            batch,
+            &rows,
+            &mut dead,
+            &mut slow,
+            &|group| {
+                let cells: Vec<&records::Row<'_>> = group.iter().map(|(_, row)| row).collect();
+                columns.batch(&cells).map(Ok)
+            },
+            &|row| columns.index(row).unwrap_or(&records::Cell::Null),
+        );
+        // The scoring server's path: records parsed into JSON values, typed by arrow-json.
+        slow.sort_unstable();
+        let mut values = Vec::with_capacity(slow.len());
+        for position in slow {
             match serde_json::from_slice::<Value>(batch.payload(position)) {
-                Ok(record @ Value::Object(_)) => parsed.push((position, record)),
+                Ok(record @ Value::Object(_)) => values.push((position, record)),
                 Ok(_) => dead.push((position, "the record is not a JSON object".to_owned())),
                 Err(error) => {
                     dead.push((position, format!("the record is not valid JSON: {error}")));
                 }
             }
         }
-        let records: Vec<(usize, &Value)> = parsed
-            .iter()
-            .map(|(position, record)| (*position, record))
-            .collect();
-        self.predict_values(model, batch, &records, dead);
+        let index = model.index_column();
+        self.predict_halving(
+            model,
+            batch,
+            &values,
+            &mut dead,
+            &mut Vec::new(),
+            &|group| {
+                Some(protocol::records_to_batch(
+                    group
+                        .iter()
+                        .map(|(_, value)| value)
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                ))
+            },
+            &|record| {
+                index
+                    .and_then(|name| record.get(name))
+                    .unwrap_or(&Value::Null)
+            },
+        );
+        self.values.sort_unstable_by_key(|(position, _)| *position);
+        dead.sort_unstable_by_key(|(position, _)| *position);
+        dead
     }
 
-    /// Predicts JSON records, halving a refused group as [`Outputs::predict_rows`] does.
-    fn predict_values(
+    /// Predicts a group of records (`build` makes their batch, `None` when it declines the
+    /// group, whose positions then go to `declined`; `index` gives a record's index value);
+    /// when the schema refuses some, halves the group until each refused record stands alone
+    /// (a few extra validations per bad record, none when all are good).
+    #[allow(clippy::too_many_arguments, reason = "one recursive step of `score`")]
+    fn predict_halving<T, I>(
         &mut self,
         model: &LoadedModel,
         batch: &Batch,
-        records: &[(usize, &Value)],
+        records: &[(usize, T)],
         dead: &mut Vec<(usize, String)>,
-    ) {
+        declined: &mut Vec<usize>,
+        build: &impl Fn(&[(usize, T)]) -> Option<Result<RecordBatch, ScoringError>>,
+        index: &impl Fn(&T) -> &I,
+    ) where
+        I: Serialize,
+    {
         if records.is_empty() {
             return;
         }
-        let values: Vec<&Value> = records.iter().map(|(_, record)| *record).collect();
-        let result = protocol::records_to_batch(&values).and_then(|rows| model.predict(&rows));
-        match result {
+        let Some(built) = build(records) else {
+            declined.extend(records.iter().map(|(position, _)| *position));
+            return;
+        };
+        match built.and_then(|rows| model.predict(&rows)) {
             Ok(predictions) => {
-                let index = model.index_column();
-                for (&(position, record), prediction) in records.iter().zip(predictions) {
-                    let index = index
-                        .and_then(|name| record.get(name))
-                        .unwrap_or(&Value::Null);
-                    if let Err(reason) = self.push(model, batch, position, prediction, index) {
-                        dead.push((position, reason));
+                for ((position, record), prediction) in records.iter().zip(predictions) {
+                    if let Err(reason) =
+                        self.push(model, batch, *position, prediction, index(record))
+                    {
+                        dead.push((*position, reason));
                     }
                 }
             }
             Err(error) if records.len() == 1 => dead.push((records[0].0, error.to_string())),
             Err(_) => {
                 let (left, right) = records.split_at(records.len() / 2);
-                self.predict_values(model, batch, left, dead);
-                self.predict_values(model, batch, right, dead);
+                self.predict_halving(model, batch, left, dead, declined, build, index);
+                self.predict_halving(model, batch, right, dead, declined, build, index);
             }
         }
     }
