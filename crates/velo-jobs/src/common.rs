@@ -66,18 +66,7 @@ pub(crate) fn load_registered(
     ),
     JobError,
 > {
-    use velo_io::registries::ModelUri;
-    let name = context.mlflow.registry_name.clone();
-    let uri = match which {
-        AliasOrVersion::Alias(alias) => ModelUri::Alias {
-            name,
-            alias: alias.clone(),
-        },
-        AliasOrVersion::Version(version) => ModelUri::Version {
-            name,
-            version: *version,
-        },
-    };
+    let uri = which.uri(context.mlflow.registry_name.clone());
     load_model_uri(context.registry.as_ref(), &uri)
 }
 
@@ -329,6 +318,23 @@ pub enum AliasOrVersion {
     Alias(String),
     /// A version number.
     Version(u64),
+}
+
+impl AliasOrVersion {
+    /// The URI of this alias or version of the registered model `name`.
+    pub fn uri(&self, name: String) -> velo_io::registries::ModelUri {
+        use velo_io::registries::ModelUri;
+        match self {
+            Self::Alias(alias) => ModelUri::Alias {
+                name,
+                alias: alias.clone(),
+            },
+            Self::Version(version) => ModelUri::Version {
+                name,
+                version: *version,
+            },
+        }
+    }
 }
 
 impl Default for AliasOrVersion {

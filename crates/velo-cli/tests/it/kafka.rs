@@ -256,6 +256,14 @@ fn numbered_row(
     row
 }
 
+/// Test row `i % rows` with its own index `i`, keyed `i`, as a record to produce.
+fn numbered_record(base: &[serde_json::Map<String, Value>], i: usize) -> (String, Vec<u8>) {
+    (
+        i.to_string(),
+        serde_json::to_vec(&numbered_row(base, i)).unwrap(),
+    )
+}
+
 /// `velo run configs/kafka_inference.yaml` with `job` and the store at `uri`, not yet started.
 fn job_command(uri: &str, job: &str) -> Command {
     let mut command = Command::new(assert_cmd::cargo::cargo_bin("velo"));
@@ -658,12 +666,7 @@ fn sigterm_drains_the_batch_in_flight_and_commits() {
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(4) {
                 let chunk: Vec<(String, Vec<u8>)> = (sent..sent + 200)
-                    .map(|i| {
-                        (
-                            i.to_string(),
-                            serde_json::to_vec(&numbered_row(&base, i)).unwrap(),
-                        )
-                    })
+                    .map(|i| numbered_record(&base, i))
                     .collect();
                 produce(&address, "inputs", &chunk);
                 sent += 200;
@@ -732,12 +735,7 @@ fn the_job_follows_the_alias_to_a_new_version() {
     };
     let data = dir.path().join("data");
     let base = inputs_records(&data);
-    let record = |i: usize| {
-        (
-            i.to_string(),
-            serde_json::to_vec(&numbered_row(&base, i)).unwrap(),
-        )
-    };
+    let record = |i: usize| numbered_record(&base, i);
     let job = format!(
         "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, max_batch: 50, poll_interval_s: 1",
         broker.address

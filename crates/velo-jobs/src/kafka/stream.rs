@@ -20,7 +20,6 @@ use rdkafka::{
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Notify;
-use velo_io::registries::ModelUri;
 
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
 use velo_io::services::tracking::ActiveRun;
@@ -28,7 +27,7 @@ use velo_io::services::tracking::ActiveRun;
 use super::KafkaInferenceJob;
 use crate::{
     JobContext, JobError, JobOutcome,
-    common::{AliasOrVersion, run_tracked},
+    common::run_tracked,
     serving::{
         LoadedModel, Scorer,
         protocol::{self, ScoringError},
@@ -40,17 +39,9 @@ pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOu
     if job.max_batch == 0 {
         return Err(JobError::Invalid("max_batch must be at least 1".to_owned()));
     }
-    let name = context.mlflow.registry_name.clone();
-    let uri = match &job.alias_or_version {
-        AliasOrVersion::Alias(alias) => ModelUri::Alias {
-            name,
-            alias: alias.clone(),
-        },
-        AliasOrVersion::Version(version) => ModelUri::Version {
-            name,
-            version: *version,
-        },
-    };
+    let uri = job
+        .alias_or_version
+        .uri(context.mlflow.registry_name.clone());
     let scorer = Arc::new(Scorer::load(Arc::clone(&context.registry), uri)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -379,7 +370,9 @@ impl KafkaInferenceJob {
                 },
                 started,
             });
-            pipeline.settle(&consumer, metrics, &mut stream).await?;
+            pipeline
+                .settle(&consumer, metrics, &mut stream, IN_FLIGHT_BATCHES - 1)
+                .await?;
             if last_lag.elapsed() >= Duration::from_secs(5) {
                 last_lag = Instant::now();
                 if let Some(lag) = tokio::task::block_in_place(|| consumer_lag(&consumer)) {
@@ -519,7 +512,8 @@ struct Pipeline {
     committed: Option<TopicPartitionList>,
 }
 
-/// Batches whose acknowledgements may be awaited at once.
+/// Batches whose acknowledgements may be awaited at once (after a new one is sent, the
+/// oldest is waited for while this many are in flight).
 const IN_FLIGHT_BATCHES: usize = 4;
 
 impl Pipeline {
@@ -527,16 +521,17 @@ impl Pipeline {
         self.sent.push_back(sent);
     }
 
-    /// Commits every leading batch that is acknowledged; waits for the oldest while too many
-    /// are in flight.
+    /// Commits every leading batch that is acknowledged; waits for the oldest while more than
+    /// `room` batches are in flight (`drain`: none may stay).
     async fn settle(
         &mut self,
         consumer: &StreamConsumer,
         metrics: &StreamMetrics,
         stream: &mut Stream,
+        room: usize,
     ) -> Result<(), JobError> {
         while let Some(oldest) = self.sent.front() {
-            if !oldest.in_flight.is_done() && self.sent.len() < IN_FLIGHT_BATCHES {
+            if !oldest.in_flight.is_done() && self.sent.len() <= room {
                 break;
             }
             oldest.in_flight.wait().await?;
@@ -552,11 +547,7 @@ impl Pipeline {
         metrics: &StreamMetrics,
         stream: &mut Stream,
     ) -> Result<(), JobError> {
-        while let Some(oldest) = self.sent.front() {
-            oldest.in_flight.wait().await?;
-            self.commit_oldest(consumer, metrics, stream)?;
-        }
-        Ok(())
+        self.settle(consumer, metrics, stream, 0).await
     }
 
     fn commit_oldest(
