@@ -936,3 +936,30 @@ impl Outputs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_count_from_the_first_record_and_from_the_first_commit() {
+        let first = Instant::now();
+        let mut stream = Stream {
+            received: 1_000,
+            first: Some(first),
+            ..Stream::default()
+        };
+        stream.counts.consumed = 1_000;
+        assert_eq!(stream.records_per_second(), None, "no last commit yet");
+        assert_eq!(stream.sustained_records_per_second(), None);
+        // 200 records read when the first commit came 1 s in; the last commit 3 s in.
+        stream.first_commit = Some((first + Duration::from_secs(1), 200));
+        stream.last = Some(first + Duration::from_secs(3));
+        assert_eq!(stream.records_per_second(), Some(1_000.0 / 3.0));
+        assert_eq!(stream.sustained_records_per_second(), Some(800.0 / 2.0));
+        assert_eq!(stream.first_commit_seconds(), Some(1.0));
+        // A stream that committed once, at its end, has no sustained rate.
+        stream.first_commit = Some((first + Duration::from_secs(3), 1_000));
+        assert_eq!(stream.sustained_records_per_second(), None);
+    }
+}
