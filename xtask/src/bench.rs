@@ -181,7 +181,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         return crate::serve_bench::compare(&options.data_dir, options.runs);
     }
     if options.kafka {
-        return crate::kafka_bench::compare(&options.data_dir, 100_000, options.runs.max(3));
+        return crate::kafka_bench::compare(&options.data_dir, 100_000, options.runs.max(5));
     }
     if let Some(package) = &options.chain {
         return crate::chain_bench::compare(package, &options.data_dir, options.runs);

@@ -1,5 +1,5 @@
 //! `cargo xtask bench --kafka [--runs N]`: the Kafka inference job against the broker's raw
-//! produce+consume throughput, in one run (medians of at least 3 alternating runs;
+//! produce+consume throughput, in one run (medians of at least 5 alternating runs;
 //! `crates/velo-jobs/benches/kafka.rs` measures; this
 //! task starts tansu with its memory storage on a free loopback port and registers the model
 //! with velo's release build from `configs/training.yaml`).
