@@ -305,10 +305,11 @@ fn main() {
         });
         ceilings.push(n as f64 / seconds);
         // Sustained: the job drains a backlog of the same records.
-        runtime.block_on(async {
-            let sent = Mutex::new(HashMap::new());
-            send_all(&producer(&brokers), &backlog, &records, &sent, None).await;
-        });
+        runtime.block_on(produce_all(
+            &counting_producer(&brokers),
+            &backlog,
+            &records,
+        ));
         let context = JobContext::open(&mlflow, RunContext::default()).unwrap();
         let outcome = job(&backlog, &outputs, n).run(&context).unwrap();
         sustained.push(outcome.metrics["sustained_records_per_second"]);
