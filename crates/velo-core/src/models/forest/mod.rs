@@ -155,6 +155,11 @@ impl RandomForest {
 
     /// Predicts every row of `x`: the mean of the trees' predictions.
     ///
+    /// The trees' values are summed in chunks of eight consecutive trees (each chunk from
+    /// zero, in tree order), then the chunks' sums in order, so that threads can share the
+    /// trees; every batch size and thread count gives the same bits, as does
+    /// [`predict_row`](Self::predict_row).
+    ///
     /// `x` should have the forest's [`n_features`](Self::n_features) columns, in fitting order
     /// (the feature pipeline guarantees it); extra columns are ignored and missing ones read as
     /// NaN, which goes right at every split.
@@ -651,18 +656,18 @@ mod tests {
     #[test]
     fn rows_and_blocks_predict_the_same_bits() {
         let (x, y) = random_data(300, 3, 6, |row| f64::from(row[0] - row[2]));
-        let forest = RandomForest::fit(&params(7, Some(6)), &x, &y).expect("fits");
+        // More trees than a chunk: sums are defined chunk by chunk (see `predict`).
+        let forest = RandomForest::fit(&params(19, Some(6)), &x, &y).expect("fits");
         let predictions = forest.predict(&x);
         let mut row = Vec::new();
         for (index, prediction) in predictions.iter().enumerate() {
             x.row_into(index, &mut row);
             assert_eq!(forest.predict_row(&row).to_bits(), prediction.to_bits());
-            let by_trees = forest
-                .trees()
-                .iter()
-                .map(|tree| tree.predict_row(&row))
-                .sum::<f64>()
-                / forest.trees().len() as f64;
+            let by_trees = forest.trees().chunks(8).fold(0.0, |sum, chunk| {
+                sum + chunk
+                    .iter()
+                    .fold(0.0, |part, tree| part + tree.predict_row(&row))
+            }) / forest.trees().len() as f64;
             assert_eq!(by_trees.to_bits(), prediction.to_bits());
         }
         // Small batches take the per-row path; every size gives the same bits.

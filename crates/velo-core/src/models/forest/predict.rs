@@ -5,24 +5,39 @@
 //! nodes with absolute child indices when that does not fit). A leaf points to itself, so a row
 //! can take exactly `depth` steps in any tree without testing for leaves. Half-size nodes keep
 //! twice as many of a large forest's nodes in cache (the default 200-tree forest's 2.7 M nodes
-//! take 22 MB instead of 43 MB). Each block of rows (a parallel task) walks one tree after the
-//! other, so a tree is fetched from memory once per block; within a tree, groups of rows take
-//! one step together, which keeps many independent node loads in flight instead of one
-//! dependent chain. Each row's sum adds the trees in order, so the result does not depend on
-//! the blocks or the thread count.
+//! take 22 MB instead of 43 MB). A parallel task walks one chunk of [`TREE_CHUNK`] trees, one
+//! tree after the other, over a large block of rows, so a tree is fetched from memory once per
+//! block; within a tree, groups of rows take one step together, which keeps many independent
+//! node loads in flight instead of one dependent chain. Splitting the trees rather than the
+//! rows between threads keeps blocks large: the deep nodes of a tree are each reached by few
+//! rows, and the more rows a block has, the fewer times each of those nodes is fetched.
+//!
+//! A row's sum is defined chunk by chunk: the trees of each chunk added in order from zero,
+//! then the chunks' sums added in order. Every path (blocks, single rows, any thread count)
+//! computes exactly that, so they all give the same bits.
 
 use rayon::prelude::*;
 
 use super::super::tree::Tree;
 
-/// Fewest rows in a block (a task of the parallel prediction).
+/// Fewest rows in a block of the parallel prediction.
 const MIN_BLOCK_ROWS: usize = 256;
+
+/// Most feature values in a block (its rows, row-major): 2 MiB of `f32`.
+const MAX_BLOCK_VALUES: usize = 1 << 19;
+
+/// Trees whose values a row sums apart before adding the sum to the other chunks' (see the
+/// module's documentation); a parallel task walks one chunk over a block of rows.
+pub(crate) const TREE_CHUNK: usize = 8;
 
 /// Rows walked together, in lockstep, down one tree.
 const GROUP: usize = 32;
 
 /// Trees walked together for a single row.
 const TREE_GROUP: usize = 16;
+
+// A group of trees holds whole chunks, so `walk_one` sums chunk by chunk.
+const _: () = assert!(TREE_GROUP.is_multiple_of(TREE_CHUNK));
 
 /// Below this many rows, each row walks groups of trees (`predict_one`): a group of rows
 /// this small would walk one tree at a time, a chain of dependent loads per tree.
@@ -188,24 +203,23 @@ impl FlatForest {
         self.stride
     }
 
-    /// Predicts rows stored row-major with [`FlatForest::stride`] values each (one block);
-    /// writes one mean per row into `out`.
+    /// Adds the values of `trees` reached by rows stored row-major with
+    /// [`FlatForest::stride`] values each (one block) to `sums`, one per row, in tree order.
     ///
     /// Trees are the outer loop, so each tree is fetched from memory once per block and stays
     /// in cache while every row of the block walks it; rows walk it in groups of [`GROUP`]
     /// taking one step together, whose node loads are independent.
-    fn predict_block(&self, rows: &[f32], out: &mut [f64], mean: bool) {
+    fn walk_trees(&self, trees: &[FlatTree], rows: &[f32], sums: &mut [f64]) {
         match &self.nodes {
-            Nodes::Compact(nodes) => self.walk_block(nodes, rows, out, mean),
-            Nodes::Wide(nodes) => self.walk_block(nodes, rows, out, mean),
+            Nodes::Compact(nodes) => self.walk_block(nodes, trees, rows, sums),
+            Nodes::Wide(nodes) => self.walk_block(nodes, trees, rows, sums),
         }
     }
 
-    fn walk_block(&self, nodes: &impl Step, rows: &[f32], out: &mut [f64], mean: bool) {
+    fn walk_block(&self, nodes: &impl Step, trees: &[FlatTree], rows: &[f32], out: &mut [f64]) {
         let rows = &rows[..out.len() * self.stride];
-        out.fill(0.0);
         let mut at = [0_u32; GROUP];
-        for tree in &self.trees {
+        for tree in trees {
             for (sums, rows) in out.chunks_mut(GROUP).zip(rows.chunks(GROUP * self.stride)) {
                 let at = &mut at[..sums.len()];
                 at.fill(tree.root);
@@ -217,12 +231,6 @@ impl FlatForest {
                 for (sum, &position) in sums.iter_mut().zip(at.iter()) {
                     *sum += self.values[position as usize];
                 }
-            }
-        }
-        if mean {
-            let n_trees = self.trees.len() as f64;
-            for value in out {
-                *value /= n_trees;
             }
         }
     }
@@ -256,9 +264,13 @@ impl FlatForest {
                     *position = nodes.step(*position, row);
                 }
             }
-            // Summed in tree order, as in `predict_block`, so both give the same bits.
-            for &position in at.iter() {
-                sum += self.values[position as usize];
+            // Summed chunk by chunk, as blocks are, so both give the same bits.
+            for chunk in at.chunks(TREE_CHUNK) {
+                let mut part = 0.0;
+                for &position in chunk {
+                    part += self.values[position as usize];
+                }
+                sum += part;
             }
         }
         sum
@@ -277,10 +289,6 @@ impl FlatForest {
     }
 
     fn walk_columns(&self, columns: &[Vec<f32>], n_rows: usize, mean: bool) -> Vec<f64> {
-        // Large blocks fetch each tree fewer times; two per thread balance the load.
-        let block_rows = n_rows
-            .div_ceil(2 * rayon::current_num_threads())
-            .max(MIN_BLOCK_ROWS);
         let mut out = vec![0.0; n_rows];
         if n_rows < FEW_ROWS {
             let mut row = vec![f32::NAN; self.stride];
@@ -296,8 +304,16 @@ impl FlatForest {
             }
             return out;
         }
-        let predict = |block: usize, out: &mut [f64]| {
-            let first = block * block_rows;
+        // Blocks as large as fit `MAX_BLOCK_VALUES`, split further only when the chunks of
+        // trees alone give the threads too few tasks to share.
+        let threads = rayon::current_num_threads();
+        let chunks = self.trees.len().div_ceil(TREE_CHUNK);
+        let most_rows = (MAX_BLOCK_VALUES / self.stride).max(MIN_BLOCK_ROWS);
+        let blocks = n_rows
+            .div_ceil(most_rows)
+            .max((4 * threads).div_ceil(chunks.max(1)));
+        let block_rows = n_rows.div_ceil(blocks).max(MIN_BLOCK_ROWS);
+        let predict = |first: usize, out: &mut [f64]| {
             let mut rows = vec![f32::NAN; out.len() * self.stride];
             for (feature, column) in columns.iter().take(self.stride).enumerate() {
                 let values = &column[first..first + out.len()];
@@ -305,7 +321,13 @@ impl FlatForest {
                     row[feature] = value;
                 }
             }
-            self.predict_block(&rows, out, mean);
+            self.predict_block(&rows, out, threads > 1);
+            if mean {
+                let n_trees = self.trees.len() as f64;
+                for value in out {
+                    *value /= n_trees;
+                }
+            }
         };
         if n_rows <= block_rows {
             // One block: handing it to the thread pool would cost more than predicting it.
@@ -313,9 +335,38 @@ impl FlatForest {
         } else {
             out.par_chunks_mut(block_rows)
                 .enumerate()
-                .for_each(|(block, out)| predict(block, out));
+                .for_each(|(block, out)| predict(block * block_rows, out));
         }
         out
+    }
+
+    /// Writes into `out` the sum of the trees' values for each row of a block (row-major,
+    /// [`FlatForest::stride`] values each), chunk by chunk; the chunks in parallel when
+    /// `parallel`.
+    fn predict_block(&self, rows: &[f32], out: &mut [f64], parallel: bool) {
+        let len = out.len();
+        out.fill(0.0);
+        if parallel && self.trees.len() > TREE_CHUNK {
+            let mut parts = vec![0.0; self.trees.len().div_ceil(TREE_CHUNK) * len];
+            parts
+                .par_chunks_mut(len)
+                .zip(self.trees.par_chunks(TREE_CHUNK))
+                .for_each(|(part, trees)| self.walk_trees(trees, rows, part));
+            for part in parts.chunks_exact(len) {
+                for (sum, &value) in out.iter_mut().zip(part) {
+                    *sum += value;
+                }
+            }
+        } else {
+            let mut part = vec![0.0; len];
+            for trees in self.trees.chunks(TREE_CHUNK) {
+                part.fill(0.0);
+                self.walk_trees(trees, rows, &mut part);
+                for (sum, &value) in out.iter_mut().zip(&part) {
+                    *sum += value;
+                }
+            }
+        }
     }
 }
 
@@ -425,10 +476,11 @@ mod tests {
     }
 
     proptest! {
-        /// Both layouts, by block and by row, give each tree's own walk, summed in tree order.
+        /// Both layouts, by block (in parallel or not) and by row, give each tree's own walk,
+        /// summed chunk by chunk.
         #[test]
         fn layouts_agree_with_the_trees(
-            trees in prop::collection::vec(tree(5, 40), 1..8),
+            trees in prop::collection::vec(tree(5, 40), 1..30),
             rows in prop::collection::vec(
                 prop::collection::vec(prop_oneof![Just(f32::NAN), -5.0_f32..5.0], 5), 1..70),
         ) {
@@ -440,8 +492,16 @@ mod tests {
                 (0..5).map(|j| rows.iter().map(|row| row[j]).collect()).collect();
             let by_block = compact.sum_columns(&columns, rows.len());
             prop_assert_eq!(&by_block, &wide.sum_columns(&columns, rows.len()));
+            let row_major: Vec<f32> = rows.concat();
+            let mut sequential = vec![0.0; rows.len()];
+            compact.predict_block(&row_major, &mut sequential, false);
+            prop_assert_eq!(&by_block, &sequential);
+            compact.predict_block(&row_major, &mut sequential, true);
+            prop_assert_eq!(&by_block, &sequential);
             for (row, &sum) in rows.iter().zip(&by_block) {
-                let expected = trees.iter().fold(0.0, |sum, tree| sum + tree.predict_row(row));
+                let expected = trees.chunks(TREE_CHUNK).fold(0.0, |sum, chunk| {
+                    sum + chunk.iter().fold(0.0, |part, tree| part + tree.predict_row(row))
+                });
                 prop_assert_eq!(compact.sum_one(row).to_bits(), expected.to_bits());
                 prop_assert_eq!(wide.sum_one(row).to_bits(), expected.to_bits());
                 prop_assert_eq!(sum.to_bits(), expected.to_bits());
