@@ -11,6 +11,7 @@ use std::{
 };
 
 use arrow::record_batch::RecordBatch;
+use rayon::prelude::*;
 use rdkafka::{
     ClientConfig, Message as _, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer as _, StreamConsumer},
@@ -34,6 +35,9 @@ use crate::{
         records,
     },
 };
+
+/// Records parsed or written by one task of a batch's parallel steps.
+const PARALLEL_RECORDS: usize = 512;
 
 pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOutcome, JobError> {
     if job.max_batch == 0 {
@@ -823,6 +827,48 @@ impl Outputs {
         }
     }
 
+    /// Writes the outputs of `records` (one prediction each), runs of them on every thread,
+    /// then appends them in order; a record whose output cannot be written goes to `dead`.
+    fn write<T, I>(
+        &mut self,
+        model: &LoadedModel,
+        batch: &Batch,
+        records: &[(usize, T)],
+        predictions: &[f64],
+        dead: &mut Vec<(usize, String)>,
+        index: &(impl Fn(&T) -> &I + Sync),
+    ) where
+        T: Sync,
+        I: Serialize,
+    {
+        let runs: Vec<(Self, Vec<(usize, String)>)> = records
+            .par_chunks(PARALLEL_RECORDS)
+            .zip(predictions.par_chunks(PARALLEL_RECORDS))
+            .map(|(records, predictions)| {
+                let mut run = Self::default();
+                let mut refused = Vec::new();
+                for ((position, record), &prediction) in records.iter().zip(predictions) {
+                    if let Err(reason) =
+                        run.push(model, batch, *position, prediction, index(record))
+                    {
+                        refused.push((*position, reason));
+                    }
+                }
+                (run, refused)
+            })
+            .collect();
+        for (run, refused) in runs {
+            let offset = self.bytes.len();
+            self.bytes.extend_from_slice(&run.bytes);
+            self.values.extend(
+                run.values
+                    .into_iter()
+                    .map(|(position, range)| (position, range.start + offset..range.end + offset)),
+            );
+            dead.extend(refused);
+        }
+    }
+
     /// Scores `batch`, keeping the output values in input order; returns the dead letters
     /// (the position of each refused record with the reason), in input order too.
     ///
@@ -836,8 +882,14 @@ impl Outputs {
         let mut dead = Vec::new();
         let mut rows = Vec::with_capacity(batch.len());
         let mut slow = Vec::new();
-        for position in 0..batch.len() {
-            match columns.parse(batch.payload(position)) {
+        // Parsed on every thread: a batch's parsing is as long as its prediction on one.
+        let parsed: Vec<_> = (0..batch.len())
+            .into_par_iter()
+            .with_min_len(PARALLEL_RECORDS)
+            .map(|position| columns.parse(batch.payload(position)))
+            .collect();
+        for (position, parsed) in parsed.into_iter().enumerate() {
+            match parsed {
                 Ok(row) => rows.push((position, row)),
                 Err(records::Refused::NotAnObject) => slow.push(position),
             }
@@ -906,8 +958,9 @@ impl Outputs {
         dead: &mut Vec<(usize, String)>,
         declined: &mut Vec<usize>,
         build: &impl Fn(&[(usize, T)]) -> Option<Result<RecordBatch, ScoringError>>,
-        index: &impl Fn(&T) -> &I,
+        index: &(impl Fn(&T) -> &I + Sync),
     ) where
+        T: Sync,
         I: Serialize,
     {
         if records.is_empty() {
@@ -918,15 +971,8 @@ impl Outputs {
             return;
         };
         match built.and_then(|rows| model.predict(&rows)) {
-            Ok(predictions) => {
-                for ((position, record), prediction) in records.iter().zip(predictions) {
-                    if let Err(reason) =
-                        self.push(model, batch, *position, prediction, index(record))
-                    {
-                        dead.push((*position, reason));
-                    }
-                }
-            }
+            Ok(predictions) => self.write(model, batch, records, &predictions, dead, index),
+
             Err(error) if records.len() == 1 => dead.push((records[0].0, error.to_string())),
             Err(_) => {
                 let (left, right) = records.split_at(records.len() / 2);

@@ -18,10 +18,14 @@ use arrow::{
     datatypes::{DataType, Field, Schema as ArrowSchema},
     record_batch::{RecordBatch, RecordBatchOptions},
 };
+use rayon::prelude::*;
 use serde::{
     Deserializer as _, Serialize,
     de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor},
 };
+
+/// Rows from which a batch's columns are built in parallel.
+const PARALLEL_ROWS: usize = 2_048;
 
 /// One JSON value of a model column.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,64 +110,82 @@ impl RecordColumns {
     /// a column mixes kinds arrow-json cannot decode together, or holds a list, an object or a
     /// huge integer.
     pub(crate) fn batch(&self, rows: &[&Row<'_>]) -> Option<RecordBatch> {
-        let mut fields = Vec::with_capacity(self.batched);
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.batched);
-        for (column, name) in self.names.iter().take(self.batched).enumerate() {
-            let cells = || rows.iter().map(move |row| row[column].as_ref());
-            let mut kinds = Kinds::default();
-            for cell in cells() {
-                kinds.add(cell);
-            }
-            let array: ArrayRef = match kinds.data_type()? {
-                None => continue,
-                Some(DataType::Null) => Arc::new(NullArray::new(rows.len())),
-                Some(DataType::Boolean) => {
-                    let mut builder = BooleanBuilder::with_capacity(rows.len());
-                    for cell in cells() {
-                        builder.append_option(match cell {
-                            Some(Cell::Bool(value)) => Some(*value),
-                            _ => None,
-                        });
-                    }
-                    Arc::new(builder.finish())
-                }
-                Some(DataType::Int64) => {
-                    let mut builder = Int64Builder::with_capacity(rows.len());
-                    for cell in cells() {
-                        builder.append_option(match cell {
-                            Some(Cell::Int(value)) => Some(*value),
-                            _ => None,
-                        });
-                    }
-                    Arc::new(builder.finish())
-                }
-                Some(DataType::Float64) => {
-                    let mut builder = Float64Builder::with_capacity(rows.len());
-                    for cell in cells() {
-                        builder.append_option(match cell {
-                            Some(Cell::Int(value)) => Some(*value as f64),
-                            Some(Cell::Float(value)) => Some(*value),
-                            _ => None,
-                        });
-                    }
-                    Arc::new(builder.finish())
-                }
-                Some(_) => {
-                    let mut builder = StringBuilder::with_capacity(rows.len(), 16 * rows.len());
-                    for cell in cells() {
-                        builder.append_option(match cell {
-                            Some(Cell::Str(value)) => Some(value.as_ref()),
-                            _ => None,
-                        });
-                    }
-                    Arc::new(builder.finish())
-                }
-            };
-            fields.push(Field::new(name, array.data_type().clone(), true));
-            arrays.push(array);
-        }
+        // Columns are built on every thread when the batch is large enough to share.
+        let columns: Vec<Option<(Field, ArrayRef)>> = if rows.len() >= PARALLEL_ROWS {
+            self.names[..self.batched]
+                .par_iter()
+                .enumerate()
+                .map(|(column, name)| Self::column(rows, column, name))
+                .collect::<Option<_>>()?
+        } else {
+            self.names[..self.batched]
+                .iter()
+                .enumerate()
+                .map(|(column, name)| Self::column(rows, column, name))
+                .collect::<Option<_>>()?
+        };
+        let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = columns.into_iter().flatten().unzip();
         let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
         RecordBatch::try_new_with_options(Arc::new(ArrowSchema::new(fields)), arrays, &options).ok()
+    }
+
+    /// The array of column `column` (`name`): `None` when declined, `Some(None)` when no record
+    /// names it.
+    fn column(rows: &[&Row<'_>], column: usize, name: &str) -> Option<Option<(Field, ArrayRef)>> {
+        let cells = || rows.iter().map(move |row| row[column].as_ref());
+        let mut kinds = Kinds::default();
+        for cell in cells() {
+            kinds.add(cell);
+        }
+        let array: ArrayRef = match kinds.data_type()? {
+            None => return Some(None),
+            Some(DataType::Null) => Arc::new(NullArray::new(rows.len())),
+            Some(DataType::Boolean) => {
+                let mut builder = BooleanBuilder::with_capacity(rows.len());
+                for cell in cells() {
+                    builder.append_option(match cell {
+                        Some(Cell::Bool(value)) => Some(*value),
+                        _ => None,
+                    });
+                }
+                Arc::new(builder.finish())
+            }
+            Some(DataType::Int64) => {
+                let mut builder = Int64Builder::with_capacity(rows.len());
+                for cell in cells() {
+                    builder.append_option(match cell {
+                        Some(Cell::Int(value)) => Some(*value),
+                        _ => None,
+                    });
+                }
+                Arc::new(builder.finish())
+            }
+            Some(DataType::Float64) => {
+                let mut builder = Float64Builder::with_capacity(rows.len());
+                for cell in cells() {
+                    builder.append_option(match cell {
+                        Some(Cell::Int(value)) => Some(*value as f64),
+                        Some(Cell::Float(value)) => Some(*value),
+                        _ => None,
+                    });
+                }
+                Arc::new(builder.finish())
+            }
+            Some(_) => {
+                let mut builder = StringBuilder::with_capacity(rows.len(), 16 * rows.len());
+                for cell in cells() {
+                    builder.append_option(match cell {
+                        Some(Cell::Str(value)) => Some(value.as_ref()),
+                        _ => None,
+                    });
+                }
+                Arc::new(builder.finish())
+            }
+        };
+        Some(Some((
+            Field::new(name, array.data_type().clone(), true),
+            array,
+        )))
     }
 }
 
