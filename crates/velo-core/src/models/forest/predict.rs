@@ -321,7 +321,8 @@ impl FlatForest {
                     row[feature] = value;
                 }
             }
-            self.predict_block(&rows, out, threads > 1);
+            // Below a block's fewest rows, the pool would cost more than the trees.
+            self.predict_block(&rows, out, threads > 1 && out.len() >= MIN_BLOCK_ROWS);
             if mean {
                 let n_trees = self.trees.len() as f64;
                 for value in out {
