@@ -312,7 +312,7 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
     let job = &settings.job;
     crate::logging::init(&job.services().logger).map_err(Failure::Usage)?;
     tracing::info!(kind = job.kind(), "configuration loaded");
-    for path in velo_jobs::schema_paths(job) {
+    for path in job.schema_paths() {
         datasets::load_schema(path).map_err(|error| Failure::Usage(error.into()))?;
     }
     if dry_run {

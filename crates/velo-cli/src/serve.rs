@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use velo_io::registries::{self, ModelUri};
-use velo_jobs::serving::{Scorer, ServeOptions};
+use velo_jobs::{scoring::Scorer, serving::ServeOptions};
 
 use crate::commands::Failure;
 

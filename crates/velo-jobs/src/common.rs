@@ -37,7 +37,7 @@ pub(crate) fn run_tracked<C: Serialize>(
     let span = tracing::info_span!("run", run_id = %run.id());
     let _entered = span.enter();
     let result = serde_json::to_value(config)
-        .map_err(|error| JobError::Invalid(format!("cannot encode the configuration: {error}")))
+        .map_err(JobError::Encode)
         .and_then(|value| run.log_config(&value).map_err(JobError::from))
         .and_then(|()| body(&run));
     context.set_active_run(None);
@@ -70,8 +70,9 @@ pub(crate) fn load_registered(
     load_model_uri(context.registry.as_ref(), &uri)
 }
 
-/// Resolves `uri` in `registry`, downloads the version's files into a temporary directory and
-/// loads the model file its MLmodel names (every byte checked, see
+/// Resolves `uri` in `registry`, reads the model file its MLmodel names
+/// ([`load_model_bytes`](velo_io::registries::mlmodel::load_model_bytes)) and loads the model
+/// (every byte checked, see
 /// [`Artifact::from_bytes`](velo_core::models::artifact::Artifact::from_bytes)).
 ///
 /// # Errors
@@ -86,54 +87,21 @@ pub fn load_model_uri(
     ),
     JobError,
 > {
-    let version = uri.resolve(registry)?;
-    let local = tempfile::tempdir().map_err(|source| JobError::Io {
-        path: std::env::temp_dir(),
+    let velo_io::registries::mlmodel::ModelBytes { version, bytes, .. } =
+        velo_io::registries::mlmodel::load_model_bytes(registry, uri)?;
+    let in_version = |source: velo_core::models::ModelError| JobError::LoadModel {
+        uri: uri.to_string(),
+        version: version.version.clone(),
         source,
-    })?;
-    registry.download_model(&version, local.path())?;
-    let mlmodel = velo_io::registries::mlmodel::read(local.path())?;
-    let file = mlmodel["flavors"]["velo"]["model_file"]
-        .as_str()
-        .unwrap_or(crate::training::MODEL_FILE)
-        .to_owned();
-    let segments = model_file_segments(&file)?;
-    let path = segments
-        .iter()
-        .fold(local.path().to_path_buf(), |path, segment| {
-            path.join(segment)
-        });
-    let bytes = std::fs::read(&path).map_err(|source| JobError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let artifact = velo_core::models::artifact::Artifact::from_bytes(&bytes)?;
+    };
+    let artifact = velo_core::models::artifact::Artifact::from_bytes(&bytes).map_err(in_version)?;
     // The file's bytes, the decoded tensors and the model are each as large as the model:
     // hold at most two of them at a time.
     drop(bytes);
-    let model = velo_core::models::load_model(&artifact)?;
+    let model = velo_core::models::load_model(&artifact).map_err(in_version)?;
     drop(artifact);
     tracing::info!(model = %uri, version = %version.version, kind = model.kind(), "model loaded");
     Ok((version, model))
-}
-
-/// The segments of a relative file name taken from an MLmodel file, refusing any way out of
-/// the model directory.
-fn model_file_segments(file: &str) -> Result<Vec<&str>, JobError> {
-    let segments: Vec<&str> = file
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
-    if segments.is_empty()
-        || file.starts_with('/')
-        || file.contains('\\')
-        || segments.contains(&"..")
-    {
-        return Err(JobError::Invalid(format!(
-            "the MLmodel file names model file {file:?}, which is not a plain relative path"
-        )));
-    }
-    Ok(segments)
 }
 
 /// Inputs and targets read, validated, aligned and logged as the run's lineage.
@@ -188,7 +156,7 @@ pub(crate) fn read_labeled(
 ) -> Result<Labeled, JobError> {
     let schema = velo_io::datasets::load_schema(&schemas.inputs)?;
     let targets_path = schemas.targets.as_deref().ok_or_else(|| {
-        JobError::Invalid(format!(
+        JobError::Config(format!(
             "a {kind} needs `schemas.targets` to find the target column"
         ))
     })?;
@@ -201,7 +169,7 @@ pub(crate) fn read_labeled(
     run.log_dataset(&read_targets.lineage, role)?;
     let (target_name, y) = target_values(&targets_schema, &read_targets.data, targets_path)?;
     if y.len() != read_inputs.data.num_rows() {
-        return Err(JobError::Invalid(format!(
+        return Err(JobError::Data(format!(
             "{} has {} rows but {} has {}: inputs and targets must align row by row",
             inputs.path().display(),
             read_inputs.data.num_rows(),
@@ -226,16 +194,14 @@ pub(crate) fn target_values(
     let spec = single_value_column(schema, schema_path)?;
     let column = batch
         .column_by_name(&spec.name)
-        .ok_or_else(|| JobError::Invalid(format!("the targets have no column `{}`", spec.name)))?;
-    let values = cast(column, &DataType::Float64).map_err(|error| {
-        JobError::Invalid(format!(
-            "target column `{}` is not numeric: {error}",
-            spec.name
-        ))
+        .ok_or_else(|| JobError::Data(format!("the targets have no column `{}`", spec.name)))?;
+    let values = cast(column, &DataType::Float64).map_err(|source| JobError::Table {
+        action: format!("read target column `{}` as numbers", spec.name),
+        source,
     })?;
     let values = values.as_primitive::<Float64Type>();
     if values.null_count() > 0 {
-        return Err(JobError::Invalid(format!(
+        return Err(JobError::Data(format!(
             "target column `{}` holds {} null values",
             spec.name,
             values.null_count()
@@ -254,7 +220,7 @@ fn single_value_column<'s>(
         .filter(|column| schema.index.as_deref() != Some(column.name.as_str()));
     match (columns.next(), columns.next()) {
         (Some(column), None) => Ok(column),
-        _ => Err(JobError::Invalid(format!(
+        _ => Err(JobError::Config(format!(
             "{} must describe exactly one column besides its index",
             schema_path.display()
         ))),
@@ -277,9 +243,11 @@ pub(crate) fn take_rows(batch: &RecordBatch, rows: &[usize]) -> Result<RecordBat
         .iter()
         .map(|&row| u32::try_from(row))
         .collect::<Result<_, _>>()
-        .map_err(|_| JobError::Invalid("more than 4 billion rows".to_owned()))?;
-    take_record_batch(batch, &UInt32Array::from(indices))
-        .map_err(|error| JobError::Invalid(format!("cannot select rows: {error}")))
+        .map_err(|_| JobError::Data("more than 4 billion rows".to_owned()))?;
+    take_record_batch(batch, &UInt32Array::from(indices)).map_err(|source| JobError::Table {
+        action: "select rows".to_owned(),
+        source,
+    })
 }
 
 /// The services a job uses.

@@ -50,23 +50,14 @@ pub struct EvaluationsJob {
     pub services: Services,
 }
 
-impl EvaluationsJob {
-    fn default_run_config() -> RunConfig {
-        RunConfig::named("Evaluations")
+impl crate::Job for EvaluationsJob {
+    const KIND: &'static str = "EvaluationsJob";
+
+    fn services(&self) -> &Services {
+        &self.services
     }
 
-    fn default_thresholds() -> BTreeMap<String, Threshold> {
-        let name = MetricName::R2Score.to_string();
-        BTreeMap::from([(
-            name,
-            Threshold {
-                threshold: 0.5,
-                greater_is_better: true,
-            },
-        )])
-    }
-
-    pub(crate) fn plan(&self) -> Vec<String> {
+    fn plan(&self) -> Vec<String> {
         let bounds: Vec<_> = self
             .thresholds
             .iter()
@@ -98,17 +89,40 @@ impl EvaluationsJob {
             ),
         ]
     }
-}
 
-impl EvaluationsJob {
+    fn schemas(&self) -> Option<&SchemaFiles> {
+        Some(&self.schemas)
+    }
+
     /// Loads the model, predicts the inputs, logs every metric (configured ones and those the
     /// thresholds name) with the evaluation data's lineage, then fails when any threshold is
     /// missed, naming each metric, its value and its bound. The registry is never changed.
-    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+    fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
         run_tracked(context, &self.run_config, self, |run| {
             self.evaluate(context, run)
         })
     }
+}
+
+impl EvaluationsJob {
+    fn default_run_config() -> RunConfig {
+        RunConfig::named("Evaluations")
+    }
+
+    fn default_thresholds() -> BTreeMap<String, Threshold> {
+        let name = MetricName::R2Score.to_string();
+        BTreeMap::from([(
+            name,
+            Threshold {
+                threshold: 0.5,
+                greater_is_better: true,
+            },
+        )])
+    }
+
+}
+
+impl EvaluationsJob {
 
     fn evaluate(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
         let (version, model) = load_registered(context, &self.alias_or_version)?;
@@ -128,7 +142,7 @@ impl EvaluationsJob {
         let mut names: Vec<MetricName> = self.metrics.iter().map(Metric::name).collect();
         for name in self.thresholds.keys() {
             let metric = name.parse::<MetricName>().map_err(|_| {
-                JobError::Invalid(format!(
+                JobError::Config(format!(
                     "threshold on unknown metric {name:?}; known: {}",
                     MetricName::ALL
                         .iter()
@@ -196,13 +210,12 @@ impl EvaluationsJob {
             })
             .collect();
         if !misses.is_empty() {
-            return Err(JobError::Invalid(format!(
-                "{} version {} misses {} threshold(s): {}",
-                version.name,
-                version.version,
-                misses.len(),
-                misses.join("; ")
-            )));
+            return Err(JobError::Thresholds {
+                name: version.name.clone(),
+                version: version.version.clone(),
+                failures: misses,
+                alias: None,
+            });
         }
         let mut outcome = JobOutcome::new(self.run_config.name.clone());
         outcome.run_id = Some(run.id().to_owned());

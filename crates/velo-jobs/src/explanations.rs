@@ -46,12 +46,14 @@ pub struct ExplanationsJob {
     pub services: Services,
 }
 
-impl ExplanationsJob {
-    fn default_run_config() -> RunConfig {
-        RunConfig::named("Explanations")
+impl crate::Job for ExplanationsJob {
+    const KIND: &'static str = "ExplanationsJob";
+
+    fn services(&self) -> &Services {
+        &self.services
     }
 
-    pub(crate) fn plan(&self) -> Vec<String> {
+    fn plan(&self) -> Vec<String> {
         vec![
             format!(
                 "load `{}` {}",
@@ -72,14 +74,26 @@ impl ExplanationsJob {
         ]
     }
 
+    fn schemas(&self) -> Option<&SchemaFiles> {
+        Some(&self.schemas)
+    }
+
     /// Loads the model and writes its global importances (one row per encoded feature) and
     /// the per-sample contributions of the samples read (one row per sample, the input index
     /// kept, one column per encoded feature).
-    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+    fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
         run_tracked(context, &self.run_config, self, |run| {
             self.explain(context, run)
         })
     }
+}
+
+impl ExplanationsJob {
+    fn default_run_config() -> RunConfig {
+        RunConfig::named("Explanations")
+    }
+
+
 
     fn explain(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
         let (version, model) = load_registered(context, &self.alias_or_version)?;
@@ -101,7 +115,10 @@ impl ExplanationsJob {
                 Arc::new(Float64Array::from(importances.importances.clone())),
             ],
         )
-        .map_err(|error| JobError::Invalid(format!("cannot build the importances: {error}")))?;
+        .map_err(|source| JobError::Table {
+            action: "build the importances".to_owned(),
+            source,
+        })?;
         self.models_explanations.write(&global)?;
         let explained = model.explain_samples(&samples.data)?;
         let index = schema.index.as_deref().and_then(|name| {
@@ -176,5 +193,8 @@ fn contributions_batch(
         columns.push(Arc::new(Float64Array::from(values)));
     }
     RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
-        .map_err(|error| JobError::Invalid(format!("cannot build the contributions: {error}")))
+        .map_err(|source| JobError::Table {
+            action: "build the contributions".to_owned(),
+            source,
+        })
 }

@@ -35,8 +35,14 @@ pub struct InferenceJob {
     pub services: Services,
 }
 
-impl InferenceJob {
-    pub(crate) fn plan(&self) -> Vec<String> {
+impl crate::Job for InferenceJob {
+    const KIND: &'static str = "InferenceJob";
+
+    fn services(&self) -> &Services {
+        &self.services
+    }
+
+    fn plan(&self) -> Vec<String> {
         vec![
             format!(
                 "load `{}` {}",
@@ -47,10 +53,14 @@ impl InferenceJob {
         ]
     }
 
+    fn schemas(&self) -> Option<&SchemaFiles> {
+        Some(&self.schemas)
+    }
+
     /// Loads the model, then reads, validates and predicts the inputs batch by batch (memory
     /// stays bounded by one batch), writing one output row per input row with the input's
     /// index. The output file appears only once complete.
-    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+    fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
         let (version, model) = load_registered(context, &self.alias_or_version)?;
         let inputs_schema = load_schema(&self.schemas.inputs)?;
         let (outputs_schema, prediction_name) = match &self.schemas.outputs {
@@ -82,11 +92,12 @@ impl InferenceJob {
             fields.push(Field::new(&prediction_name, DataType::Float64, false));
             columns.push(Arc::new(Float64Array::from(predictions)));
             let mut output = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
-                .map_err(|error| JobError::Invalid(format!("cannot build the outputs: {error}")))?;
-            if let Some(schema) = &outputs_schema {
-                output = schema.validate(&output).map_err(|error| {
-                    JobError::Invalid(format!("the predictions break the outputs schema: {error}"))
+                .map_err(|source| JobError::Table {
+                    action: "build the outputs".to_owned(),
+                    source,
                 })?;
+            if let Some(schema) = &outputs_schema {
+                output = schema.validate(&output).map_err(JobError::Outputs)?;
             }
             if sink.is_none() {
                 sink = Some(self.outputs.open(output.schema())?);
@@ -98,7 +109,7 @@ impl InferenceJob {
             predicting.advance(output.num_rows() as u64);
         }
         let sink = sink.ok_or_else(|| {
-            JobError::Invalid(format!(
+            JobError::Data(format!(
                 "{} holds no rows to predict",
                 self.inputs.path().display()
             ))
@@ -115,3 +126,4 @@ impl InferenceJob {
         Ok(outcome)
     }
 }
+

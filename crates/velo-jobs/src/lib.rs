@@ -22,32 +22,41 @@
 //! jobs from Rust on a dataset of its own.
 //!
 //! **Layer:** depends on velo-io and velo-core. **Invariant:** a job receives everything it
-//! uses (config, services) explicitly; it never reads the environment or global state.
+//! uses (config, services) explicitly; it never reads the environment or global state, and
+//! never touches a file or a temporary directory itself (velo-io does; clippy's
+//! `disallowed_methods` checks it).
+#![deny(clippy::disallowed_methods)]
 
 pub mod common;
 mod context;
 mod error;
-pub mod evaluations;
-pub mod explanations;
-pub mod inference;
-pub mod kafka;
+mod job;
 pub mod plots;
 pub mod progress;
-pub mod promotion;
+#[cfg(feature = "serve")]
+pub mod scoring;
 #[cfg(feature = "serve")]
 pub mod serving;
-pub mod training;
-pub mod tuning;
 
 use serde::{Deserialize, Serialize};
 
-use crate::common::Services;
-
 pub use crate::{
-    context::JobContext, error::JobError, evaluations::EvaluationsJob,
-    explanations::ExplanationsJob, inference::InferenceJob, kafka::KafkaInferenceJob,
-    promotion::PromotionJob, training::TrainingJob, tuning::TuningJob,
+    context::JobContext,
+    error::{Cause, JobError},
+    job::Job,
 };
+
+// Every job: its module, its config struct (the `KIND`) and what it does. Adding a job is one
+// line here and one module implementing [`Job`].
+job::register_jobs! {
+    tuning::TuningJob: "Search model parameters with cross-validation.",
+    training::TrainingJob: "Train, evaluate and register a model.",
+    promotion::PromotionJob: "Point an alias at a registered model version.",
+    inference::InferenceJob: "Predict a dataset in batches with a registered model.",
+    evaluations::EvaluationsJob: "Score a registered model on a dataset against thresholds.",
+    explanations::ExplanationsJob: "Explain a registered model globally and per sample.",
+    kafka::KafkaInferenceJob: "Score a Kafka topic record by record, at least once.",
+}
 
 /// The top level of a velo configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -55,78 +64,6 @@ pub use crate::{
 pub struct Settings {
     /// The job to run, selected by its `KIND`.
     pub job: JobConfig,
-}
-
-/// A job, selected by `KIND`.
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
-#[serde(tag = "KIND")]
-#[non_exhaustive]
-pub enum JobConfig {
-    /// Search model parameters with cross-validation.
-    TuningJob(TuningJob),
-    /// Train, evaluate and register a model.
-    TrainingJob(TrainingJob),
-    /// Point an alias at a registered model version.
-    PromotionJob(PromotionJob),
-    /// Predict a dataset in batches with a registered model.
-    InferenceJob(InferenceJob),
-    /// Score a registered model on a dataset against thresholds.
-    EvaluationsJob(EvaluationsJob),
-    /// Explain a registered model globally and per sample.
-    ExplanationsJob(ExplanationsJob),
-    /// Score a Kafka topic record by record, at least once.
-    KafkaInferenceJob(KafkaInferenceJob),
-}
-
-velo_core::impl_kind_deserialize!(JobConfig {
-    TuningJob,
-    TrainingJob,
-    PromotionJob,
-    InferenceJob,
-    EvaluationsJob,
-    ExplanationsJob,
-    KafkaInferenceJob
-});
-
-impl JobConfig {
-    /// The `KIND` of this job.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::TuningJob(_) => "TuningJob",
-            Self::TrainingJob(_) => "TrainingJob",
-            Self::PromotionJob(_) => "PromotionJob",
-            Self::InferenceJob(_) => "InferenceJob",
-            Self::EvaluationsJob(_) => "EvaluationsJob",
-            Self::ExplanationsJob(_) => "ExplanationsJob",
-            Self::KafkaInferenceJob(_) => "KafkaInferenceJob",
-        }
-    }
-
-    /// The job's services (logging, alerts, tracking).
-    pub fn services(&self) -> &Services {
-        match self {
-            Self::TuningJob(job) => &job.services,
-            Self::TrainingJob(job) => &job.services,
-            Self::PromotionJob(job) => &job.services,
-            Self::InferenceJob(job) => &job.services,
-            Self::EvaluationsJob(job) => &job.services,
-            Self::ExplanationsJob(job) => &job.services,
-            Self::KafkaInferenceJob(job) => &job.services,
-        }
-    }
-
-    /// A human description of what this job would do, one step per line.
-    pub fn plan(&self) -> Vec<String> {
-        match self {
-            Self::TuningJob(job) => job.plan(),
-            Self::TrainingJob(job) => job.plan(),
-            Self::PromotionJob(job) => job.plan(),
-            Self::InferenceJob(job) => job.plan(),
-            Self::EvaluationsJob(job) => job.plan(),
-            Self::ExplanationsJob(job) => job.plan(),
-            Self::KafkaInferenceJob(job) => job.plan(),
-        }
-    }
 }
 
 /// What a job did: its run, the metrics it logged, the model version it touched, and lines
@@ -155,38 +92,7 @@ impl JobOutcome {
     }
 }
 
-impl JobConfig {
-    /// Runs the job with the given services.
-    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
-        match self {
-            Self::TrainingJob(job) => job.run(context),
-            Self::PromotionJob(job) => job.run(context),
-            Self::InferenceJob(job) => job.run(context),
-            Self::EvaluationsJob(job) => job.run(context),
-            Self::ExplanationsJob(job) => job.run(context),
-            Self::TuningJob(job) => job.run(context),
-            Self::KafkaInferenceJob(job) => job.run(context),
-        }
-    }
-}
-
 /// The JSON Schema of [`Settings`]: every job and every field, with their documentation.
 pub fn settings_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Settings)).unwrap_or_default()
-}
-
-/// The schema files a job refers to, for validation before it runs.
-pub fn schema_paths(job: &JobConfig) -> Vec<&std::path::Path> {
-    let files = match job {
-        JobConfig::TuningJob(job) => &job.schemas,
-        JobConfig::TrainingJob(job) => &job.schemas,
-        JobConfig::PromotionJob(_) | JobConfig::KafkaInferenceJob(_) => return Vec::new(),
-        JobConfig::InferenceJob(job) => &job.schemas,
-        JobConfig::EvaluationsJob(job) => &job.schemas,
-        JobConfig::ExplanationsJob(job) => &job.schemas,
-    };
-    std::iter::once(files.inputs.as_path())
-        .chain(files.targets.as_deref())
-        .chain(files.outputs.as_deref())
-        .collect()
 }

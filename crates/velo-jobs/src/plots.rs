@@ -27,8 +27,8 @@ fn fonts() {
     });
 }
 
-fn failed(error: impl std::fmt::Display) -> JobError {
-    JobError::Invalid(format!("cannot draw the chart: {error}"))
+fn failed(error: impl Into<crate::error::Cause>) -> JobError {
+    JobError::Chart(error.into())
 }
 
 /// Renders into an RGB buffer with `draw`, then encodes it as PNG.

@@ -25,12 +25,14 @@ pub struct PromotionJob {
     pub services: Services,
 }
 
-impl PromotionJob {
-    fn default_alias() -> String {
-        "Champion".to_owned()
+impl crate::Job for PromotionJob {
+    const KIND: &'static str = "PromotionJob";
+
+    fn services(&self) -> &Services {
+        &self.services
     }
 
-    pub(crate) fn plan(&self) -> Vec<String> {
+    fn plan(&self) -> Vec<String> {
         let version = self.version.map_or_else(
             || "the latest version".to_owned(),
             |v| format!("version {v}"),
@@ -54,7 +56,7 @@ impl PromotionJob {
 
     /// Checks the chosen version against the thresholds, if any, then points the alias at it.
     /// A version that misses a threshold is refused, and the alias stays where it was.
-    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+    fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
         let name = &context.mlflow.registry_name;
         let version = match self.version {
             Some(number) => context
@@ -91,12 +93,12 @@ impl PromotionJob {
                 }
             }
             if !misses.is_empty() {
-                return Err(JobError::Invalid(format!(
-                    "{name} version {} misses its thresholds, alias `{}` not moved: {}",
-                    version.version,
-                    self.alias,
-                    misses.join("; ")
-                )));
+                return Err(JobError::Thresholds {
+                    name: name.clone(),
+                    version: version.version.clone(),
+                    failures: misses,
+                    alias: Some(self.alias.clone()),
+                });
             }
         }
         context
@@ -110,4 +112,12 @@ impl PromotionJob {
         outcome.model_version = context.registry.get_model_version(name, &version.version)?;
         Ok(outcome)
     }
+}
+
+impl PromotionJob {
+    fn default_alias() -> String {
+        "Champion".to_owned()
+    }
+
+
 }

@@ -64,16 +64,14 @@ pub struct TrainingJob {
     pub services: Services,
 }
 
-impl TrainingJob {
-    fn default_run_config() -> RunConfig {
-        RunConfig::named("Training")
+impl crate::Job for TrainingJob {
+    const KIND: &'static str = "TrainingJob";
+
+    fn services(&self) -> &Services {
+        &self.services
     }
 
-    fn default_splitter() -> Splitter {
-        Splitter::TrainTestSplitter(TrainTestSplitter::default())
-    }
-
-    pub(crate) fn plan(&self) -> Vec<String> {
+    fn plan(&self) -> Vec<String> {
         let metrics: Vec<_> = self.metrics.iter().map(|m| m.name().to_string()).collect();
         vec![
             format!("read inputs from {}", describe_reader(&self.inputs)),
@@ -91,17 +89,33 @@ impl TrainingJob {
             ),
         ]
     }
-}
 
-impl TrainingJob {
+    fn schemas(&self) -> Option<&SchemaFiles> {
+        Some(&self.schemas)
+    }
+
     /// Reads and validates the data, fits the model on the train split, scores the test split,
     /// and logs and registers the model, all in one tracking run (FAILED with the error when a
     /// step fails; nothing is registered then).
-    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+    fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
         run_tracked(context, &self.run_config, self, |run| {
             self.train(context, run)
         })
     }
+}
+
+impl TrainingJob {
+    fn default_run_config() -> RunConfig {
+        RunConfig::named("Training")
+    }
+
+    fn default_splitter() -> Splitter {
+        Splitter::TrainTestSplitter(TrainTestSplitter::default())
+    }
+
+}
+
+impl TrainingJob {
 
     fn train(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
         let labeled = read_labeled(
@@ -123,7 +137,7 @@ impl TrainingJob {
         let splits = self.splitter.split(inputs.data.num_rows())?;
         let split = splits
             .last()
-            .ok_or_else(|| JobError::Invalid("the splitter produced no split".to_owned()))?;
+            .ok_or_else(|| JobError::Data("the splitter produced no split".to_owned()))?;
         let x_train = take_rows(&inputs.data, &split.train)?;
         let x_test = take_rows(&inputs.data, &split.test)?;
         let y_train: Vec<f64> = split.train.iter().map(|&row| y[row]).collect();
@@ -178,16 +192,7 @@ impl TrainingJob {
         inputs: &arrow::record_batch::RecordBatch,
         target_name: &str,
     ) -> Result<ModelVersion, JobError> {
-        let local = tempfile::tempdir().map_err(|source| JobError::Io {
-            path: std::env::temp_dir(),
-            source,
-        })?;
         let bytes = model.to_artifact()?.to_bytes()?;
-        let model_path = local.path().join(MODEL_FILE);
-        std::fs::write(&model_path, bytes).map_err(|source| JobError::Io {
-            path: model_path,
-            source,
-        })?;
         let outputs = match &self.schemas.outputs {
             Some(path) => vec![output_spec(&load_schema(path)?, path)?],
             None => vec![ColSpec {
@@ -199,7 +204,7 @@ impl TrainingJob {
         let description = MlModel {
             artifact_path: self.saver.path.clone(),
             run_id: run.id().to_owned(),
-            model_file: MODEL_FILE.to_owned(),
+            model_file: mlmodel::MODEL_FILE.to_owned(),
             model_kind: model.kind().to_owned(),
             inputs: mlmodel::signature_of(&inputs.schema()),
             outputs,
@@ -207,9 +212,8 @@ impl TrainingJob {
                 .then(|| mlmodel::example_of(inputs, self.saver.input_example_rows))
                 .transpose()?,
         };
-        description.write_into(local.path())?;
-        let source =
-            mlmodel::log_model_dir(run.tracking(), run.info(), &self.saver.path, local.path())?;
+        let source = mlmodel::log_model(run.tracking(), run.info(), &description, &bytes)?;
+        drop(bytes);
         let tags: Vec<Tag> = self
             .registry
             .tags
@@ -224,9 +228,6 @@ impl TrainingJob {
         )?)
     }
 }
-
-/// The model file inside a logged model directory.
-pub const MODEL_FILE: &str = "model.velo";
 
 /// The metrics every job computes unless told otherwise.
 pub(crate) fn default_metrics() -> Vec<Metric> {

@@ -17,7 +17,7 @@ use velo_core::{
     splitters::{Splitter, TimeSeriesSplitter},
 };
 use velo_io::{
-    datasets::{ParquetWriter, Reader, Writer},
+    datasets::Reader,
     registries::Tag,
     services::{RunConfig, tracking::ActiveRun},
 };
@@ -62,16 +62,14 @@ pub struct TuningJob {
     pub services: Services,
 }
 
-impl TuningJob {
-    fn default_run_config() -> RunConfig {
-        RunConfig::named("Tuning")
+impl crate::Job for TuningJob {
+    const KIND: &'static str = "TuningJob";
+
+    fn services(&self) -> &Services {
+        &self.services
     }
 
-    fn default_splitter() -> Splitter {
-        Splitter::TimeSeriesSplitter(TimeSeriesSplitter::default())
-    }
-
-    pub(crate) fn plan(&self) -> Vec<String> {
+    fn plan(&self) -> Vec<String> {
         vec![
             format!("read inputs from {}", describe_reader(&self.inputs)),
             format!("read targets from {}", describe_reader(&self.targets)),
@@ -87,6 +85,31 @@ impl TuningJob {
             ),
         ]
     }
+
+    fn schemas(&self) -> Option<&SchemaFiles> {
+        Some(&self.schemas)
+    }
+
+    /// Cross-validates every candidate of the searcher (candidates × folds in parallel, the
+    /// results identical for a seed whatever the thread count), logs the cv results table as a
+    /// Parquet artifact and the best params and score, and refits the best candidate on every
+    /// row when asked.
+    fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+        run_tracked(context, &self.run_config, self, |run| {
+            self.tune(context, run)
+        })
+    }
+}
+
+impl TuningJob {
+    fn default_run_config() -> RunConfig {
+        RunConfig::named("Tuning")
+    }
+
+    fn default_splitter() -> Splitter {
+        Splitter::TimeSeriesSplitter(TimeSeriesSplitter::default())
+    }
+
 }
 
 /// One candidate's cross-validation result.
@@ -121,15 +144,6 @@ impl CandidateResult {
 }
 
 impl TuningJob {
-    /// Cross-validates every candidate of the searcher (candidates × folds in parallel, the
-    /// results identical for a seed whatever the thread count), logs the cv results table as a
-    /// Parquet artifact and the best params and score, and refits the best candidate on every
-    /// row when asked.
-    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
-        run_tracked(context, &self.run_config, self, |run| {
-            self.tune(context, run)
-        })
-    }
 
     fn tune(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
         let labeled = read_labeled(
@@ -149,7 +163,7 @@ impl TuningJob {
         } = labeled;
         let candidates = self.searcher.candidates()?;
         if candidates.is_empty() {
-            return Err(JobError::Invalid(
+            return Err(JobError::Config(
                 "the searcher proposes no candidate".to_owned(),
             ));
         }
@@ -198,8 +212,9 @@ impl TuningJob {
             Some(threads) => rayon::ThreadPoolBuilder::new()
                 .num_threads(threads.max(1))
                 .build()
-                .map_err(|error| {
-                    JobError::Invalid(format!("cannot start {threads} threads: {error}"))
+                .map_err(|error| JobError::Runtime {
+                    action: format!("start {threads} threads"),
+                    source: Box::new(error),
                 })?
                 .install(evaluate)?,
             None => evaluate()?,
@@ -229,16 +244,7 @@ impl TuningJob {
             })
             .unwrap_or(0);
         let table = cv_results(&results, best, greater)?;
-        let local = tempfile::tempdir().map_err(|source| JobError::Io {
-            path: std::env::temp_dir(),
-            source,
-        })?;
-        let table_path = local.path().join("cv_results.parquet");
-        Writer::ParquetWriter(ParquetWriter::new(&table_path)).write(&table)?;
-        let bytes = std::fs::read(&table_path).map_err(|source| JobError::Io {
-            path: table_path.clone(),
-            source,
-        })?;
+        let bytes = velo_io::datasets::parquet_bytes(&table, "cv_results.parquet")?;
         run.tracking()
             .log_artifact(run.id(), "cv_results.parquet", &bytes)?;
         let labels: Vec<String> = results
@@ -390,7 +396,10 @@ fn cv_results(
         (0..results.len()).map(|i| i == best).collect::<Vec<_>>(),
     )));
     RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
-        .map_err(|error| JobError::Invalid(format!("cannot build the cv results: {error}")))
+        .map_err(|source| JobError::Table {
+            action: "build the cv results".to_owned(),
+            source,
+        })
 }
 
 /// A parameter value: a number, a string, a boolean or null.
@@ -428,7 +437,7 @@ impl Searcher {
                 let mut candidates = vec![Params::new()];
                 for (key, values) in &grid.param_grid {
                     if values.is_empty() {
-                        return Err(JobError::Invalid(format!(
+                        return Err(JobError::Config(format!(
                             "param_grid.{key} lists no value"
                         )));
                     }
@@ -583,7 +592,7 @@ pub enum Distribution {
 
 impl Distribution {
     fn draw(&self, key: &str, rng: &mut rand_chacha::ChaCha8Rng) -> Result<ParamValue, JobError> {
-        let invalid = |why: &str| JobError::Invalid(format!("param_distributions.{key}: {why}"));
+        let invalid = |why: &str| JobError::Config(format!("param_distributions.{key}: {why}"));
         Ok(match self {
             Self::Choice { values } => {
                 if values.is_empty() {

@@ -193,14 +193,14 @@ fn lifecycle(uri: &str, data: &Path) {
     registry.download_model(&champion, into.path()).unwrap();
     let mlmodel = registries::mlmodel::read(into.path()).unwrap();
     assert_eq!(
-        mlmodel["flavors"]["velo"]["model_kind"],
-        "RandomForestModel"
+        mlmodel.velo_flavor().unwrap().model_kind.as_deref(),
+        Some("RandomForestModel")
     );
     assert!(
-        mlmodel["signature"]["outputs"]
-            .as_str()
-            .unwrap()
-            .contains("\"prediction\"")
+        mlmodel
+            .outputs
+            .iter()
+            .any(|column| column.name == "prediction")
     );
     assert!(into.path().join("input_example.json").is_file());
 

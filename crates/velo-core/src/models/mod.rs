@@ -85,10 +85,13 @@ pub enum ModelError {
         findings: String,
     },
     /// The numeric backend (candle) failed while training or predicting.
-    #[error("numeric computation failed: {message}")]
-    Compute {
-        /// What failed.
-        message: String,
+    #[error("numeric computation failed")]
+    Compute(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Training diverged: the validation loss stopped being a finite number.
+    #[error("the validation loss diverged at epoch {epoch}; lower the learning rate")]
+    Diverged {
+        /// The epoch whose loss was not finite.
+        epoch: usize,
     },
     /// A saved model is damaged, truncated, foreign or inconsistent.
     #[error("invalid model artifact: {message}")]

@@ -235,9 +235,7 @@ impl ComputeDevice {
 }
 
 fn compute(error: candle_core::Error) -> ModelError {
-    ModelError::Compute {
-        message: error.to_string(),
-    }
+    ModelError::Compute(Box::new(error))
 }
 
 /// The learned weights: one `(weight [in, out], bias [out])` pair per layer.
@@ -631,11 +629,7 @@ fn train(
         let predictions = forward_rows(&current, config.activation, validation_x, device)?;
         let loss = mse(&predictions, validation_y);
         if !loss.is_finite() {
-            return Err(ModelError::Compute {
-                message: format!(
-                    "the validation loss diverged at epoch {epoch}; lower the learning rate"
-                ),
-            });
+            return Err(ModelError::Diverged { epoch });
         }
         losses.push(loss);
         if loss < best.0 - config.min_delta {

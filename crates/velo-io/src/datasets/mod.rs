@@ -30,6 +30,7 @@ pub use readers::{BatchStream, CsvReader, DatasetReader, ParquetReader, Reader, 
 pub use schema_file::load_schema;
 pub use writers::{
     BatchSink, Compression, CsvWriter, DatasetWriter, ParquetWriter, WriteSummary, Writer,
+    parquet_bytes,
 };
 
 /// A boxed error cause from arrow, parquet or another library.

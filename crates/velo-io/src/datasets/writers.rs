@@ -299,6 +299,31 @@ fn conform(
     })
 }
 
+/// Encodes `batch` as a Parquet file in memory, with the pandas metadata and snappy compression
+/// that [`ParquetWriter`] writes by default; `name` stands for the file in errors.
+///
+/// For tables logged as artifacts (a run's cv results), which need no file of their own.
+pub fn parquet_bytes(batch: &RecordBatch, name: &str) -> Result<Vec<u8>, DatasetError> {
+    let error = |source: super::Cause| DatasetError::ParquetWrite {
+        path: PathBuf::from(name),
+        source,
+    };
+    let schema = batch.schema();
+    let mut metadata = schema.metadata().clone();
+    metadata.insert(PANDAS_KEY.to_owned(), pandas_metadata(&schema, None));
+    let output = Arc::new(schema.as_ref().clone().with_metadata(metadata));
+    let properties = WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_created_by(format!("velo version {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&output), Some(properties))
+        .map_err(|e| error(e.into()))?;
+    let batch =
+        RecordBatch::try_new(output, batch.columns().to_vec()).map_err(|e| error(e.into()))?;
+    writer.write(&batch).map_err(|e| error(e.into()))?;
+    writer.into_inner().map_err(|e| error(e.into()))
+}
+
 /// A Parquet file being written to a temporary file.
 pub(crate) struct ParquetSink {
     temp: TempFile,

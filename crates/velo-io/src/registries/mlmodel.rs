@@ -1,5 +1,9 @@
 //! MLflow model directories: an `MLmodel` file with velo's flavor, the column signature and an
 //! input example, next to the model's own files.
+//!
+//! [`log_model`] writes such a directory for a run and [`load_model_bytes`] reads a registered
+//! version's model file back; [`read`] parses an `MLmodel` file into a [`ModelFile`]. Jobs hand
+//! in and take back bytes: the temporary directories and file names are this module's.
 
 use std::path::Path;
 
@@ -19,6 +23,8 @@ pub const MLMODEL_FILE: &str = "MLmodel";
 pub const INPUT_EXAMPLE_FILE: &str = "input_example.json";
 /// The serving payload built from the example, as MLflow's scoring server takes it.
 pub const SERVING_EXAMPLE_FILE: &str = "serving_input_example.json";
+/// The model file velo writes in a model directory, and assumes when a velo flavor names none.
+pub const MODEL_FILE: &str = "model.velo";
 
 /// One column of a signature, in MLflow's colspec form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,13 +179,215 @@ impl MlModel {
     }
 }
 
-/// Reads the `MLmodel` file of a model directory.
-pub fn read(dir: &Path) -> Result<serde_json::Value> {
+/// An `MLmodel` file as read back: the document, and the parts velo uses, typed and checked.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ModelFile {
+    /// The whole document, as written (what `runs/log-model` records).
+    pub document: serde_json::Value,
+    /// The flavors the model declares (`velo`, `python_function`, …).
+    pub flavors: Vec<String>,
+    /// velo's flavor, when the model has one.
+    pub velo: Option<VeloFlavor>,
+    /// Input columns of the signature (empty when the model has none).
+    pub inputs: Vec<ColSpec>,
+    /// Output columns of the signature (empty when the model has none).
+    pub outputs: Vec<ColSpec>,
+}
+
+/// velo's flavor in an `MLmodel` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VeloFlavor {
+    /// The model file, relative to the model directory, checked not to leave it.
+    pub model_file: String,
+    /// The model kind (`RandomForestModel`, …), when recorded.
+    pub model_kind: Option<String>,
+    /// The velo version that wrote the model, when recorded.
+    pub velo_version: Option<String>,
+}
+
+impl ModelFile {
+    /// Parses an `MLmodel` document (YAML or JSON); `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let corrupt = |message: String| RegistryError::Corrupt {
+            path: path.to_path_buf(),
+            message,
+        };
+        let document: serde_json::Value =
+            serde_yaml::from_str(text).map_err(|error| corrupt(error.to_string()))?;
+        if !document.is_object() {
+            return Err(corrupt("expected a mapping at the top level".to_owned()));
+        }
+        let flavors = match document.get("flavors") {
+            None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+            Some(serde_json::Value::Object(flavors)) => flavors.clone(),
+            Some(_) => return Err(corrupt("`flavors` must be a mapping".to_owned())),
+        };
+        let velo = flavors
+            .get(FLAVOR)
+            .map(|flavor| VeloFlavor::parse(flavor).map_err(corrupt))
+            .transpose()?;
+        let signature = |side: &str| -> Result<Vec<ColSpec>> {
+            match document
+                .get("signature")
+                .and_then(|signature| signature.get(side))
+            {
+                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+                // MLflow stores each side as a JSON string inside the YAML document.
+                Some(serde_json::Value::String(text)) => {
+                    serde_json::from_str(text).map_err(|error| {
+                        corrupt(format!("`signature.{side}` is not a column list: {error}"))
+                    })
+                }
+                Some(_) => Err(corrupt(format!("`signature.{side}` must be a JSON string"))),
+            }
+        };
+        Ok(Self {
+            flavors: flavors.keys().cloned().collect(),
+            velo,
+            inputs: signature("inputs")?,
+            outputs: signature("outputs")?,
+            document,
+        })
+    }
+
+    /// velo's flavor, or an error naming the flavors the model has instead.
+    pub fn velo_flavor(&self) -> Result<&VeloFlavor> {
+        self.velo.as_ref().ok_or_else(|| {
+            RegistryError::InvalidArgument(format!(
+                "the model has no `{FLAVOR}` flavor (its flavors: {}), so velo cannot load it",
+                if self.flavors.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.flavors.join(", ")
+                }
+            ))
+        })
+    }
+}
+
+impl VeloFlavor {
+    fn parse(flavor: &serde_json::Value) -> Result<Self, String> {
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match flavor.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(text)) => Ok(Some(text.clone())),
+                Some(other) => Err(format!(
+                    "`flavors.{FLAVOR}.{key}` must be a string, not {other}"
+                )),
+            }
+        };
+        let model_file = text("model_file")?.unwrap_or_else(|| MODEL_FILE.to_owned());
+        velo_mlflow::check_relative_path(&model_file)
+            .map_err(|error| format!("`flavors.{FLAVOR}.model_file`: {error}"))
+            .and_then(|segments| {
+                if segments.is_empty() {
+                    Err(format!("`flavors.{FLAVOR}.model_file` names no file"))
+                } else {
+                    Ok(())
+                }
+            })?;
+        Ok(Self {
+            model_file,
+            model_kind: text("model_kind")?,
+            velo_version: text("velo_version")?,
+        })
+    }
+}
+
+/// Reads and parses the `MLmodel` file of a model directory.
+pub fn read(dir: &Path) -> Result<ModelFile> {
     let path = dir.join(MLMODEL_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| RegistryError::io("read", &path, e))?;
-    serde_yaml::from_str(&text).map_err(|error| RegistryError::Corrupt {
-        path,
-        message: error.to_string(),
+    ModelFile::parse(&text, &path)
+}
+
+/// Writes a model directory (the model file named by `model.model_file`, `MLmodel` and the
+/// example files) in a temporary directory, logs it under the run's `model.artifact_path` and
+/// records it on the run; returns the model's source URI for registration.
+///
+/// The directory is logged as a whole ([`Tracking::log_artifact_dir`]), so a killed process
+/// leaves no half-written model in the embedded store.
+///
+/// # Errors
+/// A model file name that is not a plain relative path, a failed write or upload.
+pub fn log_model(
+    tracking: &dyn Tracking,
+    run: &RunInfo,
+    model: &MlModel,
+    model_bytes: &[u8],
+) -> Result<String> {
+    let segments = velo_mlflow::check_relative_path(&model.model_file)?;
+    let Some((file_name, parents)) = segments.split_last() else {
+        return Err(RegistryError::InvalidArgument(format!(
+            "model file {:?} names no file",
+            model.model_file
+        )));
+    };
+    let local = tempfile::tempdir().map_err(|e| {
+        RegistryError::io("create a temporary directory in", &std::env::temp_dir(), e)
+    })?;
+    let dir = parents
+        .iter()
+        .fold(local.path().to_path_buf(), |path, segment| {
+            path.join(segment)
+        });
+    write(&dir, file_name, model_bytes)?;
+    model.write_into(local.path())?;
+    log_model_dir(tracking, run, &model.artifact_path, local.path())
+}
+
+/// A registered version's model file, read back.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ModelBytes {
+    /// The version the URI resolved to.
+    pub version: super::ModelVersion,
+    /// Its `MLmodel` file.
+    pub mlmodel: ModelFile,
+    /// The bytes of the file velo's flavor names.
+    pub bytes: Vec<u8>,
+}
+
+/// Resolves `uri` in `registry`, downloads the version's directory into a temporary directory
+/// and reads the model file its `MLmodel` names (velo's flavor).
+///
+/// # Errors
+/// An unknown model, alias or version; a model without velo's flavor; a missing file; every
+/// error names the version.
+pub fn load_model_bytes(
+    registry: &dyn super::ModelRegistry,
+    uri: &super::ModelUri,
+) -> Result<ModelBytes> {
+    let version = uri.resolve(registry)?;
+    let context = |error: RegistryError| RegistryError::Model {
+        name: version.name.clone(),
+        version: version.version.clone(),
+        source: Box::new(error),
+    };
+    let local = tempfile::tempdir()
+        .map_err(|e| RegistryError::io("create a temporary directory in", &std::env::temp_dir(), e))
+        .map_err(context)?;
+    registry
+        .download_model(&version, local.path())
+        .map_err(context)?;
+    let mlmodel = read(local.path()).map_err(context)?;
+    let file = &mlmodel.velo_flavor().map_err(context)?.model_file;
+    let path = velo_mlflow::check_relative_path(file)
+        .map_err(RegistryError::from)
+        .map_err(context)?
+        .iter()
+        .fold(local.path().to_path_buf(), |path, segment| {
+            path.join(segment)
+        });
+    let bytes = std::fs::read(&path)
+        .map_err(|e| RegistryError::io("read", Path::new(file), e))
+        .map_err(context)?;
+    Ok(ModelBytes {
+        version,
+        mlmodel,
+        bytes,
     })
 }
 
@@ -206,7 +414,7 @@ pub fn log_model_dir(
 ) -> Result<String> {
     let mlmodel = read(local)?;
     tracking.log_artifact_dir(&run.run_id, artifact_path, local)?;
-    tracking.record_logged_model(&run.run_id, &mlmodel)?;
+    tracking.record_logged_model(&run.run_id, &mlmodel.document)?;
     Ok(format!(
         "{}/{}",
         run.artifact_uri.trim_end_matches('/'),
@@ -251,5 +459,77 @@ mod tests {
             example,
             serde_json::json!({"columns": ["hr", "temp", "season"], "data": [[1, 0.5, "a"], [2, null, "b"]]})
         );
+    }
+
+    fn parse(text: &str) -> Result<ModelFile> {
+        ModelFile::parse(text, Path::new("dir/MLmodel"))
+    }
+
+    #[test]
+    fn a_written_mlmodel_reads_back_typed() {
+        let model = MlModel {
+            artifact_path: "model".to_owned(),
+            run_id: "0123".to_owned(),
+            model_file: "weights/model.velo".to_owned(),
+            model_kind: "RandomForestModel".to_owned(),
+            inputs: vec![ColSpec {
+                kind: "long".to_owned(),
+                name: "hr".to_owned(),
+                required: true,
+            }],
+            outputs: vec![ColSpec {
+                kind: "double".to_owned(),
+                name: "prediction".to_owned(),
+                required: true,
+            }],
+            input_example: None,
+        };
+        let yaml = serde_yaml::to_string(&model.to_json().unwrap()).unwrap();
+        let file = parse(&yaml).unwrap();
+        let flavor = file.velo_flavor().unwrap();
+        assert_eq!(flavor.model_file, "weights/model.velo");
+        assert_eq!(flavor.model_kind.as_deref(), Some("RandomForestModel"));
+        assert_eq!(
+            flavor.velo_version.as_deref(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(file.inputs, model.inputs);
+        assert_eq!(file.outputs, model.outputs);
+        assert_eq!(file.flavors, ["velo"]);
+    }
+
+    #[test]
+    fn a_velo_flavor_without_a_file_name_means_the_default_file() {
+        let file = parse("flavors: {velo: {model_kind: X}}").unwrap();
+        assert_eq!(file.velo_flavor().unwrap().model_file, MODEL_FILE);
+        assert!(file.inputs.is_empty());
+    }
+
+    #[test]
+    fn model_files_that_leave_the_directory_are_refused() {
+        for name in ["../x", "/etc/passwd", "a/../../b", "C:x", "a\\b", ".", ""] {
+            let text = format!("flavors: {{velo: {{model_file: '{name}'}}}}");
+            let error = parse(&text).expect_err(name).to_string();
+            assert!(error.contains("dir/MLmodel"), "{name:?}: {error}");
+            assert!(error.contains("model_file"), "{name:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_model_without_velo_flavor_names_the_flavors_it_has() {
+        let file = parse("flavors: {sklearn: {}, python_function: {}}").unwrap();
+        let error = file.velo_flavor().unwrap_err().to_string();
+        assert!(
+            error.contains("sklearn") && error.contains("python_function"),
+            "{error}"
+        );
+        for text in [
+            "- a list",
+            "flavors: 3",
+            "signature: {inputs: [1]}",
+            "{flavors: {velo: {model_file: 3}}}",
+        ] {
+            assert!(parse(text).is_err(), "{text}");
+        }
     }
 }

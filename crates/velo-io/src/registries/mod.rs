@@ -62,6 +62,17 @@ pub enum RegistryError {
     /// An argument was refused before anything was written.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A registered model version could not be read back.
+    #[error("model version {name}/{version}")]
+    Model {
+        /// The registered model.
+        name: String,
+        /// The version.
+        version: String,
+        /// What went wrong.
+        #[source]
+        source: Box<RegistryError>,
+    },
 }
 
 impl RegistryError {
@@ -78,6 +89,7 @@ impl RegistryError {
         match self {
             Self::NotFound { .. } => true,
             Self::Mlflow(error) => error.is_not_found(),
+            Self::Model { source, .. } => source.is_not_found(),
             _ => false,
         }
     }

@@ -33,11 +33,10 @@ fn example_batch() -> RecordBatch {
     .unwrap()
 }
 
-/// A model directory as a training job writes it: MLmodel, examples and the model file.
-fn model_dir(run_id: &str, payload: &[u8]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+/// The MLmodel of a training job's model, logged by `run_id`.
+fn description(run_id: &str) -> MlModel {
     let batch = example_batch();
-    let model = MlModel {
+    MlModel {
         artifact_path: "model".into(),
         run_id: run_id.into(),
         model_file: "model.velo".into(),
@@ -49,8 +48,13 @@ fn model_dir(run_id: &str, payload: &[u8]) -> tempfile::TempDir {
             required: true,
         }],
         input_example: Some(mlmodel::example_of(&batch, 2).unwrap()),
-    };
-    model.write_into(dir.path()).unwrap();
+    }
+}
+
+/// A model directory as a training job writes it: MLmodel, examples and the model file.
+fn model_dir(run_id: &str, payload: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    description(run_id).write_into(dir.path()).unwrap();
     std::fs::write(dir.path().join("model.velo"), payload).unwrap();
     dir
 }
@@ -130,8 +134,7 @@ fn exercise(tracking: &dyn Tracking, registry: &dyn ModelRegistry) {
     tracking
         .log_artifact(&run.run_id, "config.yaml", b"KIND: TrainingJob\n")
         .unwrap();
-    let local = model_dir(&run.run_id, b"weights");
-    let source = mlmodel::log_model_dir(tracking, &run, "model", local.path()).unwrap();
+    let source = mlmodel::log_model(tracking, &run, &description(&run.run_id), b"weights").unwrap();
     assert!(source.ends_with("/model"), "{source}");
     tracking.end_run(&run.run_id, RunStatus::Finished).unwrap();
 
@@ -298,15 +301,14 @@ fn exercise(tracking: &dyn Tracking, registry: &dyn ModelRegistry) {
     );
     let mlmodel = mlmodel::read(into.path()).unwrap();
     assert_eq!(
-        mlmodel["flavors"]["velo"]["model_kind"],
-        "RandomForestModel"
+        mlmodel.velo_flavor().unwrap().model_kind.as_deref(),
+        Some("RandomForestModel")
     );
-    assert!(
-        mlmodel["signature"]["inputs"]
-            .as_str()
-            .unwrap()
-            .contains("\"hr\"")
-    );
+    assert!(mlmodel.inputs.iter().any(|column| column.name == "hr"));
+    let loaded = mlmodel::load_model_bytes(registry, &champion).unwrap();
+    assert_eq!(loaded.bytes, b"weights");
+    assert_eq!(loaded.version.version, resolved.version);
+    assert_eq!(loaded.mlmodel, mlmodel);
     registry.delete_alias("bikes", "Champion").unwrap();
     registry.delete_alias("bikes", "Champion").unwrap();
     assert!(
@@ -344,6 +346,77 @@ fn a_live_mlflow_server_does_everything_a_job_needs() {
     };
     let stores = registries::open(server.uri()).unwrap();
     exercise(stores.tracking.as_ref(), stores.registry.as_ref());
+}
+
+#[test]
+fn a_model_version_that_cannot_be_read_back_is_named_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path().join("mlruns")).unwrap();
+    let experiment = store.get_or_create_experiment("bikes").unwrap();
+    let register = |model: &MlModel, payload: &[u8]| {
+        let run = store.create_run(&experiment, NewRun::default()).unwrap();
+        let mut model = model.clone();
+        model.run_id.clone_from(&run.run_id);
+        let source = mlmodel::log_model(&store, &run, &model, payload).unwrap();
+        store
+            .create_model_version("bikes", &source, &run.run_id, &[])
+            .unwrap()
+    };
+    let chain = |uri: &str| {
+        let error = mlmodel::load_model_bytes(&store, &uri.parse().unwrap()).unwrap_err();
+        let mut lines = vec![error.to_string()];
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            lines.push(cause.to_string());
+            source = cause.source();
+        }
+        lines.join(" / ")
+    };
+
+    // A model file in a folder of the model directory is written and read back there.
+    let mut nested = description("");
+    nested.model_file = "weights/forest.velo".into();
+    let version = register(&nested, b"nested");
+    let loaded = mlmodel::load_model_bytes(&store, &"models:/bikes/1".parse().unwrap()).unwrap();
+    assert_eq!(
+        (version.version.as_str(), loaded.bytes.as_slice()),
+        ("1", &b"nested"[..])
+    );
+
+    // The file the flavor names is gone: the version and the file are named.
+    let version = register(&description(""), b"weights");
+    let artifacts = dir
+        .path()
+        .join("mlruns")
+        .join(&experiment)
+        .join(&version.run_id)
+        .join("artifacts/model/model.velo");
+    std::fs::remove_file(&artifacts).unwrap();
+    let error = chain("models:/bikes/2");
+    assert!(
+        error.contains("model version bikes/2") && error.contains("model.velo"),
+        "{error}"
+    );
+
+    // A model written by another tool, without velo's flavor, says which flavors it has.
+    std::fs::write(
+        artifacts.with_file_name("MLmodel"),
+        "flavors: {sklearn: {pickled_model: model.pkl}}\n",
+    )
+    .unwrap();
+    let error = chain("models:/bikes/2");
+    assert!(
+        error.contains("model version bikes/2") && error.contains("sklearn"),
+        "{error}"
+    );
+
+    // A model file that could not be written refuses to log anything.
+    let mut escaping = description("");
+    escaping.model_file = "../outside.velo".into();
+    let run = store.create_run(&experiment, NewRun::default()).unwrap();
+    let refused = mlmodel::log_model(&store, &run, &escaping, b"x").unwrap_err();
+    assert!(refused.to_string().contains("../outside.velo"), "{refused}");
+    assert!(store.list_artifacts(&run.run_id, "").unwrap().is_empty());
 }
 
 /// MLflow's own Python client, when the test environment has one.

@@ -88,6 +88,48 @@ pub struct KafkaInferenceJob {
     pub services: Services,
 }
 
+impl crate::Job for KafkaInferenceJob {
+    const KIND: &'static str = "KafkaInferenceJob";
+
+    fn services(&self) -> &Services {
+        &self.services
+    }
+
+    fn plan(&self) -> Vec<String> {
+        vec![
+            format!(
+                "load `{}` {}",
+                self.services.mlflow.registry_name, self.alias_or_version
+            ),
+            format!(
+                "consume `{}` from {} as group `{}` in batches of up to {} records or {} ms",
+                self.input_topic, self.brokers, self.group_id, self.max_batch, self.max_wait_ms
+            ),
+            format!(
+                "produce predictions to `{}`, dead letters to `{}`, commit after acknowledgement",
+                self.output_topic, self.dead_letter_topic
+            ),
+        ]
+    }
+
+    /// Runs until stopped (`context.stop`, `max_records`, `idle_timeout_ms`).
+    ///
+    /// # Errors
+    /// The model does not load, the broker refuses a client, a delivery fails (nothing of the
+    /// batch is committed then), or velo was built without the `kafka` feature.
+    fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+        #[cfg(feature = "kafka")]
+        return stream::run(self, context);
+        #[cfg(not(feature = "kafka"))]
+        {
+            let _ = context;
+            Err(JobError::Unsupported(
+                "this build of velo has no Kafka support (velo-jobs' `kafka` feature)".to_owned(),
+            ))
+        }
+    }
+}
+
 impl KafkaInferenceJob {
     fn default_run_config() -> RunConfig {
         RunConfig::named("KafkaInference")
@@ -113,37 +155,5 @@ impl KafkaInferenceJob {
         10
     }
 
-    pub(crate) fn plan(&self) -> Vec<String> {
-        vec![
-            format!(
-                "load `{}` {}",
-                self.services.mlflow.registry_name, self.alias_or_version
-            ),
-            format!(
-                "consume `{}` from {} as group `{}` in batches of up to {} records or {} ms",
-                self.input_topic, self.brokers, self.group_id, self.max_batch, self.max_wait_ms
-            ),
-            format!(
-                "produce predictions to `{}`, dead letters to `{}`, commit after acknowledgement",
-                self.output_topic, self.dead_letter_topic
-            ),
-        ]
-    }
 
-    /// Runs until stopped (`context.stop`, `max_records`, `idle_timeout_ms`).
-    ///
-    /// # Errors
-    /// The model does not load, the broker refuses a client, a delivery fails (nothing of the
-    /// batch is committed then), or velo was built without the `kafka` feature.
-    pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
-        #[cfg(feature = "kafka")]
-        return stream::run(self, context);
-        #[cfg(not(feature = "kafka"))]
-        {
-            let _ = context;
-            Err(JobError::Invalid(
-                "this build of velo has no Kafka support (velo-jobs' `kafka` feature)".to_owned(),
-            ))
-        }
-    }
 }

@@ -29,8 +29,9 @@ use super::KafkaInferenceJob;
 use crate::{
     JobContext, JobError, JobOutcome,
     common::run_tracked,
-    serving::{
+    scoring::{
         LoadedModel, Scorer,
+        metrics::{self as exposition, Exporter},
         protocol::{self, ScoringError},
         records,
     },
@@ -41,7 +42,7 @@ const PARALLEL_RECORDS: usize = 512;
 
 pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOutcome, JobError> {
     if job.max_batch == 0 {
-        return Err(JobError::Invalid("max_batch must be at least 1".to_owned()));
+        return Err(JobError::Config("max_batch must be at least 1".to_owned()));
     }
     let uri = job
         .alias_or_version
@@ -50,7 +51,10 @@ pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOu
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|error| JobError::Invalid(format!("cannot start the async runtime: {error}")))?;
+        .map_err(|error| JobError::Runtime {
+            action: "start the async runtime".to_owned(),
+            source: Box::new(error),
+        })?;
     run_tracked(context, &job.run_config, job, |run| {
         let metrics = Arc::new(StreamMetrics::new());
         metrics.set_version(&scorer.current().version.version);
@@ -113,8 +117,9 @@ async fn serve_metrics(
 ) -> Result<tokio::task::JoinHandle<()>, JobError> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
-        .map_err(|error| {
-            JobError::Invalid(format!("cannot serve metrics on {address}: {error}"))
+        .map_err(|error| JobError::Runtime {
+            action: format!("serve metrics on {address}"),
+            source: Box::new(error),
         })?;
     if let Ok(bound) = listener.local_addr() {
         tracing::info!(address = %bound, "serving Prometheus metrics at /metrics");
@@ -125,10 +130,7 @@ async fn serve_metrics(
             let metrics = Arc::clone(&metrics);
             async move {
                 (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
+                    [(axum::http::header::CONTENT_TYPE, exposition::CONTENT_TYPE)],
                     metrics.encode(),
                 )
             }
@@ -144,7 +146,7 @@ async fn serve_metrics(
 /// The Prometheus metrics of a stream.
 #[derive(Debug)]
 struct StreamMetrics {
-    registry: prometheus_client::registry::Registry,
+    exporter: Exporter,
     records_in: Counter,
     records_out: Counter,
     dead_letters: Counter,
@@ -155,40 +157,27 @@ struct StreamMetrics {
 
 impl StreamMetrics {
     fn new() -> Self {
-        let mut registry = prometheus_client::registry::Registry::with_prefix("velo_kafka");
-        let records_in = Counter::default();
-        registry.register("records_in", "Input records consumed", records_in.clone());
-        let records_out = Counter::default();
-        registry.register("records_out", "Predictions produced", records_out.clone());
-        let dead_letters = Counter::default();
-        registry.register(
-            "dead_letters",
-            "Records sent to the dead-letter topic",
-            dead_letters.clone(),
-        );
+        let mut exporter = Exporter::new("velo_kafka");
+        let records_in = exporter.counter("records_in", "Input records consumed");
+        let records_out = exporter.counter("records_out", "Predictions produced");
+        let dead_letters =
+            exporter.counter("dead_letters", "Records sent to the dead-letter topic");
         // 1 ms to about 16 s, doubling.
-        let batch_seconds = Histogram::new(
-            prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
-        );
-        registry.register(
+        let batch_seconds = exporter.histogram(
             "batch_duration_seconds",
             "From a batch's first record to its commit",
-            batch_seconds.clone(),
+            (0.001, 2.0, 15),
         );
-        let lag = Gauge::default();
-        registry.register(
+        let lag = exporter.gauge(
             "consumer_lag",
             "Records behind the end of the assigned partitions",
-            lag.clone(),
         );
-        let version = Gauge::default();
-        registry.register(
+        let version = exporter.gauge(
             "model_version",
             "The registered version scoring the stream",
-            version.clone(),
         );
         Self {
-            registry,
+            exporter,
             records_in,
             records_out,
             dead_letters,
@@ -199,15 +188,11 @@ impl StreamMetrics {
     }
 
     fn set_version(&self, version: &str) {
-        self.version.set(version.parse::<i64>().unwrap_or(-1));
+        exposition::set_version(&self.version, version);
     }
 
     fn encode(&self) -> String {
-        let mut text = String::new();
-        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
-            tracing::warn!(%error, "cannot encode the metrics");
-        }
-        text
+        self.exporter.encode()
     }
 }
 
@@ -242,7 +227,9 @@ impl KafkaInferenceJob {
             producer_config.set(key, value);
         }
         let producer: ThreadedProducer<Acks> =
-            producer_config.create_with_context(Acks).map_err(kafka)?;
+            producer_config
+                .create_with_context(Acks)
+                .map_err(kafka("create the producer"))?;
 
         let mut consumer_config = self.client(&BTreeMap::new());
         consumer_config
@@ -258,8 +245,12 @@ impl KafkaInferenceJob {
         for (key, value) in &self.consumer {
             consumer_config.set(key, value);
         }
-        let consumer: StreamConsumer = consumer_config.create().map_err(kafka)?;
-        consumer.subscribe(&[&self.input_topic]).map_err(kafka)?;
+        let consumer: StreamConsumer = consumer_config
+            .create()
+            .map_err(kafka("create the consumer"))?;
+        consumer
+            .subscribe(&[&self.input_topic])
+            .map_err(kafka("subscribe to the input topic"))?;
         let mut stream = Stream::default();
         let mut pipeline = Pipeline::default();
         let mut last_log = Instant::now();
@@ -405,15 +396,21 @@ impl KafkaInferenceJob {
         pipeline.drain(&consumer, metrics, &mut stream).await?;
         // The last commit is synchronous: once the job returns, its offsets are stored.
         if let Some(offsets) = pipeline.committed.take() {
-            consumer.commit(&offsets, CommitMode::Sync).map_err(kafka)?;
+            consumer
+                .commit(&offsets, CommitMode::Sync)
+                .map_err(kafka("commit offsets"))?;
         }
         stream.last = Some(Instant::now());
         Ok(stream)
     }
 }
 
-fn kafka(error: rdkafka::error::KafkaError) -> JobError {
-    JobError::Invalid(format!("Kafka: {error}"))
+/// Turns a client error into a [`JobError::Kafka`] saying what was being done.
+fn kafka(action: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> JobError {
+    move |error| JobError::Kafka {
+        action: action.to_owned(),
+        source: Box::new(error),
+    }
 }
 
 /// Queues one record, waiting while the producer's queue is full.
@@ -437,7 +434,7 @@ where
                 record = back;
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            Err((error, _)) => return Err(kafka(error)),
+            Err((error, _)) => return Err(kafka("queue a record")(error)),
         }
     }
 }
@@ -480,9 +477,10 @@ impl InFlight {
             self.done.notified().await;
         }
         match self.failure.lock().ok().and_then(|mut slot| slot.take()) {
-            Some(failure) => Err(JobError::Invalid(format!(
-                "Kafka: a delivery failed, so the batch is not committed: {failure}"
-            ))),
+            Some(failure) => Err(JobError::Kafka {
+                action: "deliver a batch's outputs, so it is not committed".to_owned(),
+                source: failure.into(),
+            }),
             None => Ok(()),
         }
     }
@@ -565,7 +563,7 @@ impl Pipeline {
         };
         consumer
             .commit(&sent.offsets, CommitMode::Async)
-            .map_err(kafka)?;
+            .map_err(kafka("commit offsets"))?;
         let counts = &mut stream.counts;
         counts.consumed += sent.counts.consumed;
         counts.predicted += sent.counts.predicted;

@@ -8,18 +8,17 @@
 //! feature, is optional); a violation answers 400 with MLflow's error body naming the column,
 //! the rows and the rule.
 //!
-//! A [`Scorer`] holds the model a [`ModelUri`] names; [`Scorer::refresh`] resolves the URI
-//! again and swaps in a new version between requests (an alias that moved), which [`serve`]
-//! does on an interval. Requests in flight finish with the model they started with.
+//! The model, its validation and the payload parsing are the [`scoring`](crate::scoring)
+//! module's, shared with the Kafka job: a [`Scorer`] holds the model a [`ModelUri`] names, and
+//! [`serve`] asks it on an interval to resolve the URI again and swap in a new version between
+//! requests (an alias that moved). Requests in flight finish with the model they started
+//! with. This module keeps the HTTP transport and its metrics.
 //!
 //! Available with the `serve` feature.
 
-pub mod protocol;
-pub(crate) mod records;
-
 use std::{
     future::Future,
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -34,164 +33,20 @@ use axum::{
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
-    registry::Registry,
 };
-use velo_core::{models::Model, schemas::Schema};
-use velo_io::registries::{ModelRegistry, ModelUri, ModelVersion};
+use velo_io::registries::ModelUri;
 
-use crate::{JobError, common::load_model_uri};
-use protocol::{MediaType, ScoringError};
+use crate::scoring::{
+    Scorer,
+    metrics::{self as exposition, Exporter},
+    protocol::{self, ScoringError},
+};
 
-/// A loaded model version and the schema its inputs are validated against.
+/// What the handlers share: the scorer and the server's metrics.
 #[derive(Debug)]
-pub struct LoadedModel {
-    /// The registered version.
-    pub version: ModelVersion,
-    model: Box<dyn Model>,
-    /// The model's inputs schema, with columns it does not name ignored.
-    schema: Schema,
-    /// The schema's index column (optional in requests).
-    index: Option<String>,
-    /// The columns one-record-per-message streams read (the schema's, then the index).
-    records: records::RecordColumns,
-}
-
-impl LoadedModel {
-    fn new(version: ModelVersion, model: Box<dyn Model>) -> Self {
-        let mut schema = model.inputs_schema().clone();
-        schema.strict = false;
-        schema.extra_columns = None;
-        // The index is never a feature: requests need not carry it (pandas sends it apart).
-        let index = schema.index.take();
-        if let Some(index) = &index {
-            schema.columns.retain(|column| &column.name != index);
-        }
-        let records = records::RecordColumns::new(
-            schema
-                .columns
-                .iter()
-                .map(|column| column.name.clone())
-                .collect(),
-            index.as_deref(),
-        );
-        Self {
-            version,
-            model,
-            schema,
-            index,
-            records,
-        }
-    }
-
-    /// The columns read from each JSON record by the fast path of [`records`].
-    pub(crate) fn record_columns(&self) -> &records::RecordColumns {
-        &self.records
-    }
-
-    /// The name of the schema's index column, if it has one.
-    pub fn index_column(&self) -> Option<&str> {
-        self.index.as_deref()
-    }
-
-    /// Validates `batch` against the inputs schema and predicts it.
-    ///
-    /// # Errors
-    /// [`ScoringError::BadRequest`] with the schema's violations (column, rows, rule) or the
-    /// model's refusal.
-    pub fn predict(&self, batch: &arrow::array::RecordBatch) -> Result<Vec<f64>, ScoringError> {
-        if batch.num_rows() == 0 {
-            return Ok(Vec::new());
-        }
-        let valid = self.schema.validate(batch).map_err(|error| {
-            ScoringError::BadRequest(format!("the inputs break the model's schema: {error}"))
-        })?;
-        self.model.predict(&valid).map_err(|error| {
-            ScoringError::BadRequest(format!("the model cannot predict these inputs: {error}"))
-        })
-    }
-}
-
-/// Serves the model a URI names, and follows it when it moves.
-#[derive(Debug)]
-pub struct Scorer {
-    registry: Arc<dyn ModelRegistry>,
-    uri: ModelUri,
-    current: RwLock<Arc<LoadedModel>>,
+struct Server {
+    scorer: Arc<Scorer>,
     metrics: Metrics,
-}
-
-impl Scorer {
-    /// Loads the version `uri` names in `registry`.
-    ///
-    /// # Errors
-    /// An unknown model, alias or version, or a model file that does not load.
-    pub fn load(registry: Arc<dyn ModelRegistry>, uri: ModelUri) -> Result<Self, JobError> {
-        let (version, model) = load_model_uri(registry.as_ref(), &uri)?;
-        let metrics = Metrics::new();
-        metrics.set_version(&version);
-        Ok(Self {
-            registry,
-            uri,
-            current: RwLock::new(Arc::new(LoadedModel::new(version, model))),
-            metrics,
-        })
-    }
-
-    /// The model version answering requests now.
-    pub fn current(&self) -> Arc<LoadedModel> {
-        match self.current.read() {
-            Ok(current) => Arc::clone(&current),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    /// The URI this scorer follows.
-    pub fn uri(&self) -> &ModelUri {
-        &self.uri
-    }
-
-    /// Resolves the URI again; when it names another version, loads that one and swaps it in.
-    /// Returns the new version when it swapped.
-    ///
-    /// # Errors
-    /// The registry cannot be read or the new version does not load; the current model stays.
-    pub fn refresh(&self) -> Result<Option<ModelVersion>, JobError> {
-        let resolved = self.uri.resolve(self.registry.as_ref())?;
-        if resolved.version == self.current().version.version {
-            return Ok(None);
-        }
-        let (version, model) = load_model_uri(self.registry.as_ref(), &self.uri)?;
-        let loaded = Arc::new(LoadedModel::new(version.clone(), model));
-        match self.current.write() {
-            Ok(mut current) => *current = loaded,
-            Err(poisoned) => *poisoned.into_inner() = loaded,
-        }
-        self.metrics.set_version(&version);
-        self.metrics.swaps.inc();
-        Ok(Some(version))
-    }
-
-    /// Scores one request body: `{"predictions": [...]}` or the error to answer.
-    ///
-    /// # Errors
-    /// [`ScoringError`]: a media type other than JSON or CSV, a malformed body, inputs the
-    /// schema refuses.
-    pub fn score(
-        &self,
-        content_type: Option<&str>,
-        body: &[u8],
-    ) -> Result<(Arc<LoadedModel>, Vec<f64>), ScoringError> {
-        let media = MediaType::parse(content_type)?;
-        let batch = protocol::read_body(media, body)?;
-        let model = self.current();
-        let predictions = model.predict(&batch)?;
-        Ok((model, predictions))
-    }
-
-    /// The Prometheus text exposition of the server's metrics.
-    pub fn metrics_text(&self) -> String {
-        self.metrics.encode()
-    }
 }
 
 /// How [`serve`] runs.
@@ -219,6 +74,10 @@ const INLINE_BODY_BYTES: usize = 16 * 1024;
 
 /// The routes of the scoring server for `scorer`.
 pub fn router(scorer: Arc<Scorer>, options: &ServeOptions) -> Router {
+    router_with(Arc::new(Server::new(scorer)), options)
+}
+
+fn router_with(server: Arc<Server>, options: &ServeOptions) -> Router {
     Router::new()
         .route("/invocations", post(invocations))
         .route("/ping", get(ping))
@@ -226,7 +85,15 @@ pub fn router(scorer: Arc<Scorer>, options: &ServeOptions) -> Router {
         .route("/version", get(version))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
-        .with_state(scorer)
+        .with_state(server)
+}
+
+impl Server {
+    fn new(scorer: Arc<Scorer>) -> Self {
+        let metrics = Metrics::new();
+        exposition::set_version(&metrics.version, &scorer.current().version.version);
+        Self { scorer, metrics }
+    }
 }
 
 /// Serves `scorer` on `listener` until `shutdown` completes, then lets requests in flight
@@ -242,11 +109,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let follows = !matches!(scorer.uri(), ModelUri::Version { .. });
+    let server = Arc::new(Server::new(scorer));
     let poller = match options.poll_interval {
-        Some(interval) if follows => Some(tokio::spawn(poll(Arc::clone(&scorer), interval))),
+        Some(interval) if follows => Some(tokio::spawn(poll(Arc::clone(&server), interval))),
         _ => None,
     };
-    let app = router(scorer, &options);
+    let app = router_with(server, &options);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
@@ -256,19 +124,23 @@ pub async fn serve(
     result
 }
 
-async fn poll(scorer: Arc<Scorer>, interval: Duration) {
+async fn poll(server: Arc<Server>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let scorer = Arc::clone(&scorer);
+        let scorer = Arc::clone(&server.scorer);
         match tokio::task::spawn_blocking(move || scorer.refresh()).await {
-            Ok(Ok(Some(version))) => tracing::info!(
-                model = %version.name,
-                version = %version.version,
-                "serving a new model version"
-            ),
+            Ok(Ok(Some(version))) => {
+                exposition::set_version(&server.metrics.version, &version.version);
+                server.metrics.swaps.inc();
+                tracing::info!(
+                    model = %version.name,
+                    version = %version.version,
+                    "serving a new model version"
+                );
+            }
             Ok(Ok(None)) => {}
             Ok(Err(error)) => {
                 tracing::warn!(%error, "cannot refresh the model; the current one stays");
@@ -279,10 +151,11 @@ async fn poll(scorer: Arc<Scorer>, interval: Duration) {
 }
 
 async fn invocations(
-    State(scorer): State<Arc<Scorer>>,
+    State(server): State<Arc<Server>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let scorer = &server.scorer;
     let start = Instant::now();
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -291,7 +164,7 @@ async fn invocations(
     let result = if body.len() < INLINE_BODY_BYTES {
         scorer.score(content_type.as_deref(), &body)
     } else {
-        let task = Arc::clone(&scorer);
+        let task = Arc::clone(scorer);
         match tokio::task::spawn_blocking(move || task.score(content_type.as_deref(), &body)).await
         {
             Ok(result) => result,
@@ -299,7 +172,7 @@ async fn invocations(
                 tracing::error!(%error, "a scoring task failed");
                 let response =
                     (StatusCode::INTERNAL_SERVER_ERROR, "scoring failed").into_response();
-                scorer.metrics.observe(500, 0, start);
+                server.metrics.observe(500, 0, start);
                 return response;
             }
         }
@@ -342,7 +215,7 @@ async fn invocations(
                 .into_response(),
         ),
     };
-    scorer.metrics.observe(status, rows, start);
+    server.metrics.observe(status, rows, start);
     response
 }
 
@@ -357,13 +230,10 @@ async fn version() -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(scorer): State<Arc<Scorer>>) -> impl IntoResponse {
+async fn metrics(State(server): State<Arc<Server>>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        scorer.metrics_text(),
+        [(header::CONTENT_TYPE, exposition::CONTENT_TYPE)],
+        server.metrics.exporter.encode(),
     )
 }
 
@@ -375,7 +245,7 @@ struct StatusLabel {
 /// The server's Prometheus metrics.
 #[derive(Debug)]
 struct Metrics {
-    registry: Registry,
+    exporter: Exporter,
     requests: Family<StatusLabel, Counter>,
     rows: Counter,
     latency: Histogram,
@@ -385,38 +255,23 @@ struct Metrics {
 
 impl Metrics {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("velo_serve");
-        let requests = Family::<StatusLabel, Counter>::default();
-        registry.register(
+        let mut exporter = Exporter::new("velo_serve");
+        let requests = exporter.register(
             "requests",
             "Scoring requests, by HTTP status",
-            requests.clone(),
+            Family::<StatusLabel, Counter>::default(),
         );
-        let rows = Counter::default();
-        registry.register("rows", "Rows predicted", rows.clone());
+        let rows = exporter.counter("rows", "Rows predicted");
         // 50 µs to about 3 s, doubling.
-        let latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-            0.000_05, 2.0, 16,
-        ));
-        registry.register(
+        let latency = exporter.histogram(
             "request_duration_seconds",
             "Time to answer a scoring request",
-            latency.clone(),
+            (0.000_05, 2.0, 16),
         );
-        let version = Gauge::default();
-        registry.register(
-            "model_version",
-            "The registered version being served",
-            version.clone(),
-        );
-        let swaps = Counter::default();
-        registry.register(
-            "model_swaps",
-            "Times a new model version was swapped in",
-            swaps.clone(),
-        );
+        let version = exporter.gauge("model_version", "The registered version being served");
+        let swaps = exporter.counter("model_swaps", "Times a new model version was swapped in");
         Self {
-            registry,
+            exporter,
             requests,
             rows,
             latency,
@@ -425,22 +280,9 @@ impl Metrics {
         }
     }
 
-    fn set_version(&self, version: &ModelVersion) {
-        self.version
-            .set(version.version.parse::<i64>().unwrap_or(-1));
-    }
-
     fn observe(&self, status: u16, rows: usize, start: Instant) {
         self.requests.get_or_create(&StatusLabel { status }).inc();
         self.rows.inc_by(rows as u64);
         self.latency.observe(start.elapsed().as_secs_f64());
-    }
-
-    fn encode(&self) -> String {
-        let mut text = String::new();
-        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
-            tracing::warn!(%error, "cannot encode the metrics");
-        }
-        text
     }
 }

@@ -339,7 +339,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::serving::protocol::records_to_batch;
+    use crate::scoring::protocol::records_to_batch;
 
     /// JSON values of every kind, numbers near the edges of the integer types included.
     fn value() -> impl Strategy<Value = Value> {

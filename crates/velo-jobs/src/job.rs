@@ -1,0 +1,139 @@
+//! The [`Job`] trait every job implements, and the macro that registers jobs in [`JobConfig`].
+//!
+//! A job is one module holding its config struct (its `KIND`) and `impl Job for …`. The crate
+//! root lists each job once in a `register_jobs!` invocation, which declares the module,
+//! re-exports the job and generates [`JobConfig`] (the `KIND`-tagged enum), its
+//! deserializer and the dispatch of [`JobConfig::kind`], [`JobConfig::services`],
+//! [`JobConfig::plan`], [`JobConfig::schema_paths`] and [`JobConfig::run`].
+//!
+//! [`JobConfig`]: crate::JobConfig
+//! [`JobConfig::kind`]: crate::JobConfig::kind
+//! [`JobConfig::services`]: crate::JobConfig::services
+//! [`JobConfig::plan`]: crate::JobConfig::plan
+//! [`JobConfig::schema_paths`]: crate::JobConfig::schema_paths
+//! [`JobConfig::run`]: crate::JobConfig::run
+
+use std::path::Path;
+
+use crate::{
+    JobContext, JobError, JobOutcome,
+    common::{SchemaFiles, Services},
+};
+
+/// A configurable job: the config struct a YAML file's `job:` holds, and what running it does.
+///
+/// Embedders run a job through [`JobConfig::run`](crate::JobConfig::run), or call
+/// [`Job::run`] on the config struct directly:
+///
+/// ```no_run
+/// use velo_jobs::{Job as _, JobContext, PromotionJob};
+///
+/// let job: PromotionJob = serde_yaml::from_str("alias: Champion")?;
+/// let context = JobContext::open(&job.services.mlflow, Default::default())?;
+/// let outcome = job.run(&context)?;
+/// println!("{}", outcome.lines.join("\n"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait Job {
+    /// The job's `KIND` in configuration files: the config struct's name.
+    const KIND: &'static str;
+
+    /// The job's services (logging, alerts, tracking).
+    fn services(&self) -> &Services;
+
+    /// A human description of what this job would do, one step per line.
+    fn plan(&self) -> Vec<String>;
+
+    /// The schema files the job refers to, validated before it runs (none by default).
+    fn schemas(&self) -> Option<&SchemaFiles> {
+        None
+    }
+
+    /// Runs the job with the services of `context`.
+    ///
+    /// # Errors
+    /// Whatever stops the job; the tracking run it opened, if any, ends FAILED with it.
+    fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError>;
+}
+
+/// The schema files of `schemas` that exist in the configuration, inputs first.
+pub(crate) fn schema_paths(schemas: Option<&SchemaFiles>) -> Vec<&Path> {
+    schemas
+        .map(|files| {
+            std::iter::once(files.inputs.as_path())
+                .chain(files.targets.as_deref())
+                .chain(files.outputs.as_deref())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Registers jobs: one line per job, `module::Job: "what it does",`.
+///
+/// Declares `pub mod module;`, re-exports `module::Job`, and generates the `KIND`-tagged
+/// [`JobConfig`](crate::JobConfig) (the description becomes the variant's documentation and
+/// its JSON Schema description) with its deserializer and dispatch.
+macro_rules! register_jobs {
+    ($($module:ident :: $job:ident : $doc:literal,)+) => {
+        $(pub mod $module;)+
+        pub use self::{$($module::$job),+};
+
+        /// A job, selected by `KIND`.
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+        #[serde(tag = "KIND")]
+        #[non_exhaustive]
+        pub enum JobConfig {
+            $(
+                #[doc = $doc]
+                $job($job),
+            )+
+        }
+
+        velo_core::impl_kind_deserialize!(JobConfig { $($job),+ });
+
+        impl JobConfig {
+            /// The `KIND` of every registered job, in registration order.
+            pub const KINDS: &'static [&'static str] = &[$(<$job as $crate::Job>::KIND),+];
+
+            /// The `KIND` of this job.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Self::$job(_) => <$job as $crate::Job>::KIND,)+
+                }
+            }
+
+            /// The job's services (logging, alerts, tracking).
+            pub fn services(&self) -> &$crate::common::Services {
+                match self {
+                    $(Self::$job(job) => $crate::Job::services(job),)+
+                }
+            }
+
+            /// A human description of what this job would do, one step per line.
+            pub fn plan(&self) -> Vec<String> {
+                match self {
+                    $(Self::$job(job) => $crate::Job::plan(job),)+
+                }
+            }
+
+            /// The schema files the job refers to, for validation before it runs.
+            pub fn schema_paths(&self) -> Vec<&std::path::Path> {
+                match self {
+                    $(Self::$job(job) => $crate::job::schema_paths($crate::Job::schemas(job)),)+
+                }
+            }
+
+            /// Runs the job with the services of `context`.
+            ///
+            /// # Errors
+            /// Whatever stops the job (see [`JobError`]).
+            pub fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+                match self {
+                    $(Self::$job(job) => $crate::Job::run(job, context),)+
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use register_jobs;

@@ -1,0 +1,163 @@
+//! Scoring shared by the transports: a loaded model and the schema its inputs are checked
+//! against, the [`Scorer`] that follows a model URI and swaps in a moved alias's version, the
+//! request payloads of MLflow's scoring protocol ([`protocol`]) and the fast parsing of
+//! one-record messages ([`records`]).
+//!
+//! The HTTP server ([`serving`](crate::serving)) and the Kafka job ([`kafka`](crate::kafka))
+//! keep only their transport and their own metrics; [`metrics`] is the Prometheus registry
+//! both expose.
+//!
+//! Available with the `serve` feature.
+
+pub(crate) mod metrics;
+pub mod protocol;
+pub(crate) mod records;
+
+use std::sync::{Arc, RwLock};
+
+use velo_core::{models::Model, schemas::Schema};
+use velo_io::registries::{ModelRegistry, ModelUri, ModelVersion};
+
+use crate::{JobError, common::load_model_uri};
+use protocol::{MediaType, ScoringError};
+
+/// A loaded model version and the schema its inputs are validated against.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The registered version.
+    pub version: ModelVersion,
+    model: Box<dyn Model>,
+    /// The model's inputs schema, with columns it does not name ignored.
+    schema: Schema,
+    /// The schema's index column (optional in requests).
+    index: Option<String>,
+    /// The columns one-record-per-message streams read (the schema's, then the index).
+    records: records::RecordColumns,
+}
+
+impl LoadedModel {
+    fn new(version: ModelVersion, model: Box<dyn Model>) -> Self {
+        let mut schema = model.inputs_schema().clone();
+        schema.strict = false;
+        schema.extra_columns = None;
+        // The index is never a feature: requests need not carry it (pandas sends it apart).
+        let index = schema.index.take();
+        if let Some(index) = &index {
+            schema.columns.retain(|column| &column.name != index);
+        }
+        let records = records::RecordColumns::new(
+            schema
+                .columns
+                .iter()
+                .map(|column| column.name.clone())
+                .collect(),
+            index.as_deref(),
+        );
+        Self {
+            version,
+            model,
+            schema,
+            index,
+            records,
+        }
+    }
+
+    /// The columns read from each JSON record by the fast path of [`records`].
+    pub(crate) fn record_columns(&self) -> &records::RecordColumns {
+        &self.records
+    }
+
+    /// The name of the schema's index column, if it has one.
+    pub fn index_column(&self) -> Option<&str> {
+        self.index.as_deref()
+    }
+
+    /// Validates `batch` against the inputs schema and predicts it.
+    ///
+    /// # Errors
+    /// [`ScoringError::BadRequest`] with the schema's violations (column, rows, rule) or the
+    /// model's refusal.
+    pub fn predict(&self, batch: &arrow::array::RecordBatch) -> Result<Vec<f64>, ScoringError> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let valid = self.schema.validate(batch).map_err(|error| {
+            ScoringError::BadRequest(format!("the inputs break the model's schema: {error}"))
+        })?;
+        self.model.predict(&valid).map_err(|error| {
+            ScoringError::BadRequest(format!("the model cannot predict these inputs: {error}"))
+        })
+    }
+}
+
+/// Serves the model a URI names, and follows it when it moves.
+#[derive(Debug)]
+pub struct Scorer {
+    registry: Arc<dyn ModelRegistry>,
+    uri: ModelUri,
+    current: RwLock<Arc<LoadedModel>>,
+}
+
+impl Scorer {
+    /// Loads the version `uri` names in `registry`.
+    ///
+    /// # Errors
+    /// An unknown model, alias or version, or a model file that does not load.
+    pub fn load(registry: Arc<dyn ModelRegistry>, uri: ModelUri) -> Result<Self, JobError> {
+        let (version, model) = load_model_uri(registry.as_ref(), &uri)?;
+        Ok(Self {
+            registry,
+            uri,
+            current: RwLock::new(Arc::new(LoadedModel::new(version, model))),
+        })
+    }
+
+    /// The model version answering requests now.
+    pub fn current(&self) -> Arc<LoadedModel> {
+        match self.current.read() {
+            Ok(current) => Arc::clone(&current),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The URI this scorer follows.
+    pub fn uri(&self) -> &ModelUri {
+        &self.uri
+    }
+
+    /// Resolves the URI again; when it names another version, loads that one and swaps it in.
+    /// Returns the new version when it swapped.
+    ///
+    /// # Errors
+    /// The registry cannot be read or the new version does not load; the current model stays.
+    pub fn refresh(&self) -> Result<Option<ModelVersion>, JobError> {
+        let resolved = self.uri.resolve(self.registry.as_ref())?;
+        if resolved.version == self.current().version.version {
+            return Ok(None);
+        }
+        let (version, model) = load_model_uri(self.registry.as_ref(), &self.uri)?;
+        let loaded = Arc::new(LoadedModel::new(version.clone(), model));
+        match self.current.write() {
+            Ok(mut current) => *current = loaded,
+            Err(poisoned) => *poisoned.into_inner() = loaded,
+        }
+        Ok(Some(version))
+    }
+
+    /// Scores one request body: `{"predictions": [...]}` or the error to answer.
+    ///
+    /// # Errors
+    /// [`ScoringError`]: a media type other than JSON or CSV, a malformed body, inputs the
+    /// schema refuses.
+    pub fn score(
+        &self,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<(Arc<LoadedModel>, Vec<f64>), ScoringError> {
+        let media = MediaType::parse(content_type)?;
+        let batch = protocol::read_body(media, body)?;
+        let model = self.current();
+        let predictions = model.predict(&batch)?;
+        Ok((model, predictions))
+    }
+}
