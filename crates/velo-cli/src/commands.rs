@@ -322,7 +322,8 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let mlflow = job.services().mlflow.with_env_overrides();
+    // The loader has applied MLflow's variables (`MLFLOW_TRACKING_URI`, …) already.
+    let mlflow = &job.services().mlflow;
     let files: Vec<String> = config
         .files
         .iter()
@@ -334,7 +335,7 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
         ..RunContext::default()
     };
     let mut context =
-        JobContext::open(&mlflow, run_context).map_err(|error| Failure::Job(error.into()))?;
+        JobContext::open(mlflow, run_context).map_err(|error| Failure::Job(error.into()))?;
     context.progress = std::sync::Arc::new(crate::progress::Bars::on_stderr());
     // Ctrl-C or SIGTERM ends the open run as KILLED before the process exits. A streaming job
     // is asked to stop first: it finishes its batch, commits and returns; a second signal kills.

@@ -36,14 +36,12 @@ pub(crate) struct ServeArgs {
     workers: Option<usize>,
 }
 
-/// The registry `velo serve` reads: the flag, then MLflow's variables, then `./mlruns`.
+/// The registry `velo serve` reads: the flag, else where MLflow's variables put it (velo-io's
+/// one resolver: `MLFLOW_REGISTRY_URI`, else `MLFLOW_TRACKING_URI`, else the default store).
 fn registry_uri(args: &ServeArgs) -> String {
-    let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     args.registry_uri
         .clone()
-        .or_else(|| from_env("MLFLOW_REGISTRY_URI"))
-        .or_else(|| from_env("MLFLOW_TRACKING_URI"))
-        .unwrap_or_else(|| "./mlruns".to_owned())
+        .unwrap_or_else(|| velo_io::services::MlflowService::from_env().registry_uri)
 }
 
 pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {

@@ -9,7 +9,11 @@
 //! 3. environment variables `VELO_<KEY>__<KEY>…` (a double underscore separates nesting levels,
 //!    keys are lower-cased except `KIND`): `VELO_JOB__MODEL__MAX_DEPTH=7`. Variables without a
 //!    double underscore (`VELO_PROFILE`, `VELO_LOG`, …) are not configuration and are ignored;
-//! 4. `--extras` YAML snippets, in order: `job: {model: {max_depth: 7}}`.
+//! 4. `--extras` YAML snippets, in order: `job: {model: {max_depth: 7}}`;
+//! 5. MLflow's own variables `MLFLOW_TRACKING_URI`, `MLFLOW_REGISTRY_URI` and
+//!    `MLFLOW_EXPERIMENT_NAME`, which set the [`MlflowService`] at [`MLFLOW_KEY`] as MLflow's
+//!    clients would (see [`MlflowService::overrides`]): the one place that decides where MLflow
+//!    lives, for `velo run`, `velo config show` and embedders alike.
 //!
 //! Extraction errors name the key path, the expected type and the source (file, variable or
 //! snippet) of the offending value; [`Loaded::provenance`] tells, for each effective value,
@@ -28,11 +32,20 @@ use figment::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::services::MlflowService;
+
 /// The prefix of environment variables read as configuration.
 pub const ENV_PREFIX: &str = "VELO_";
 
 /// The key of the per-file section holding profile overrides.
 pub const PROFILES_KEY: &str = "profiles";
+
+/// Where velo's configuration files hold their [`MlflowService`], which the MLflow variables
+/// override.
+pub const MLFLOW_KEY: &str = "job.services.mlflow";
+
+/// The prefix of the custom source names given to MLflow variable layers.
+const VARIABLE_SOURCE: &str = "environment variable ";
 
 /// Errors raised while loading configuration.
 #[derive(Debug, thiserror::Error)]
@@ -168,8 +181,13 @@ pub enum ValueSource {
         /// The file.
         path: PathBuf,
     },
-    /// An environment variable.
+    /// An environment variable `VELO_…`.
     Env,
+    /// A named environment variable (MLflow's `MLFLOW_TRACKING_URI`, …).
+    Variable {
+        /// The variable.
+        name: String,
+    },
     /// An `--extras` snippet, numbered from 1.
     Extra {
         /// The snippet's position on the command line.
@@ -184,6 +202,7 @@ impl fmt::Display for ValueSource {
         match self {
             Self::File { path } => write!(f, "{}", path.display()),
             Self::Env => f.write_str("environment"),
+            Self::Variable { name } => write!(f, "environment variable {name}"),
             Self::Extra { index } => write!(f, "--extras #{index}"),
             Self::Default => f.write_str("default"),
         }
@@ -223,6 +242,7 @@ pub struct ConfigLoader {
     extras: Vec<String>,
     profile: Option<String>,
     env_prefix: Option<String>,
+    mlflow_key: Option<String>,
 }
 
 impl Default for ConfigLoader {
@@ -232,6 +252,7 @@ impl Default for ConfigLoader {
             extras: Vec::new(),
             profile: None,
             env_prefix: Some(ENV_PREFIX.to_owned()),
+            mlflow_key: Some(MLFLOW_KEY.to_owned()),
         }
     }
 }
@@ -279,10 +300,19 @@ impl ConfigLoader {
         self
     }
 
-    /// Ignores the environment entirely (for embedders and tests).
+    /// Where the MLflow variables apply (default [`MLFLOW_KEY`]); `None` leaves them out.
+    #[must_use]
+    pub fn mlflow_key(mut self, key: Option<String>) -> Self {
+        self.mlflow_key = key;
+        self
+    }
+
+    /// Ignores the environment entirely, `VELO_…` and MLflow's variables (for embedders and
+    /// tests).
     #[must_use]
     pub fn without_env(mut self) -> Self {
         self.env_prefix = None;
+        self.mlflow_key = None;
         self
     }
 
@@ -332,6 +362,9 @@ impl ConfigLoader {
         if let Some(profile) = &self.profile {
             figment = figment.select(profile.as_str());
         }
+        if let Some(key) = &self.mlflow_key {
+            figment = mlflow_layers(figment, key, |name| std::env::var(name).ok())?;
+        }
         Ok(figment)
     }
 
@@ -346,6 +379,56 @@ impl ConfigLoader {
             .map_err(|error| invalid(&figment, error))?;
         Ok(Loaded { value, figment })
     }
+}
+
+/// Merges one layer per MLflow variable that changes the [`MlflowService`] at `key`, over
+/// everything else, each named after its variable. Nothing is added when no variable is set,
+/// or when the configuration has nothing at `key`'s first segment (it is not a job file).
+fn mlflow_layers(
+    mut figment: Figment,
+    key: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Figment, ConfigError> {
+    let root = key.split('.').next().unwrap_or(key);
+    if !figment.contains(root) {
+        return Ok(figment);
+    }
+    // Values of the wrong type are reported by the full extraction; here they count as unset.
+    let configured: MlflowService = figment.extract_inner(key).unwrap_or_default();
+    for variable in MlflowService::VARIABLES {
+        let changes: Vec<_> = configured
+            .overrides(&lookup)
+            .into_iter()
+            .filter(|change| change.variable == variable)
+            .collect();
+        if changes.is_empty() {
+            continue;
+        }
+        let mut leaf = serde_json::Map::new();
+        for change in changes {
+            leaf.insert(change.field.to_owned(), change.value.into());
+        }
+        let nested = key.rsplit('.').fold(
+            serde_json::Value::Object(leaf),
+            |inner, segment| serde_json::json!({ segment: inner }),
+        );
+        let origin = format!("{VARIABLE_SOURCE}{variable}");
+        let dict = match Value::serialize(&nested) {
+            Ok(Value::Dict(_, dict)) => dict,
+            _ => {
+                return Err(ConfigError::Parse {
+                    origin,
+                    message: "cannot be placed in the configuration".to_owned(),
+                });
+            }
+        };
+        let metadata = Metadata::from(origin.clone(), Source::Custom(origin.clone()));
+        let mut data = Map::new();
+        // Over every profile, as MLflow's variables are over every configuration.
+        data.insert(Profile::Global, dict);
+        figment = figment.merge(Layer { metadata, data });
+    }
+    Ok(figment)
 }
 
 /// The environment provider: `VELO_A__B=1` becomes `a.b = 1`, `KIND` keeps its case.
@@ -410,10 +493,17 @@ fn describe_metadata(metadata: &Metadata) -> String {
 fn source_of(metadata: &Metadata) -> ValueSource {
     match &metadata.source {
         Some(Source::File(path)) => ValueSource::File { path: path.clone() },
-        Some(Source::Custom(custom)) => custom
-            .strip_prefix("--extras #")
-            .and_then(|n| n.parse().ok())
-            .map_or(ValueSource::Env, |index| ValueSource::Extra { index }),
+        Some(Source::Custom(custom)) => {
+            if let Some(name) = custom.strip_prefix(VARIABLE_SOURCE) {
+                return ValueSource::Variable {
+                    name: name.to_owned(),
+                };
+            }
+            custom
+                .strip_prefix("--extras #")
+                .and_then(|n| n.parse().ok())
+                .map_or(ValueSource::Env, |index| ValueSource::Extra { index })
+        }
         _ => ValueSource::Env,
     }
 }
@@ -751,6 +841,98 @@ mod tests {
                     .file("empty.yaml")
                     .file("t.toml"),
                 2,
+                "",
+            );
+            Ok(())
+        });
+    }
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct JobFile {
+        job: Served,
+    }
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Served {
+        #[serde(default)]
+        services: Services,
+    }
+
+    #[derive(Debug, Default, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Services {
+        #[serde(default)]
+        mlflow: MlflowService,
+    }
+
+    fn mlflow_of(loader: ConfigLoader) -> (MlflowService, BTreeMap<String, String>) {
+        let loaded = loader.load::<JobFile>().expect("loads");
+        let sources = loaded
+            .provenance()
+            .expect("provenance")
+            .into_iter()
+            .map(|entry| (entry.key, entry.source.to_string()))
+            .collect();
+        (loaded.value.job.services.mlflow, sources)
+    }
+
+    #[test]
+    fn mlflow_variables_are_the_last_layer_and_name_their_source() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "run.yaml",
+                "job: {services: {mlflow: {experiment_name: bikes}}}\nprofiles:\n  dev: {job: {services: {mlflow: {tracking_uri: ./dev}}}}\n",
+            )?;
+            let (plain, sources) = mlflow_of(ConfigLoader::default().file("run.yaml"));
+            assert_eq!(plain.tracking_uri, MlflowService::DEFAULT_URI);
+            assert_eq!(sources["job.services.mlflow.tracking_uri"], "default");
+
+            jail.set_env("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000");
+            jail.set_env("MLFLOW_EXPERIMENT_NAME", "staging");
+            let loader = || {
+                ConfigLoader::default()
+                    .file("run.yaml")
+                    .profile(Some("dev".into()))
+                    .extra("job: {services: {mlflow: {experiment_name: extra}}}")
+            };
+            let (moved, sources) = mlflow_of(loader());
+            assert_eq!(moved.tracking_uri, "http://127.0.0.1:5000");
+            // The registry followed: the profile set tracking only, so both were one place.
+            assert_ne!(moved.registry_uri, moved.tracking_uri);
+            assert_eq!(moved.registry_uri, MlflowService::DEFAULT_URI);
+            assert_eq!(moved.experiment_name, "staging");
+            let variable = "environment variable MLFLOW_TRACKING_URI";
+            assert_eq!(sources["job.services.mlflow.tracking_uri"], variable);
+            assert_eq!(
+                sources["job.services.mlflow.experiment_name"],
+                "environment variable MLFLOW_EXPERIMENT_NAME"
+            );
+
+            // Without the profile, tracking and registry were both the default: both move.
+            let (both, sources) = mlflow_of(ConfigLoader::default().file("run.yaml"));
+            assert_eq!(both.registry_uri, "http://127.0.0.1:5000");
+            assert_eq!(sources["job.services.mlflow.registry_uri"], variable);
+
+            jail.set_env("MLFLOW_REGISTRY_URI", "./models");
+            let (split, sources) = mlflow_of(ConfigLoader::default().file("run.yaml"));
+            assert_eq!(
+                (split.tracking_uri.as_str(), split.registry_uri.as_str()),
+                ("http://127.0.0.1:5000", "./models")
+            );
+            assert_eq!(
+                sources["job.services.mlflow.registry_uri"],
+                "environment variable MLFLOW_REGISTRY_URI"
+            );
+
+            // Out of the way when asked, and for files that hold no job.
+            let (kept, _) = mlflow_of(ConfigLoader::default().file("run.yaml").without_env());
+            assert_eq!(kept.tracking_uri, MlflowService::DEFAULT_URI);
+            jail.create_file("other.yaml", "job: {KIND: Train}")?;
+            check(
+                ConfigLoader::default().file("other.yaml").mlflow_key(None),
+                20,
                 "",
             );
             Ok(())

@@ -40,8 +40,9 @@ pub struct JobContext {
 
 impl JobContext {
     /// Opens the stores named by `mlflow` (a directory for the embedded store, or an
-    /// `http(s)://` server); the caller applies any environment overrides to `mlflow` first
-    /// (see [`MlflowService::with_env_overrides`]).
+    /// `http(s)://` server). A configuration loaded with velo-io's `ConfigLoader` has MLflow's
+    /// variables applied already; one built in code can take them with
+    /// [`MlflowService::with_env_overrides`].
     pub fn open(mlflow: &MlflowService, run: RunContext) -> Result<Self, JobError> {
         let stores = registries::open_pair(&mlflow.tracking_uri, &mlflow.registry_uri)?;
         Ok(Self {

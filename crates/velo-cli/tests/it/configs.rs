@@ -179,6 +179,41 @@ fn config_show_names_the_source_of_every_value() {
 }
 
 #[test]
+fn config_show_names_the_mlflow_variable_a_value_came_from() {
+    let result = output(
+        velo()
+            .args(["config", "show", "configs/training.yaml"])
+            .env("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+            .env("MLFLOW_EXPERIMENT_NAME", "from-env"),
+    );
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let line = |key: &str| {
+        result
+            .stdout
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no line for {key} in:\n{}", result.stdout))
+            .to_owned()
+    };
+    for key in [
+        "job.services.mlflow.tracking_uri",
+        "job.services.mlflow.registry_uri",
+    ] {
+        assert!(
+            line(key).ends_with(
+                "= \"http://127.0.0.1:5999\"  # environment variable MLFLOW_TRACKING_URI"
+            ),
+            "{}",
+            line(key)
+        );
+    }
+    assert!(
+        line("job.services.mlflow.experiment_name")
+            .ends_with("# environment variable MLFLOW_EXPERIMENT_NAME")
+    );
+}
+
+#[test]
 fn profiles_come_from_the_flag_or_the_environment() {
     let n_estimators = |result: &Output| {
         assert_eq!(result.code, 0, "{}", result.stderr);

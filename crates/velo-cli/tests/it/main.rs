@@ -24,7 +24,8 @@ pub(crate) fn velo() -> assert_cmd::Command {
     let mut command = assert_cmd::Command::cargo_bin("velo").expect("the velo binary is built");
     command.current_dir(root());
     for (key, _) in std::env::vars() {
-        if key.starts_with("VELO_") && key != "VELO_PYTHON" && key != "VELO_IT" {
+        let velo = key.starts_with("VELO_") && key != "VELO_PYTHON" && key != "VELO_IT";
+        if velo || key.starts_with("MLFLOW_") {
             command.env_remove(key);
         }
     }

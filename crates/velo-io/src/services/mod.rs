@@ -122,41 +122,93 @@ pub struct MlflowService {
     pub registry_name: String,
 }
 
+/// One field of [`MlflowService`] set from an MLflow environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MlflowOverride {
+    /// The variable (`MLFLOW_TRACKING_URI`, …).
+    pub variable: &'static str,
+    /// The field it sets (`tracking_uri`, `registry_uri` or `experiment_name`).
+    pub field: &'static str,
+    /// The value.
+    pub value: String,
+}
+
 impl MlflowService {
-    /// This configuration with the overrides MLflow users expect from the process environment:
-    /// `MLFLOW_TRACKING_URI`, `MLFLOW_REGISTRY_URI` and `MLFLOW_EXPERIMENT_NAME`.
+    /// The tracking and registry URI when none is configured: the embedded store in `./mlruns`.
+    pub const DEFAULT_URI: &'static str = "./mlruns";
+
+    /// The MLflow environment variables velo reads, as MLflow's clients do.
+    pub const VARIABLES: [&'static str; 3] = [
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+        "MLFLOW_EXPERIMENT_NAME",
+    ];
+
+    /// Where MLflow lives, decided in one place: the fields that the MLflow variables read
+    /// through `lookup` change in this configuration (empty values are ignored).
     ///
-    /// As in MLflow, a tracking URI given without a registry URI also moves the registry,
-    /// unless the registry URI was configured to a different place than the tracking URI.
+    /// `MLFLOW_TRACKING_URI` sets the tracking URI and, as in MLflow, also moves the registry
+    /// unless the registry was configured to a different place than tracking;
+    /// `MLFLOW_REGISTRY_URI` sets the registry; `MLFLOW_EXPERIMENT_NAME` the experiment.
+    /// [`ConfigLoader`](crate::configs::ConfigLoader) applies them as its last layer, so
+    /// `velo config show` names the variable each value came from.
+    pub fn overrides(&self, lookup: impl Fn(&str) -> Option<String>) -> Vec<MlflowOverride> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let mut changes = Vec::new();
+        let mut set = |variable, field, value: &String| {
+            changes.push(MlflowOverride {
+                variable,
+                field,
+                value: value.clone(),
+            });
+        };
+        if let Some(uri) = get("MLFLOW_TRACKING_URI") {
+            set("MLFLOW_TRACKING_URI", "tracking_uri", &uri);
+            if self.registry_uri == self.tracking_uri && get("MLFLOW_REGISTRY_URI").is_none() {
+                set("MLFLOW_TRACKING_URI", "registry_uri", &uri);
+            }
+        }
+        if let Some(uri) = get("MLFLOW_REGISTRY_URI") {
+            set("MLFLOW_REGISTRY_URI", "registry_uri", &uri);
+        }
+        if let Some(name) = get("MLFLOW_EXPERIMENT_NAME") {
+            set("MLFLOW_EXPERIMENT_NAME", "experiment_name", &name);
+        }
+        changes
+    }
+
+    /// This configuration with the [`overrides`](Self::overrides) read through `lookup`, for
+    /// embedders and tests that keep the process environment out.
+    #[must_use]
+    pub fn with_overrides(&self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut resolved = self.clone();
+        for change in self.overrides(lookup) {
+            let field = match change.field {
+                "tracking_uri" => &mut resolved.tracking_uri,
+                "registry_uri" => &mut resolved.registry_uri,
+                _ => &mut resolved.experiment_name,
+            };
+            *field = change.value;
+        }
+        resolved
+    }
+
+    /// This configuration with the [`overrides`](Self::overrides) of the process environment
+    /// (what [`ConfigLoader`](crate::configs::ConfigLoader) already applied to a loaded one).
     #[must_use]
     pub fn with_env_overrides(&self) -> Self {
         self.with_overrides(|name| std::env::var(name).ok())
     }
 
-    /// [`with_env_overrides`](Self::with_env_overrides) with the variables read through
-    /// `lookup` (empty values are ignored), for embedders and tests that keep the environment
-    /// out.
-    #[must_use]
-    pub fn with_overrides(&self, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        let mut resolved = self.clone();
-        if let Some(uri) = get("MLFLOW_TRACKING_URI") {
-            if self.registry_uri == self.tracking_uri {
-                resolved.registry_uri.clone_from(&uri);
-            }
-            resolved.tracking_uri = uri;
-        }
-        if let Some(uri) = get("MLFLOW_REGISTRY_URI") {
-            resolved.registry_uri = uri;
-        }
-        if let Some(name) = get("MLFLOW_EXPERIMENT_NAME") {
-            resolved.experiment_name = name;
-        }
-        resolved
+    /// The default configuration with the process environment's overrides: where a command
+    /// that has no configuration file (`velo serve`) finds MLflow.
+    pub fn from_env() -> Self {
+        Self::default().with_env_overrides()
     }
 
     fn default_uri() -> String {
-        "./mlruns".to_owned()
+        Self::DEFAULT_URI.to_owned()
     }
 
     fn default_name() -> String {
