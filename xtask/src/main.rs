@@ -290,8 +290,9 @@ fn check() -> Result<()> {
     Ok(())
 }
 
-/// Features the tests need on top of the defaults: the harness that starts a real MLflow server.
-const TEST_FEATURES: &str = "velo-mlflow/test-server";
+/// Features the tests need on top of the defaults: the harness that starts a real MLflow server
+/// and the file store's crash points.
+const TEST_FEATURES: &str = "velo-mlflow/test-server,velo-io/crash-points";
 
 fn test() -> Result<()> {
     install()?;

@@ -14,6 +14,7 @@
 pub mod configs;
 pub mod datasets;
 mod error;
+mod files;
 pub mod registries;
 pub mod services;
 

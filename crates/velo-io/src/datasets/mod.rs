@@ -13,7 +13,6 @@
 
 use std::path::PathBuf;
 
-mod atomic;
 pub mod import;
 mod lineage;
 mod pandas;
@@ -187,4 +186,14 @@ fn quoted(names: &[String]) -> String {
         .map(|name| format!("`{name}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+impl From<crate::files::FileError> for DatasetError {
+    fn from(error: crate::files::FileError) -> Self {
+        Self::Io {
+            action: error.action,
+            path: error.path,
+            source: error.source,
+        }
+    }
 }

@@ -21,6 +21,8 @@ use parquet::{
 use serde::{Deserialize, Serialize};
 use velo_core::schemas::{Schema, Validator};
 
+use crate::files::file_uri;
+
 use super::{
     DatasetError,
     lineage::{Dataset, LineageBuilder},
@@ -446,28 +448,6 @@ fn dataset_name(path: &Path) -> String {
         || path.display().to_string(),
         |s| s.to_string_lossy().into_owned(),
     )
-}
-
-/// The absolute `file://` URI of a path (resolving symbolic links when the file exists).
-pub(crate) fn file_uri(path: &Path) -> String {
-    let absolute = std::fs::canonicalize(path)
-        .or_else(|_| std::path::absolute(path))
-        .unwrap_or_else(|_| path.to_path_buf());
-    let text = absolute.to_string_lossy().replace('\\', "/");
-    // Windows verbatim prefixes (`//?/C:/…`) are not part of a URI.
-    let text = text.strip_prefix("//?/").unwrap_or(&text);
-    let mut uri = String::from("file://");
-    if !text.starts_with('/') {
-        uri.push('/');
-    }
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-._~:".contains(&byte) {
-            uri.push(char::from(byte));
-        } else {
-            uri.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    uri
 }
 
 /// Opens a file for reading, telling a missing file apart.

@@ -18,11 +18,11 @@ use parquet::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::files::{TempFile, file_uri};
+
 use super::{
     DatasetError,
-    atomic::TempFile,
     pandas::{PANDAS_KEY, pandas_metadata},
-    readers::file_uri,
 };
 
 /// Where to write a dataset, and how.
@@ -380,7 +380,7 @@ impl ParquetSink {
             .set_max_row_group_row_count(Some(options.row_group_size))
             .set_created_by(format!("velo version {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let (temp, file) = TempFile::create(path)?;
+        let (temp, file) = TempFile::beside(path)?;
         let writer =
             ArrowWriter::try_new(BufWriter::new(file), Arc::clone(&output), Some(properties))
                 .map_err(|source| DatasetError::ParquetWrite {
@@ -445,7 +445,7 @@ impl ParquetSink {
         let file = buffered
             .into_inner()
             .map_err(|e| error(e.into_error().into()))?;
-        let bytes = temp.seal(file)?;
+        let bytes = temp.seal(file, true)?;
         Ok(Sealed {
             temp,
             path,
@@ -473,7 +473,7 @@ impl Sealed {
             rows,
             bytes,
         } = self;
-        temp.rename()?;
+        temp.rename(true)?;
         Ok(WriteSummary {
             uri: file_uri(&path),
             path,
@@ -504,7 +504,7 @@ impl CsvSink {
                     options.delimiter
                 ),
             })?;
-        let (temp, file) = TempFile::create(path)?;
+        let (temp, file) = TempFile::beside(path)?;
         let writer = arrow::csv::WriterBuilder::new()
             .with_header(options.has_header)
             .with_delimiter(delimiter)
@@ -556,7 +556,7 @@ impl BatchSink for CsvSink {
         let mut buffered = writer.into_inner();
         buffered.flush().map_err(error)?;
         let file = buffered.into_inner().map_err(|e| error(e.into_error()))?;
-        let bytes = temp.seal(file)?;
+        let bytes = temp.seal(file, true)?;
         Sealed {
             temp,
             path,

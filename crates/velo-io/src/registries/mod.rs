@@ -95,6 +95,16 @@ impl RegistryError {
     }
 }
 
+impl From<crate::files::FileError> for RegistryError {
+    fn from(error: crate::files::FileError) -> Self {
+        Self::Io {
+            action: error.action,
+            path: error.path,
+            source: error.source,
+        }
+    }
+}
+
 /// The result type of this module.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 

@@ -319,7 +319,7 @@ impl ModelRegistry for MlflowServer {
 
 /// Copies a model version whose source is a local directory (`file://…` or a path) into
 /// `into`, refusing symbolic links.
-pub(super) fn copy_local_source(source: &str, into: &Path) -> Result<()> {
+pub(crate) fn copy_local_source(source: &str, into: &Path) -> Result<()> {
     let path: PathBuf = if source.starts_with("file:") {
         url::Url::parse(source)
             .ok()

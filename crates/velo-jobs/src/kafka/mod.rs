@@ -21,6 +21,14 @@
 //! librdkafka built from source; ADR 0007), on in the CLI.
 
 #[cfg(feature = "kafka")]
+mod batch;
+#[cfg(feature = "kafka")]
+mod metrics;
+#[cfg(feature = "kafka")]
+mod outputs;
+#[cfg(feature = "kafka")]
+mod pipeline;
+#[cfg(feature = "kafka")]
 mod stream;
 
 use std::collections::BTreeMap;
@@ -154,6 +162,4 @@ impl KafkaInferenceJob {
     fn default_poll_interval_s() -> u64 {
         10
     }
-
-
 }

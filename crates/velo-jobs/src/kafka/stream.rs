@@ -1,44 +1,33 @@
 //! The streaming loop of [`KafkaInferenceJob`] (feature `kafka`).
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
-    ops::Range,
+    collections::BTreeMap,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use arrow::record_batch::RecordBatch;
-use rayon::prelude::*;
 use rdkafka::{
-    ClientConfig, Message as _, Offset, TopicPartitionList,
+    ClientConfig, Offset,
     consumer::{CommitMode, Consumer as _, StreamConsumer},
-    message::{BorrowedMessage, Header, OwnedHeaders},
+    message::{Header, OwnedHeaders},
     producer::{BaseRecord, ThreadedProducer},
 };
-use serde::Serialize;
-use serde_json::Value;
-use tokio::sync::Notify;
-
-use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
 use velo_io::services::tracking::ActiveRun;
 
-use super::KafkaInferenceJob;
-use crate::{
-    JobContext, JobError, JobOutcome,
-    common::run_tracked,
-    scoring::{
-        LoadedModel, Scorer,
-        metrics::{self as exposition, Exporter},
-        protocol::{self, ScoringError},
-        records,
-    },
+use super::{
+    KafkaInferenceJob,
+    batch::{Batch, Counts},
+    metrics::{StreamMetrics, serve_metrics},
+    outputs::Outputs,
+    pipeline::{Acks, IN_FLIGHT_BATCHES, InFlight, Pipeline, Sent},
 };
+use crate::{JobContext, JobError, JobOutcome, common::run_tracked, scoring::Scorer};
 
 /// Records parsed or written by one task of a batch's parallel steps.
-const PARALLEL_RECORDS: usize = 512;
+pub(super) const PARALLEL_RECORDS: usize = 512;
 
 pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOutcome, JobError> {
     if job.max_batch == 0 {
@@ -110,92 +99,6 @@ pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOu
     })
 }
 
-/// Serves `/metrics` on `address` until the returned task is aborted.
-async fn serve_metrics(
-    address: &str,
-    metrics: Arc<StreamMetrics>,
-) -> Result<tokio::task::JoinHandle<()>, JobError> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|error| JobError::Runtime {
-            action: format!("serve metrics on {address}"),
-            source: Box::new(error),
-        })?;
-    if let Ok(bound) = listener.local_addr() {
-        tracing::info!(address = %bound, "serving Prometheus metrics at /metrics");
-    }
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = Arc::clone(&metrics);
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, exposition::CONTENT_TYPE)],
-                    metrics.encode(),
-                )
-            }
-        }),
-    );
-    Ok(tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::warn!(%error, "the metrics server stopped");
-        }
-    }))
-}
-
-/// The Prometheus metrics of a stream.
-#[derive(Debug)]
-struct StreamMetrics {
-    exporter: Exporter,
-    records_in: Counter,
-    records_out: Counter,
-    dead_letters: Counter,
-    batch_seconds: Histogram,
-    lag: Gauge,
-    version: Gauge,
-}
-
-impl StreamMetrics {
-    fn new() -> Self {
-        let mut exporter = Exporter::new("velo_kafka");
-        let records_in = exporter.counter("records_in", "Input records consumed");
-        let records_out = exporter.counter("records_out", "Predictions produced");
-        let dead_letters =
-            exporter.counter("dead_letters", "Records sent to the dead-letter topic");
-        // 1 ms to about 16 s, doubling.
-        let batch_seconds = exporter.histogram(
-            "batch_duration_seconds",
-            "From a batch's first record to its commit",
-            (0.001, 2.0, 15),
-        );
-        let lag = exporter.gauge(
-            "consumer_lag",
-            "Records behind the end of the assigned partitions",
-        );
-        let version = exporter.gauge(
-            "model_version",
-            "The registered version scoring the stream",
-        );
-        Self {
-            exporter,
-            records_in,
-            records_out,
-            dead_letters,
-            batch_seconds,
-            lag,
-            version,
-        }
-    }
-
-    fn set_version(&self, version: &str) {
-        exposition::set_version(&self.version, version);
-    }
-
-    fn encode(&self) -> String {
-        self.exporter.encode()
-    }
-}
-
 impl KafkaInferenceJob {
     fn client(&self, extra: &BTreeMap<String, String>) -> ClientConfig {
         let mut config = ClientConfig::new();
@@ -226,10 +129,9 @@ impl KafkaInferenceJob {
         for (key, value) in &self.producer {
             producer_config.set(key, value);
         }
-        let producer: ThreadedProducer<Acks> =
-            producer_config
-                .create_with_context(Acks)
-                .map_err(kafka("create the producer"))?;
+        let producer: ThreadedProducer<Acks> = producer_config
+            .create_with_context(Acks)
+            .map_err(kafka("create the producer"))?;
 
         let mut consumer_config = self.client(&BTreeMap::new());
         consumer_config
@@ -406,7 +308,7 @@ impl KafkaInferenceJob {
 }
 
 /// Turns a client error into a [`JobError::Kafka`] saying what was being done.
-fn kafka(action: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> JobError {
+pub(super) fn kafka(action: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> JobError {
     move |error| JobError::Kafka {
         action: action.to_owned(),
         source: Box::new(error),
@@ -439,162 +341,18 @@ where
     }
 }
 
-/// Acknowledgements still awaited for one batch's outputs and dead letters.
-#[derive(Debug)]
-struct InFlight {
-    pending: AtomicUsize,
-    failure: Mutex<Option<String>>,
-    done: Notify,
-}
-
-impl InFlight {
-    fn new(records: usize) -> Self {
-        Self {
-            pending: AtomicUsize::new(records),
-            failure: Mutex::new(None),
-            done: Notify::new(),
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        self.pending.load(Ordering::Acquire) == 0
-    }
-
-    fn acknowledge(&self, failure: Option<String>) {
-        if let Some(failure) = failure
-            && let Ok(mut slot) = self.failure.lock()
-        {
-            slot.get_or_insert(failure);
-        }
-        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.done.notify_one();
-        }
-    }
-
-    /// Waits for every acknowledgement; an error when a delivery failed.
-    async fn wait(&self) -> Result<(), JobError> {
-        while !self.is_done() {
-            self.done.notified().await;
-        }
-        match self.failure.lock().ok().and_then(|mut slot| slot.take()) {
-            Some(failure) => Err(JobError::Kafka {
-                action: "deliver a batch's outputs, so it is not committed".to_owned(),
-                source: failure.into(),
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
-/// The producer's context: each delivery report counts against its batch.
-struct Acks;
-
-impl rdkafka::ClientContext for Acks {}
-
-impl rdkafka::producer::ProducerContext for Acks {
-    type DeliveryOpaque = Arc<InFlight>;
-
-    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, batch: Arc<InFlight>) {
-        batch.acknowledge(result.as_ref().err().map(|(error, _)| error.to_string()));
-    }
-}
-
-/// A batch whose records are sent and not yet all acknowledged.
-struct Sent {
-    in_flight: Arc<InFlight>,
-    offsets: TopicPartitionList,
-    counts: Counts,
-    started: Instant,
-}
-
-/// Sent batches in consumption order, and the offsets last committed.
-#[derive(Default)]
-struct Pipeline {
-    sent: VecDeque<Sent>,
-    committed: Option<TopicPartitionList>,
-}
-
-/// Batches whose acknowledgements may be awaited at once (after a new one is sent, the
-/// oldest is waited for while this many are in flight).
-const IN_FLIGHT_BATCHES: usize = 4;
-
-impl Pipeline {
-    fn push(&mut self, sent: Sent) {
-        self.sent.push_back(sent);
-    }
-
-    /// Commits every leading batch that is acknowledged; waits for the oldest while more than
-    /// `room` batches are in flight (`drain`: none may stay).
-    async fn settle(
-        &mut self,
-        consumer: &StreamConsumer,
-        metrics: &StreamMetrics,
-        stream: &mut Stream,
-        room: usize,
-    ) -> Result<(), JobError> {
-        while let Some(oldest) = self.sent.front() {
-            if !oldest.in_flight.is_done() && self.sent.len() <= room {
-                break;
-            }
-            oldest.in_flight.wait().await?;
-            self.commit_oldest(consumer, metrics, stream)?;
-        }
-        Ok(())
-    }
-
-    /// Waits for every batch in flight and commits them.
-    async fn drain(
-        &mut self,
-        consumer: &StreamConsumer,
-        metrics: &StreamMetrics,
-        stream: &mut Stream,
-    ) -> Result<(), JobError> {
-        self.settle(consumer, metrics, stream, 0).await
-    }
-
-    fn commit_oldest(
-        &mut self,
-        consumer: &StreamConsumer,
-        metrics: &StreamMetrics,
-        stream: &mut Stream,
-    ) -> Result<(), JobError> {
-        let Some(sent) = self.sent.pop_front() else {
-            return Ok(());
-        };
-        consumer
-            .commit(&sent.offsets, CommitMode::Async)
-            .map_err(kafka("commit offsets"))?;
-        let counts = &mut stream.counts;
-        counts.consumed += sent.counts.consumed;
-        counts.predicted += sent.counts.predicted;
-        counts.dead += sent.counts.dead;
-        counts.batches += 1;
-        metrics.records_in.inc_by(sent.counts.consumed);
-        metrics.records_out.inc_by(sent.counts.predicted);
-        metrics.dead_letters.inc_by(sent.counts.dead);
-        metrics
-            .batch_seconds
-            .observe(sent.started.elapsed().as_secs_f64());
-        self.committed = Some(sent.offsets);
-        if stream.first_commit.is_none() {
-            stream.first_commit = Some((Instant::now(), stream.received));
-        }
-        Ok(())
-    }
-}
-
 /// What a stream did.
 #[derive(Debug, Default)]
-struct Stream {
+pub(super) struct Stream {
     /// Committed work.
-    counts: Counts,
+    pub(super) counts: Counts,
     /// Records read, committed or not.
-    received: u64,
+    pub(super) received: u64,
     /// When the first record arrived, and when the last commit was made.
-    first: Option<Instant>,
-    last: Option<Instant>,
+    pub(super) first: Option<Instant>,
+    pub(super) last: Option<Instant>,
     /// When the first batch was committed, and the records read by then.
-    first_commit: Option<(Instant, u64)>,
+    pub(super) first_commit: Option<(Instant, u64)>,
 }
 
 impl Stream {
@@ -620,135 +378,6 @@ impl Stream {
     }
 }
 
-/// One record of a batch: where its bytes are in [`Batch::bytes`], and where it came from.
-#[derive(Debug, Clone)]
-struct Record {
-    payload: Range<usize>,
-    key: Option<Range<usize>>,
-    topic: usize,
-    partition: i32,
-    offset: i64,
-}
-
-/// Where a record came from, written `topic/partition/offset`.
-struct Source<'a> {
-    topic: &'a str,
-    partition: i32,
-    offset: i64,
-}
-
-impl std::fmt::Display for Source<'_> {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            formatter,
-            "{}/{}/{}",
-            self.topic, self.partition, self.offset
-        )
-    }
-}
-
-impl Serialize for Source<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-/// Consumed records, their payloads and keys copied into one buffer.
-#[derive(Debug, Default)]
-struct Batch {
-    bytes: Vec<u8>,
-    records: Vec<Record>,
-    topics: Vec<String>,
-}
-
-impl Batch {
-    fn with_capacity(records: usize) -> Self {
-        Self {
-            bytes: Vec::new(),
-            records: Vec::with_capacity(records),
-            topics: Vec::new(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    fn push(&mut self, message: &BorrowedMessage<'_>) {
-        let mut copy = |bytes: &[u8]| {
-            let start = self.bytes.len();
-            self.bytes.extend_from_slice(bytes);
-            start..self.bytes.len()
-        };
-        let payload = copy(message.payload().unwrap_or_default());
-        let key = message.key().map(&mut copy);
-        let topic = match self
-            .topics
-            .iter()
-            .position(|topic| topic == message.topic())
-        {
-            Some(topic) => topic,
-            None => {
-                self.topics.push(message.topic().to_owned());
-                self.topics.len() - 1
-            }
-        };
-        self.records.push(Record {
-            payload,
-            key,
-            topic,
-            partition: message.partition(),
-            offset: message.offset(),
-        });
-    }
-
-    fn payload(&self, index: usize) -> &[u8] {
-        &self.bytes[self.records[index].payload.clone()]
-    }
-
-    fn key(&self, index: usize) -> Option<&[u8]> {
-        let key = self.records[index].key.clone()?;
-        Some(&self.bytes[key])
-    }
-
-    /// `topic/partition/offset` of a record.
-    fn source(&self, index: usize) -> Source<'_> {
-        let record = &self.records[index];
-        Source {
-            topic: &self.topics[record.topic],
-            partition: record.partition,
-            offset: record.offset,
-        }
-    }
-
-    /// The offsets to commit once this batch is done: after its last record per partition.
-    fn next_offsets(&self) -> TopicPartitionList {
-        let mut next: HashMap<(usize, i32), i64> = HashMap::new();
-        for record in &self.records {
-            let entry = next.entry((record.topic, record.partition)).or_insert(0);
-            *entry = (*entry).max(record.offset + 1);
-        }
-        let mut offsets = TopicPartitionList::with_capacity(next.len());
-        for ((topic, partition), offset) in next {
-            // An offset is always valid for a partition that was just read.
-            let _ = offsets.add_partition_offset(
-                &self.topics[topic],
-                partition,
-                Offset::Offset(offset),
-            );
-        }
-        offsets
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    consumed: u64,
-    predicted: u64,
-    dead: u64,
-    batches: u64,
-}
-
 /// Records between the consumer's positions and the ends of its assigned partitions.
 fn consumer_lag(consumer: &StreamConsumer) -> Option<i64> {
     let positions = consumer.position().ok()?;
@@ -764,221 +393,6 @@ fn consumer_lag(consumer: &StreamConsumer) -> Option<i64> {
         }
     }
     Some(lag)
-}
-
-/// The output values of a batch, serialized into one buffer.
-#[derive(Debug, Default)]
-struct Outputs {
-    bytes: Vec<u8>,
-    /// The record each output answers, and where its value is in `bytes`.
-    values: Vec<(usize, Range<usize>)>,
-}
-
-/// What an output record holds.
-#[derive(Serialize)]
-struct Output<'a, I: Serialize> {
-    prediction: f64,
-    index: &'a I,
-    model: &'a str,
-    version: &'a str,
-    source: Source<'a>,
-}
-
-impl Outputs {
-    fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    /// The records answered (by their position in the batch) with their output values.
-    fn iter(&self) -> impl Iterator<Item = (usize, &[u8])> {
-        self.values
-            .iter()
-            .map(|(index, range)| (*index, &self.bytes[range.clone()]))
-    }
-
-    /// Writes the output of record `position`.
-    fn push<I: Serialize>(
-        &mut self,
-        model: &LoadedModel,
-        batch: &Batch,
-        position: usize,
-        prediction: f64,
-        index: &I,
-    ) -> Result<(), String> {
-        let output = Output {
-            prediction,
-            index,
-            model: &model.version.name,
-            version: &model.version.version,
-            source: batch.source(position),
-        };
-        let start = self.bytes.len();
-        match serde_json::to_writer(&mut self.bytes, &output) {
-            Ok(()) => {
-                self.values.push((position, start..self.bytes.len()));
-                Ok(())
-            }
-            Err(error) => {
-                self.bytes.truncate(start);
-                Err(format!("the prediction cannot be written: {error}"))
-            }
-        }
-    }
-
-    /// Writes the outputs of `records` (one prediction each), runs of them on every thread,
-    /// then appends them in order; a record whose output cannot be written goes to `dead`.
-    fn write<T, I>(
-        &mut self,
-        model: &LoadedModel,
-        batch: &Batch,
-        records: &[(usize, T)],
-        predictions: &[f64],
-        dead: &mut Vec<(usize, String)>,
-        index: &(impl Fn(&T) -> &I + Sync),
-    ) where
-        T: Sync,
-        I: Serialize,
-    {
-        let runs: Vec<(Self, Vec<(usize, String)>)> = records
-            .par_chunks(PARALLEL_RECORDS)
-            .zip(predictions.par_chunks(PARALLEL_RECORDS))
-            .map(|(records, predictions)| {
-                let mut run = Self::default();
-                let mut refused = Vec::new();
-                for ((position, record), &prediction) in records.iter().zip(predictions) {
-                    if let Err(reason) =
-                        run.push(model, batch, *position, prediction, index(record))
-                    {
-                        refused.push((*position, reason));
-                    }
-                }
-                (run, refused)
-            })
-            .collect();
-        for (run, refused) in runs {
-            let offset = self.bytes.len();
-            self.bytes.extend_from_slice(&run.bytes);
-            self.values.extend(
-                run.values
-                    .into_iter()
-                    .map(|(position, range)| (position, range.start + offset..range.end + offset)),
-            );
-            dead.extend(refused);
-        }
-    }
-
-    /// Scores `batch`, keeping the output values in input order; returns the dead letters
-    /// (the position of each refused record with the reason), in input order too.
-    ///
-    /// Records are parsed once into the model's columns ([`records`]); a record that is not
-    /// a JSON object, and a group whose columns only arrow-json can type, take the slower
-    /// path of the scoring server, which accepts and refuses the same records.
-    fn score(&mut self, model: &LoadedModel, batch: &Batch) -> Vec<(usize, String)> {
-        self.bytes.clear();
-        self.values.clear();
-        let columns = model.record_columns();
-        let mut dead = Vec::new();
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut slow = Vec::new();
-        // Parsed on every thread: a batch's parsing is as long as its prediction on one.
-        let parsed: Vec<_> = (0..batch.len())
-            .into_par_iter()
-            .with_min_len(PARALLEL_RECORDS)
-            .map(|position| columns.parse(batch.payload(position)))
-            .collect();
-        for (position, parsed) in parsed.into_iter().enumerate() {
-            match parsed {
-                Ok(row) => rows.push((position, row)),
-                Err(records::Refused::NotAnObject) => slow.push(position),
-            }
-        }
-        self.predict_halving(
-            model,
-            batch,
-            &rows,
-            &mut dead,
-            &mut slow,
-            &|group| {
-                let cells: Vec<&records::Row<'_>> = group.iter().map(|(_, row)| row).collect();
-                columns.batch(&cells).map(Ok)
-            },
-            &|row| columns.index(row).unwrap_or(&records::Cell::Null),
-        );
-        // The scoring server's path: records parsed into JSON values, typed by arrow-json.
-        slow.sort_unstable();
-        let mut values = Vec::with_capacity(slow.len());
-        for position in slow {
-            match serde_json::from_slice::<Value>(batch.payload(position)) {
-                Ok(record @ Value::Object(_)) => values.push((position, record)),
-                Ok(_) => dead.push((position, "the record is not a JSON object".to_owned())),
-                Err(error) => {
-                    dead.push((position, format!("the record is not valid JSON: {error}")));
-                }
-            }
-        }
-        let index = model.index_column();
-        self.predict_halving(
-            model,
-            batch,
-            &values,
-            &mut dead,
-            &mut Vec::new(),
-            &|group| {
-                Some(protocol::records_to_batch(
-                    group
-                        .iter()
-                        .map(|(_, value)| value)
-                        .collect::<Vec<_>>()
-                        .as_slice(),
-                ))
-            },
-            &|record| {
-                index
-                    .and_then(|name| record.get(name))
-                    .unwrap_or(&Value::Null)
-            },
-        );
-        self.values.sort_unstable_by_key(|(position, _)| *position);
-        dead.sort_unstable_by_key(|(position, _)| *position);
-        dead
-    }
-
-    /// Predicts a group of records (`build` makes their batch, `None` when it declines the
-    /// group, whose positions then go to `declined`; `index` gives a record's index value);
-    /// when the schema refuses some, halves the group until each refused record stands alone
-    /// (a few extra validations per bad record, none when all are good).
-    #[allow(clippy::too_many_arguments, reason = "one recursive step of `score`")]
-    fn predict_halving<T, I>(
-        &mut self,
-        model: &LoadedModel,
-        batch: &Batch,
-        records: &[(usize, T)],
-        dead: &mut Vec<(usize, String)>,
-        declined: &mut Vec<usize>,
-        build: &impl Fn(&[(usize, T)]) -> Option<Result<RecordBatch, ScoringError>>,
-        index: &(impl Fn(&T) -> &I + Sync),
-    ) where
-        T: Sync,
-        I: Serialize,
-    {
-        if records.is_empty() {
-            return;
-        }
-        let Some(built) = build(records) else {
-            declined.extend(records.iter().map(|(position, _)| *position));
-            return;
-        };
-        match built.and_then(|rows| model.predict(&rows)) {
-            Ok(predictions) => self.write(model, batch, records, &predictions, dead, index),
-
-            Err(error) if records.len() == 1 => dead.push((records[0].0, error.to_string())),
-            Err(_) => {
-                let (left, right) = records.split_at(records.len() / 2);
-                self.predict_halving(model, batch, left, dead, declined, build, index);
-                self.predict_halving(model, batch, right, dead, declined, build, index);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,239 @@
+//! File-system helpers shared by the datasets and the embedded store: `file://` URIs and
+//! atomic replacement of a file (write a temporary file, flush, rename over the target).
+//!
+//! Both the dataset writers and [`FileStore`](crate::registries::FileStore) write through
+//! [`TempFile`]: the writers keep the temporary file beside its target, the store keeps it in
+//! its staging area (so that MLflow never lists it as a record); either way the target is
+//! replaced whole by one rename, or left as it was.
+
+use std::{
+    fs::{File, OpenOptions},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+/// The absolute `file://` URI of a path (resolving symbolic links when the file exists).
+pub(crate) fn file_uri(path: &Path) -> String {
+    let absolute = std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    let text = absolute.to_string_lossy().replace('\\', "/");
+    // Windows verbatim prefixes (`//?/C:/…`) are not part of a URI.
+    let text = text.strip_prefix("//?/").unwrap_or(&text);
+    let mut uri = String::from("file://");
+    if !text.starts_with('/') {
+        uri.push('/');
+    }
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~:".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri
+}
+
+/// A file-system operation that failed: what was attempted, on which path.
+#[derive(Debug)]
+pub(crate) struct FileError {
+    /// What was attempted: `create`, `flush`, `rename into place`, …
+    pub(crate) action: &'static str,
+    /// The file or directory.
+    pub(crate) path: PathBuf,
+    /// The cause.
+    pub(crate) source: std::io::Error,
+}
+
+impl FileError {
+    fn new(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| Self {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// A temporary file that replaces `target` when [renamed](TempFile::rename), and is removed on
+/// drop otherwise.
+#[derive(Debug)]
+pub(crate) struct TempFile {
+    target: PathBuf,
+    temp: PathBuf,
+    done: bool,
+}
+
+/// Distinguishes temporary files created by one process.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempFile {
+    /// A fresh temporary file beside `target` (`.NAME.PID.NONCE.tmp`), creating the target's
+    /// parent directories.
+    pub(crate) fn beside(target: &Path) -> Result<(Self, File), FileError> {
+        let dir = parent_of(target);
+        std::fs::create_dir_all(&dir).map_err(FileError::new("create directory", &dir))?;
+        let name = target
+            .file_name()
+            .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
+        Self::create(target, &dir, &format!(".{name}"))
+    }
+
+    /// A fresh temporary file in the existing directory `dir` that will replace `target`.
+    pub(crate) fn within(dir: &Path, target: &Path) -> Result<(Self, File), FileError> {
+        Self::create(target, dir, "file")
+    }
+
+    fn create(target: &Path, dir: &Path, stem: &str) -> Result<(Self, File), FileError> {
+        let mut attempt = 0;
+        loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let nonce = (COUNTER.fetch_add(1, Ordering::Relaxed) << 32) | u64::from(nanos);
+            let temp = dir.join(format!("{stem}.{}.{nonce:016x}.tmp", std::process::id()));
+            match OpenOptions::new().write(true).create_new(true).open(&temp) {
+                Ok(file) => {
+                    let guard = Self {
+                        target: target.to_path_buf(),
+                        temp,
+                        done: false,
+                    };
+                    return Ok((guard, file));
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                    attempt += 1;
+                }
+                Err(source) => {
+                    return Err(FileError {
+                        action: "create",
+                        path: temp,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The target path.
+    pub(crate) fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Closes `file`, flushing it to disk first when `sync` asks, and returns its size: the
+    /// file is then ready to be [renamed](Self::rename) into place.
+    pub(crate) fn seal(&self, file: File, sync: bool) -> Result<u64, FileError> {
+        if sync {
+            file.sync_all()
+                .map_err(FileError::new("flush", &self.target))?;
+        }
+        let bytes = file
+            .metadata()
+            .map_err(FileError::new("inspect", &self.target))?
+            .len();
+        drop(file);
+        Ok(bytes)
+    }
+
+    /// Renames the sealed temporary file over the target, creating the target's directory when
+    /// it is missing; with `sync`, the directory is flushed so that the rename is on disk.
+    pub(crate) fn rename(mut self, sync: bool) -> Result<(), FileError> {
+        let rename = || std::fs::rename(&self.temp, &self.target);
+        let renamed = match rename() {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(parent_of(&self.target)).and_then(|()| rename())
+            }
+            other => other,
+        };
+        renamed.map_err(FileError::new("rename into place", &self.target))?;
+        self.done = true;
+        if sync {
+            sync_dir(&parent_of(&self.target));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.done {
+            // Best effort: the temporary file may not exist any more.
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Makes a rename durable by syncing its directory, where the platform allows it.
+pub(crate) fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(handle) = File::open(dir) {
+        // Best effort: some file systems refuse to sync directories.
+        let _ = handle.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn rename_replaces_the_target_and_drop_leaves_it_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("sub/out.txt");
+        let (guard, mut file) = TempFile::beside(&target).expect("create");
+        file.write_all(b"first").expect("write");
+        assert_eq!(guard.seal(file, true).expect("seal"), 5);
+        guard.rename(true).expect("rename");
+        assert_eq!(std::fs::read(&target).expect("read"), b"first");
+
+        let (guard, mut file) = TempFile::beside(&target).expect("create");
+        file.write_all(b"second, abandoned").expect("write");
+        drop(file);
+        drop(guard);
+        assert_eq!(std::fs::read(&target).expect("read"), b"first");
+        assert_eq!(entries(&dir.path().join("sub")), vec!["out.txt".to_owned()]);
+    }
+
+    #[test]
+    fn a_file_staged_elsewhere_lands_in_a_new_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let staging = dir.path().join("staging");
+        std::fs::create_dir(&staging).expect("staging");
+        let target = dir.path().join("a/b/record");
+        let (guard, mut file) = TempFile::within(&staging, &target).expect("create");
+        file.write_all(b"record").expect("write");
+        guard.seal(file, false).expect("seal");
+        guard.rename(false).expect("rename");
+        assert_eq!(std::fs::read(&target).expect("read"), b"record");
+        assert!(entries(&staging).is_empty(), "nothing left in staging");
+    }
+
+    #[test]
+    fn file_uris_are_absolute_and_escaped() {
+        let uri = file_uri(Path::new("/tmp/a b/c%.parquet"));
+        assert_eq!(uri, "file:///tmp/a%20b/c%25.parquet");
+        assert!(file_uri(Path::new("relative.parquet")).starts_with("file:///"));
+    }
+}

@@ -1,0 +1,93 @@
+//! The Kafka job's Prometheus metrics, and the server that exposes them.
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
+
+use crate::{
+    JobError,
+    scoring::metrics::{self as exposition, Exporter},
+};
+
+/// Serves `/metrics` on `address` until the returned task is aborted.
+pub(super) async fn serve_metrics(
+    address: &str,
+    metrics: Arc<StreamMetrics>,
+) -> Result<tokio::task::JoinHandle<()>, JobError> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| JobError::Runtime {
+            action: format!("serve metrics on {address}"),
+            source: Box::new(error),
+        })?;
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(address = %bound, "serving Prometheus metrics at /metrics");
+    }
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, exposition::CONTENT_TYPE)],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    Ok(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::warn!(%error, "the metrics server stopped");
+        }
+    }))
+}
+
+/// The Prometheus metrics of a stream.
+#[derive(Debug)]
+pub(super) struct StreamMetrics {
+    pub(super) exporter: Exporter,
+    pub(super) records_in: Counter,
+    pub(super) records_out: Counter,
+    pub(super) dead_letters: Counter,
+    pub(super) batch_seconds: Histogram,
+    pub(super) lag: Gauge,
+    pub(super) version: Gauge,
+}
+
+impl StreamMetrics {
+    pub(super) fn new() -> Self {
+        let mut exporter = Exporter::new("velo_kafka");
+        let records_in = exporter.counter("records_in", "Input records consumed");
+        let records_out = exporter.counter("records_out", "Predictions produced");
+        let dead_letters =
+            exporter.counter("dead_letters", "Records sent to the dead-letter topic");
+        // 1 ms to about 16 s, doubling.
+        let batch_seconds = exporter.histogram(
+            "batch_duration_seconds",
+            "From a batch's first record to its commit",
+            (0.001, 2.0, 15),
+        );
+        let lag = exporter.gauge(
+            "consumer_lag",
+            "Records behind the end of the assigned partitions",
+        );
+        let version = exporter.gauge("model_version", "The registered version scoring the stream");
+        Self {
+            exporter,
+            records_in,
+            records_out,
+            dead_letters,
+            batch_seconds,
+            lag,
+            version,
+        }
+    }
+
+    pub(super) fn set_version(&self, version: &str) {
+        exposition::set_version(&self.version, version);
+    }
+
+    pub(super) fn encode(&self) -> String {
+        self.exporter.encode()
+    }
+}
