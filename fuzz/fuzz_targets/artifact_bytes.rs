@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use velo_core::models::{artifact::Artifact, load_model};
+use velo_models::{artifact::Artifact, load_model};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(artifact) = Artifact::from_bytes(data) {

@@ -12,13 +12,13 @@ use arrow::{
 };
 use libfuzzer_sys::fuzz_target;
 use velo_core::{
-    models::{
+    schemas::{ColumnSpec, ColumnType, Schema, Value},
+};
+use velo_models::{
         FeaturesConfig, ForestModel, Model, RandomForestModel,
         artifact::{Artifact, Tensor, TensorData},
         load_model,
-    },
-    schemas::{ColumnSpec, ColumnType, Schema, Value},
-};
+    };
 
 struct Fixture {
     artifact: Artifact,

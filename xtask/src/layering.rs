@@ -1,6 +1,8 @@
 //! The crate layering: dependencies between workspace crates point one way.
 //!
-//! core <- io <- jobs <- cli; io also uses velo-mlflow, which (like xtask) depends on no workspace crate.
+//! core <- io <- jobs <- cli, with models beside io: models depends on core, jobs on models and
+//! io, and io never on models (it does not compile candle). io also uses velo-mlflow, which
+//! (like xtask) depends on no workspace crate.
 
 use std::{collections::BTreeSet, path::Path, process::Command};
 
@@ -8,13 +10,16 @@ use anyhow::{Context as _, Result, bail};
 
 /// The allowed edges (from, to) between workspace packages, normal and build dependencies.
 const ALLOWED: &[(&str, &str)] = &[
+    ("velo-models", "velo-core"),
     ("velo-io", "velo-core"),
     ("velo-io", "velo-mlflow"),
     ("velo-jobs", "velo-io"),
     ("velo-jobs", "velo-core"),
+    ("velo-jobs", "velo-models"),
     ("velo-cli", "velo-jobs"),
     ("velo-cli", "velo-io"),
     ("velo-cli", "velo-core"),
+    ("velo-cli", "velo-models"),
     // Examples embed the crates the way another project would, from the top.
     ("velo-example-energy-demand", "velo-jobs"),
     ("velo-example-energy-demand", "velo-io"),
@@ -46,7 +51,7 @@ pub(crate) fn check(root: &Path) -> Result<()> {
         Ok(())
     } else {
         bail!(
-            "dependencies that break the layering (core <- io <- jobs <- cli):\n{}",
+            "dependencies that break the layering (core <- io, models <- jobs <- cli):\n{}",
             violations.join("\n")
         )
     }
@@ -115,6 +120,22 @@ mod tests {
         );
         harness["packages"][0]["dependencies"][0]["kind"] = "dev".into();
         assert!(violations(&harness).is_empty());
+        // Models sit beside io: jobs may use both, io and core never use models.
+        let models = metadata(&[
+            ("velo-jobs", "velo-models"),
+            ("velo-models", "velo-core"),
+            ("velo-io", "velo-models"),
+            ("velo-core", "velo-models"),
+            ("velo-models", "velo-io"),
+        ]);
+        assert_eq!(
+            violations(&models),
+            vec![
+                "velo-core -> velo-models".to_owned(),
+                "velo-io -> velo-models".to_owned(),
+                "velo-models -> velo-io".to_owned(),
+            ]
+        );
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! The crate-wide error type of velo-core.
 
-use crate::{
-    metrics::MetricError, models::ModelError, schemas::SchemaError, splitters::SplitError,
-};
+use crate::{metrics::MetricError, schemas::SchemaError, splitters::SplitError};
 
 /// Any error raised by velo-core.
 ///
@@ -20,9 +18,6 @@ pub enum Error {
     /// A splitter could not split the data.
     #[error(transparent)]
     Split(#[from] SplitError),
-    /// A model could not be fitted, used, explained or loaded.
-    #[error(transparent)]
-    Model(#[from] ModelError),
 }
 
 /// The result type of velo-core.

@@ -16,14 +16,10 @@
 #![deny(clippy::disallowed_methods)]
 
 mod error;
-pub mod explainers;
 mod kind;
 pub mod metrics;
-pub mod models;
 pub mod schemas;
 pub mod splitters;
-#[cfg(test)]
-mod test_support;
 
 pub use error::{Error, Result};
 

@@ -15,11 +15,9 @@ use std::{hint::black_box, path::PathBuf, time::Duration};
 
 use arrow::{array::AsArray, compute::cast, datatypes::DataType, record_batch::RecordBatch};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use velo_core::{
-    models::{FeaturesConfig, ForestModel, Model, RandomForestModel},
-    schemas::Schema,
-};
+use velo_core::schemas::Schema;
 use velo_io::datasets::{ParquetReader, Reader, load_schema};
+use velo_models::{FeaturesConfig, ForestModel, Model, RandomForestModel};
 
 struct Data {
     schema: Schema,

@@ -16,18 +16,15 @@
 use std::{path::PathBuf, time::Instant};
 
 use arrow::{array::AsArray, compute::cast, datatypes::DataType, record_batch::RecordBatch};
-use velo_core::{
-    metrics::MetricName,
-    models::{
-        FeaturesConfig, GradientBoostingModel, Model, ModelConfig, NeuralNetModel,
-        RandomForestModel,
-    },
-};
+use velo_core::metrics::MetricName;
 use velo_io::{
     datasets::{ParquetReader, Reader, load_schema},
     services::{MlflowService, tracking::RunContext},
 };
 use velo_jobs::{JobConfig, JobContext, Settings};
+use velo_models::{
+    FeaturesConfig, GradientBoostingModel, Model, ModelConfig, NeuralNetModel, RandomForestModel,
+};
 
 /// The reference's held-out test size: two months of hourly rows.
 const TEST_SIZE: usize = 24 * 30 * 2;

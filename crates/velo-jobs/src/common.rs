@@ -62,7 +62,7 @@ pub(crate) fn load_registered(
 ) -> Result<
     (
         velo_io::registries::ModelVersion,
-        Box<dyn velo_core::models::Model>,
+        Box<dyn velo_models::Model>,
     ),
     JobError,
 > {
@@ -73,7 +73,7 @@ pub(crate) fn load_registered(
 /// Resolves `uri` in `registry`, reads the model file its MLmodel names
 /// ([`load_model_bytes`](velo_io::registries::mlmodel::load_model_bytes)) and loads the model
 /// (every byte checked, see
-/// [`Artifact::from_bytes`](velo_core::models::artifact::Artifact::from_bytes)).
+/// [`Artifact::from_bytes`](velo_models::artifact::Artifact::from_bytes)).
 ///
 /// # Errors
 /// An unknown model, alias or version, a missing or damaged model file.
@@ -83,22 +83,22 @@ pub fn load_model_uri(
 ) -> Result<
     (
         velo_io::registries::ModelVersion,
-        Box<dyn velo_core::models::Model>,
+        Box<dyn velo_models::Model>,
     ),
     JobError,
 > {
     let velo_io::registries::mlmodel::ModelBytes { version, bytes, .. } =
         velo_io::registries::mlmodel::load_model_bytes(registry, uri)?;
-    let in_version = |source: velo_core::models::ModelError| JobError::LoadModel {
+    let in_version = |source: velo_models::ModelError| JobError::LoadModel {
         uri: uri.to_string(),
         version: version.version.clone(),
         source,
     };
-    let artifact = velo_core::models::artifact::Artifact::from_bytes(&bytes).map_err(in_version)?;
+    let artifact = velo_models::artifact::Artifact::from_bytes(&bytes).map_err(in_version)?;
     // The file's bytes, the decoded tensors and the model are each as large as the model:
     // hold at most two of them at a time.
     drop(bytes);
-    let model = velo_core::models::load_model(&artifact).map_err(in_version)?;
+    let model = velo_models::load_model(&artifact).map_err(in_version)?;
     drop(artifact);
     tracing::info!(model = %uri, version = %version.version, kind = model.kind(), "model loaded");
     Ok((version, model))
@@ -121,11 +121,11 @@ impl Labeled {
     /// tagged on the run (`velo.leakage`), or fail the job when the options say so.
     pub(crate) fn check_leakage(
         &self,
-        features: &velo_core::models::FeaturesConfig,
-        options: &velo_core::models::leakage::LeakageOptions,
+        features: &velo_models::FeaturesConfig,
+        options: &velo_models::leakage::LeakageOptions,
         run: &ActiveRun,
     ) -> Result<(), JobError> {
-        let report = velo_core::models::leakage::check_inputs(
+        let report = velo_models::leakage::check_inputs(
             &self.schema,
             features,
             &self.inputs.data,

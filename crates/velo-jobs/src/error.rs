@@ -21,7 +21,7 @@ pub enum JobError {
     Registry(#[from] RegistryError),
     /// A model could not be fitted, used or saved.
     #[error(transparent)]
-    Model(#[from] velo_core::models::ModelError),
+    Model(#[from] velo_models::ModelError),
     /// A registered model version's file could not be decoded into a model.
     #[error("cannot load {uri} (version {version})")]
     LoadModel {
@@ -31,7 +31,7 @@ pub enum JobError {
         version: String,
         /// What is wrong with the file.
         #[source]
-        source: velo_core::models::ModelError,
+        source: velo_models::ModelError,
     },
     /// A metric could not be computed.
     #[error(transparent)]
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn each_cause_of_a_chain_is_said_once() {
-        let model = || velo_core::models::ModelError::Artifact {
+        let model = || velo_models::ModelError::Artifact {
             message: "the file ends before its header".to_owned(),
         };
         let io = || std::io::Error::other("disk on fire");

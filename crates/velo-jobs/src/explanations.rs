@@ -7,7 +7,7 @@ use arrow::{
     datatypes::{DataType, Field, Schema as ArrowSchema},
 };
 use serde::{Deserialize, Serialize};
-use velo_core::explainers::Contributions;
+use velo_models::explainers::Contributions;
 use velo_io::{
     datasets::{Reader, Writer, load_schema},
     registries::Tag,

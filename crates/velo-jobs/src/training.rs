@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use velo_core::{
     metrics::Metric,
-    models::{
-        ModelConfig,
-        leakage::{LeakageAction, LeakageOptions},
-    },
     splitters::{Splitter, TrainTestSplitter},
 };
+use velo_models::{
+        ModelConfig,
+        leakage::{LeakageAction, LeakageOptions},
+    };
 use velo_io::{
     datasets::{Reader, load_schema},
     registries::{
@@ -188,7 +188,7 @@ impl TrainingJob {
         &self,
         context: &JobContext,
         run: &ActiveRun,
-        model: &dyn velo_core::models::Model,
+        model: &dyn velo_models::Model,
         inputs: &arrow::record_batch::RecordBatch,
         target_name: &str,
     ) -> Result<ModelVersion, JobError> {

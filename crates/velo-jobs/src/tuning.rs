@@ -13,9 +13,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use velo_core::{
     metrics::Metric,
-    models::{ModelConfig, Params, leakage::LeakageOptions},
     splitters::{Splitter, TimeSeriesSplitter},
 };
+use velo_models::{ModelConfig, Params, leakage::LeakageOptions};
 use velo_io::{
     datasets::Reader,
     registries::Tag,

@@ -1,4 +1,3 @@
 //! Integration tests of velo-core, one binary for the whole crate.
 
-mod models;
 mod schemas;

@@ -15,8 +15,9 @@ pub(crate) mod records;
 
 use std::sync::{Arc, RwLock};
 
-use velo_core::{models::Model, schemas::Schema};
+use velo_core::schemas::Schema;
 use velo_io::registries::{ModelRegistry, ModelUri, ModelVersion};
+use velo_models::Model;
 
 use crate::{JobError, common::load_model_uri};
 use protocol::{MediaType, ScoringError};

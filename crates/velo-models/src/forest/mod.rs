@@ -288,7 +288,7 @@ fn resolve_limits(params: &RandomForestModel, n_features: usize) -> Result<Limit
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::tree::Node;
+    use crate::tree::Node;
     use proptest::prelude::*;
     use rand::Rng;
 

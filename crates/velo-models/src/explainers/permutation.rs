@@ -6,8 +6,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::{PredictFn, predict_checked};
-use crate::metrics::MetricName;
-use crate::models::{FeatureMatrix, ModelError};
+use crate::{FeatureMatrix, ModelError};
+use velo_core::metrics::MetricName;
 
 /// The permutation importance of every feature.
 ///

@@ -28,7 +28,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::features::{FeaturePipeline, is_constant};
 use super::{FeatureMatrix, FeaturesConfig, ModelError};
-use crate::schemas::Schema;
+use velo_core::schemas::Schema;
 
 /// The most rows the check reads; beyond, evenly spaced rows are used.
 const MAX_ROWS: usize = 100_000;
@@ -469,9 +469,9 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::models::FeaturesConfig;
-    use crate::models::features::FeaturePipeline;
-    use crate::schemas::{ColumnSpec, ColumnType, Schema};
+    use crate::FeaturesConfig;
+    use crate::features::FeaturePipeline;
+    use velo_core::schemas::{ColumnSpec, ColumnType, Schema};
 
     fn matrix(columns: Vec<(&str, Vec<f64>)>) -> FeatureMatrix {
         let (names, columns): (Vec<String>, Vec<Vec<f32>>) = columns

@@ -441,7 +441,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::models::tree::Node;
+    use crate::tree::Node;
 
     /// A random valid tree over `n_features` features: every split's children come after it.
     fn tree(n_features: u32, max_nodes: usize) -> impl Strategy<Value = Tree> {

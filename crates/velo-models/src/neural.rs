@@ -35,11 +35,8 @@ use super::{
     features::FeaturePipeline,
     model::{check_targets, params_of, with_params},
 };
-use crate::{
-    explainers::{permutation_importance, sampling_shap},
-    metrics::MetricName,
-    schemas::Schema,
-};
+use crate::explainers::{permutation_importance, sampling_shap};
+use velo_core::{metrics::MetricName, schemas::Schema};
 
 /// The model's `KIND`.
 const KIND: &str = "NeuralNetModel";

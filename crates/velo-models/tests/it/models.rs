@@ -8,15 +8,12 @@ use arrow::{
     record_batch::RecordBatch,
 };
 use proptest::prelude::*;
-use velo_core::{
-    models::{
-        FeaturesConfig, GradientBoostingModel, ModelConfig, NeuralNetModel, Params,
-        RandomForestModel,
-        artifact::{Artifact, Tensor, TensorData},
-        boosting::EarlyStopping,
-        load_model,
-    },
-    schemas::Schema,
+use velo_core::schemas::Schema;
+use velo_models::{
+    FeaturesConfig, GradientBoostingModel, ModelConfig, NeuralNetModel, Params, RandomForestModel,
+    artifact::{Artifact, Tensor, TensorData},
+    boosting::EarlyStopping,
+    load_model,
 };
 
 fn schema() -> Schema {

@@ -1,8 +1,8 @@
 //! Algorithm 2 of Lundberg, Erion and Lee (2018) as written in the paper: the reference the
 //! faster formulation in [`super::tree_shap`] is checked against in tests.
 
-use crate::models::tree::LEAF;
-use crate::models::{Node, Tree};
+use crate::tree::LEAF;
+use crate::{Node, Tree};
 
 /// The TreeSHAP contributions of one row, by the paper's `RECURSE`, `EXTEND` and `UNWIND`.
 pub(super) fn reference_shap(tree: &Tree, row: &[f32]) -> Vec<f64> {

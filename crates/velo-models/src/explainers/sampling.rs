@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::{Contributions, PredictFn, predict_checked};
-use crate::models::{FeatureMatrix, ModelError};
+use crate::{FeatureMatrix, ModelError};
 
 /// The most rows passed to the model in one call (at least one order is always batched).
 const MAX_BATCH_ROWS: usize = 1 << 16;

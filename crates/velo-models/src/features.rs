@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{CategoricalEncoding, FeaturesConfig, Scaling};
 use super::{FeatureMatrix, ModelError};
-use crate::schemas::{ColumnType, Schema};
+use velo_core::schemas::{ColumnType, Schema};
 
 /// The largest number of categories an ordinal code can count exactly in an `f32` (2^24).
 const MAX_ORDINAL_CATEGORIES: usize = 1 << 24;
@@ -872,7 +872,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::schemas::ColumnSpec;
+    use velo_core::schemas::ColumnSpec;
 
     fn int(values: &[i64]) -> ArrayRef {
         Arc::new(Int64Array::from(values.to_vec()))

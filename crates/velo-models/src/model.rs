@@ -11,10 +11,8 @@ use super::{
     forest::RandomForest,
     tree::Node,
 };
-use crate::{
-    explainers::{Contributions, TreeExplainer},
-    schemas::Schema,
-};
+use crate::explainers::{Contributions, TreeExplainer};
+use velo_core::schemas::Schema;
 
 /// Model parameters by name, as JSON values (what tuning searches over).
 pub type Params = BTreeMap<String, serde_json::Value>;

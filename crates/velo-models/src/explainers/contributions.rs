@@ -1,6 +1,6 @@
 //! Per-sample additive contributions, per encoded feature or summed back to original columns.
 
-use crate::models::ModelError;
+use crate::ModelError;
 
 /// Additive feature contributions (Shapley values) for a set of rows.
 ///

@@ -1,17 +1,38 @@
-//! Models: configuration, the [`Model`] trait, the feature pipeline and the regressors.
+//! velo-models: models, their features, explainers and portable artifacts.
 //!
-//! - [`artifact`]: the portable, validated on-disk format of fitted models;
 //! - [`config`]: the `KIND`-tagged model configuration ([`ModelConfig`]);
-//! - [`matrix`]: [`FeatureMatrix`], the encoded numeric features regressors train on;
 //! - [`features`]: [`FeaturePipeline`](features::FeaturePipeline), from Arrow inputs to a
-//!   feature matrix (categorical encoding, pass-through or standardisation), fitted with the model;
+//!   [`FeatureMatrix`] (categorical encoding, pass-through or standardisation), fitted with the
+//!   model; [`leakage`] checks inputs that (nearly) determine the target;
 //! - [`tree`]: [`Tree`], the regression-tree structure shared by the forest, its predictor and
-//!   the exact TreeSHAP explainer;
-//! - [`forest`]: the random forest regressor;
-//! - [`boosting`]: histogram gradient-boosted trees (`KIND: GradientBoostingModel`);
-//! - [`neural`]: the multilayer perceptron regressor on candle (`KIND: NeuralNetModel`);
+//!   the exact TreeSHAP explainer; [`forest`]: the random forest regressor;
+//!   [`boosting`]: histogram gradient-boosted trees (`KIND: GradientBoostingModel`);
+//!   [`neural`]: the multilayer perceptron regressor on candle (`KIND: NeuralNetModel`);
 //! - [`model`]: the [`Model`] trait (fit, predict, params, explanations, artifacts), the forest
-//!   model behind `KIND: RandomForestModel`, and [`load_model`].
+//!   model behind `KIND: RandomForestModel`, and [`load_model`];
+//! - [`explainers`]: feature importances and exact or model-agnostic Shapley contributions;
+//! - [`artifact`]: the portable, validated byte format of fitted models.
+//!
+//! ```
+//! use velo_models::{Model as _, ModelConfig};
+//! use velo_core::schemas::Schema;
+//!
+//! let schema: Schema = serde_yaml::from_str("columns: [{name: x, type: float64}]")?;
+//! let model = ModelConfig::default().build(&schema);
+//! assert_eq!(model.kind(), "RandomForestModel");
+//! # Ok::<(), serde_yaml::Error>(())
+//! ```
+//!
+//! **Layer:** depends on velo-core (schemas, metrics) and on candle for the neural network;
+//! velo-jobs and the CLI use it, velo-io does not (it never compiles candle).
+//! **Invariant:** as in core, no file, environment variable, process or async runtime: models
+//! are saved to and loaded from bytes ([`artifact::Artifact`]); velo-io decides where the bytes
+//! live.
+#![deny(clippy::disallowed_methods)]
+
+pub mod explainers;
+#[cfg(test)]
+mod test_support;
 
 pub mod artifact;
 pub mod boosting;

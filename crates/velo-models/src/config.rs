@@ -21,7 +21,7 @@ pub enum ModelConfig {
     NeuralNetModel(NeuralNetModel),
 }
 
-crate::impl_kind_deserialize!(ModelConfig {
+velo_core::impl_kind_deserialize!(ModelConfig {
     RandomForestModel,
     GradientBoostingModel,
     NeuralNetModel

@@ -1,7 +1,7 @@
 //! Explainers: global feature importances and per-sample additive contributions.
 //!
 //! - [`tree_shap`](mod@tree_shap): exact path-dependent TreeSHAP for one
-//!   [`Tree`](crate::models::Tree) ([`tree_shap()`], [`expected_value`]) and for ensembles that
+//!   [`Tree`](crate::Tree) ([`tree_shap()`], [`expected_value`]) and for ensembles that
 //!   average their trees ([`TreeExplainer`]);
 //! - [`permutation`]: model-agnostic permutation importance ([`permutation_importance`]);
 //! - [`sampling`]: a model-agnostic Shapley estimate by permutation sampling against a
@@ -13,8 +13,8 @@
 //! belong to the models themselves.
 //!
 //! ```
-//! use velo_core::explainers::{sampling_shap, PredictFn};
-//! use velo_core::models::FeatureMatrix;
+//! use velo_models::explainers::{sampling_shap, PredictFn};
+//! use velo_models::FeatureMatrix;
 //!
 //! let names = vec!["a".to_owned(), "b".to_owned()];
 //! let x = FeatureMatrix::from_columns(names.clone(), vec![vec![1.0], vec![2.0]]).unwrap();
@@ -42,7 +42,7 @@ pub use permutation::{PermutationImportances, permutation_importance};
 pub use sampling::sampling_shap;
 pub use tree_shap::{TreeExplainer, expected_value, tree_shap};
 
-use crate::models::{FeatureMatrix, ModelError};
+use crate::{FeatureMatrix, ModelError};
 
 /// Any model, seen as a function from a feature matrix to one prediction per row.
 ///

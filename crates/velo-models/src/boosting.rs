@@ -28,7 +28,9 @@ use super::{
     forest::predict::FlatForest,
     model::{check_targets, params_of, put_trees, trees_from_artifact, with_params},
 };
-use crate::{explainers::TreeExplainer, schemas::Schema};
+use velo_core::schemas::Schema;
+
+use crate::explainers::TreeExplainer;
 
 /// The model's `KIND`.
 const KIND: &str = "GradientBoostingModel";

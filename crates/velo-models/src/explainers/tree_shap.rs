@@ -42,7 +42,7 @@ use std::f64::consts::PI;
 use rayon::prelude::*;
 
 use super::Contributions;
-use crate::models::{FeatureMatrix, ModelError, Node, Tree};
+use crate::{FeatureMatrix, ModelError, Node, Tree};
 
 /// Rows explained together, one per SIMD-friendly lane: the walk of a tree is the same for
 /// every row, so one walk serves them all.

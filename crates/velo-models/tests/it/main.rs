@@ -1,0 +1,3 @@
+//! Integration tests of velo-models, one binary for the whole crate.
+
+mod models;
