@@ -1,0 +1,202 @@
+//! The six lifecycle jobs in order, then the errors an embedder matches on.
+
+use std::path::{Path, PathBuf};
+
+use velo_io::{
+    datasets::{DatasetReader as _, ParquetReader, spec::DataSpec},
+    registries::{FileStore, ModelRegistry as _},
+    services::tracking::RunContext,
+};
+use velo_jobs::{JobConfig, JobContext, JobError, JobOutcome, Settings};
+
+/// The repository root (the shipped configs and schemas live there).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A project in a temporary directory: synthetic data from the shipped data spec, and the
+/// embedded store.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(rows: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = DataSpec::load(&root().join("configs/data.yaml")).unwrap();
+        spec.synthesize(rows, 7, &dir.path().join("data")).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    fn store(&self) -> PathBuf {
+        self.path("mlruns")
+    }
+
+    /// A shipped job configuration, with its relative paths rebased onto this project (data and
+    /// outputs) and the repository (schemas), the store pointed here, and `edit` applied.
+    fn settings(&self, config: &str, edit: impl FnOnce(&mut serde_yaml::Value)) -> Settings {
+        let text = std::fs::read_to_string(root().join("configs").join(config)).unwrap();
+        let mut value: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        if let serde_yaml::Value::Mapping(map) = &mut value {
+            map.remove("profiles");
+        }
+        self.rebase(&mut value);
+        let store = self.store().display().to_string();
+        value["job"]["services"]["mlflow"]["tracking_uri"] = store.clone().into();
+        value["job"]["services"]["mlflow"]["registry_uri"] = store.into();
+        edit(&mut value);
+        serde_yaml::from_value(value).unwrap()
+    }
+
+    fn rebase(&self, value: &mut serde_yaml::Value) {
+        match value {
+            serde_yaml::Value::String(text) => {
+                if text.starts_with("data/") || text.starts_with("outputs/") {
+                    *text = self.path(text).display().to_string();
+                } else if text.starts_with("configs/") {
+                    *text = root().join(&*text).display().to_string();
+                }
+            }
+            serde_yaml::Value::Mapping(map) => {
+                for (_, child) in map.iter_mut() {
+                    self.rebase(child);
+                }
+            }
+            serde_yaml::Value::Sequence(items) => items.iter_mut().for_each(|i| self.rebase(i)),
+            _ => {}
+        }
+    }
+
+    fn context(&self, job: &JobConfig) -> JobContext {
+        let run = RunContext {
+            source_name: "velo-jobs tests".to_owned(),
+            ..RunContext::default()
+        };
+        JobContext::open(&job.services().mlflow, run).unwrap()
+    }
+
+    fn run(&self, settings: &Settings) -> Result<JobOutcome, JobError> {
+        settings.job.run(&self.context(&settings.job))
+    }
+
+    fn rows(&self, relative: &str) -> usize {
+        ParquetReader::new(self.path(relative))
+            .read()
+            .unwrap()
+            .data
+            .num_rows()
+    }
+}
+
+/// Ten small trees: enough to learn, quick in a debug build.
+fn small_forest(value: &mut serde_yaml::Value) {
+    value["job"]["model"]["n_estimators"] = 10.into();
+}
+
+#[test]
+fn the_six_jobs_run_from_rust_on_a_temporary_store() {
+    let project = Project::new(8_000);
+
+    let tuning = project
+        .run(&project.settings("tuning.yaml", small_forest))
+        .unwrap();
+    assert!(tuning.run_id.is_some());
+    assert!(
+        tuning.lines.iter().any(|line| line.contains("max_depth")),
+        "{:?}",
+        tuning.lines
+    );
+
+    let training = project
+        .run(&project.settings("training.yaml", small_forest))
+        .unwrap();
+    let version = training.model_version.clone().unwrap();
+    assert_eq!(
+        (version.name.as_str(), version.version.as_str()),
+        ("bikes", "1")
+    );
+    assert!(training.metrics["r2_score"] > 0.5, "{:?}", training.metrics);
+
+    project
+        .run(&project.settings("promotion.yaml", |_| {}))
+        .unwrap();
+    let store = FileStore::open(project.store()).unwrap();
+    let champion = store
+        .get_model_version_by_alias("bikes", "Champion")
+        .unwrap()
+        .unwrap();
+    assert_eq!(champion.version, "1");
+
+    project
+        .run(&project.settings("inference.yaml", |_| {}))
+        .unwrap();
+    assert_eq!(
+        project.rows("outputs/predictions_test.parquet"),
+        project.rows("data/inputs_test.parquet")
+    );
+
+    let evaluations = project
+        .run(&project.settings("evaluations.yaml", |_| {}))
+        .unwrap();
+    assert!(evaluations.metrics.contains_key("r2_score"));
+
+    project
+        .run(&project.settings("explanations.yaml", |value| {
+            value["job"]["inputs_samples"]["limit"] = 20.into();
+        }))
+        .unwrap();
+    assert_eq!(project.rows("outputs/samples_explanations.parquet"), 20);
+    assert!(project.rows("outputs/models_explanations.parquet") > 0);
+}
+
+#[test]
+fn failures_are_typed_so_embedders_can_match_them() {
+    let project = Project::new(2_000);
+    // No model is registered yet: the alias names nothing.
+    let missing = project
+        .run(&project.settings("inference.yaml", |_| {}))
+        .unwrap_err();
+    assert!(
+        matches!(&missing, JobError::Registry(error) if error.is_not_found()),
+        "{missing:?}"
+    );
+
+    project
+        .run(&project.settings("training.yaml", |value| {
+            small_forest(value);
+            value["job"]["splitter"]["test_size"] = 200.into();
+        }))
+        .unwrap();
+    let refused = project
+        .run(&project.settings("promotion.yaml", |value| {
+            value["job"]["thresholds"] =
+                serde_yaml::from_str("{r2_score: {threshold: 2.0, greater_is_better: true}}")
+                    .unwrap();
+        }))
+        .unwrap_err();
+    match refused {
+        JobError::Thresholds {
+            name,
+            version,
+            failures,
+            alias,
+        } => {
+            assert_eq!((name.as_str(), version.as_str()), ("bikes", "1"));
+            assert_eq!(alias.as_deref(), Some("Champion"));
+            assert!(failures[0].starts_with("r2_score = "), "{failures:?}");
+        }
+        other => panic!("expected missed thresholds, got {other:?}"),
+    }
+    let store = FileStore::open(project.store()).unwrap();
+    assert!(
+        store
+            .get_model_version_by_alias("bikes", "Champion")
+            .unwrap()
+            .is_none(),
+        "a refused promotion moves no alias"
+    );
+}
