@@ -472,7 +472,7 @@ fn ctrl_c_ends_the_open_run_as_killed() {
         data.join("inputs_train.parquet").display(),
         data.join("targets_train.parquet").display()
     );
-    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("velo"));
+    let mut command = std::process::Command::new(crate::velo_binary());
     command
         .current_dir(crate::root())
         .args(["run", "configs/training.yaml", "-e", &snippet])

@@ -266,7 +266,7 @@ fn numbered_record(base: &[serde_json::Map<String, Value>], i: usize) -> (String
 
 /// `velo run configs/kafka_inference.yaml` with `job` and the store at `uri`, not yet started.
 fn job_command(uri: &str, job: &str) -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("velo"));
+    let mut command = Command::new(crate::velo_binary());
     command
         .current_dir(crate::root())
         .args(["run", "configs/kafka_inference.yaml", "-e"])

@@ -25,7 +25,7 @@ struct Server {
 
 impl Server {
     fn start(store: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("velo"))
+        let mut child = Command::new(crate::velo_binary())
             .args([
                 "serve",
                 "-m",
