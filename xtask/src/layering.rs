@@ -33,6 +33,8 @@ const DEV_ONLY: &[(&str, &str)] = &[
     // The whole-system tests (`tests/`) read stores and data through io, beside the binary.
     ("velo-tests", "velo-io"),
     ("velo-tests", "velo-mlflow"),
+    // velo-cli's tests run its binary with the helpers of the tests package.
+    ("velo-cli", "velo-tests"),
 ];
 
 /// Reads `cargo metadata` and fails on any edge between workspace crates not in [`ALLOWED`].

@@ -1,7 +1,8 @@
 //! `cargo xtask`: velo's development automation.
 //!
 //! Every task is idempotent and runs from the workspace root whatever the current directory.
-//! Tasks: `install`, `check`, `test`, `ci`, `fmt`, `codegen`, `docs`, `clean`, `layering`.
+//! Tasks: `install`, `check`, `test`, `ci`, `fmt`, `codegen`, `docs`, `clean`, `project`,
+//! `layering`, `bench` (see `USAGE`).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -44,7 +45,7 @@ tasks:
   project   run the whole lifecycle on the embedded default: create data/ when it holds no
             dataset (`--csv PATH` imports a UCI-style CSV, otherwise `velo data synth`), then
             `velo run` each job config in order (tuning .. explanations)
-  layering  check that crate dependencies point one way (core <- io <- jobs <- cli)
+  layering  check that crate dependencies point one way (core <- io, models <- jobs <- cli)
   bench     run the criterion benches; with --reference [--runs N] [--data-dir DIR], run
             velo and ../shared/bench/sklearn_baseline.py (as shipped and with --n-jobs -1)
             side by side on the same machine and print the ratios, then the tracking comparison

@@ -1,9 +1,10 @@
 //! velo-jobs: the model lifecycle as configurable jobs.
 //!
-//! Each job is one module holding a `KIND`-tagged config struct: [`tuning::TuningJob`],
-//! [`training::TrainingJob`], [`promotion::PromotionJob`], [`inference::InferenceJob`],
-//! [`evaluations::EvaluationsJob`] and [`explanations::ExplanationsJob`]. A configuration file
-//! holds one [`Settings`], whose `job` is a [`JobConfig`]:
+//! Each job is one module holding a `KIND`-tagged config struct that implements [`Job`]:
+//! [`TuningJob`], [`TrainingJob`], [`PromotionJob`], [`InferenceJob`], [`EvaluationsJob`],
+//! [`ExplanationsJob`] and [`KafkaInferenceJob`]. The crate root registers each in one line of
+//! `register_jobs!`, which generates [`JobConfig`] (the `KIND`-tagged enum) and its dispatch. A
+//! configuration file holds one [`Settings`], whose `job` is a [`JobConfig`]:
 //!
 //! ```
 //! let yaml = "
@@ -21,10 +22,13 @@
 //! what it would do without running it. `examples/energy-demand` in the repository runs four
 //! jobs from Rust on a dataset of its own.
 //!
-//! **Layer:** depends on velo-io and velo-core. **Invariant:** a job receives everything it
-//! uses (config, services) explicitly; it never reads the environment or global state, and
-//! never touches a file or a temporary directory itself (velo-io does; clippy's
-//! `disallowed_methods` checks it).
+//! With the `serve` feature, `scoring` (the model, validation and payload parsing) is shared
+//! by `serving` (the HTTP server of `velo serve`) and the Kafka job.
+//!
+//! **Layer:** depends on velo-io, velo-models and velo-core.
+//! **Invariant:** a job receives everything it uses (config, services) explicitly; it never
+//! reads the environment or global state, and never touches a file or a temporary directory
+//! itself (velo-io does; clippy's `disallowed_methods` checks it).
 #![deny(clippy::disallowed_methods)]
 
 pub mod common;

@@ -1,7 +1,5 @@
-//! Models: the configuration of the model kinds velo trains.
-//!
-//! The training and prediction code arrives with the models work; the configuration types are
-//! here already so that job configs validate from day one.
+//! The configuration of the model kinds velo trains: [`ModelConfig`], `KIND`-tagged, which
+//! builds an unfitted [`Model`](crate::Model) for an inputs schema.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 

@@ -1,4 +1,4 @@
-//! Test helpers shared by velo-core's unit tests: the shared bike-sharing CSV.
+//! Test helpers shared by velo-models' unit tests: the shared bike-sharing CSV.
 
 /// The twelve numerical input columns the reference model uses, in its order.
 pub(crate) const BIKE_NUMERICALS: [&str; 12] = [
