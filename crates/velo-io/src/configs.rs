@@ -84,6 +84,17 @@ pub enum ConfigError {
         /// The profile name.
         profile: String,
     },
+    /// The selected profile is defined by no configuration file.
+    #[error(
+        "profile `{profile}` is defined by no configuration file ({})",
+        describe_profiles(defined)
+    )]
+    UnknownProfile {
+        /// The profile asked for.
+        profile: String,
+        /// The profiles the files define, sorted.
+        defined: Vec<String>,
+    },
     /// The merged configuration does not match the expected types.
     #[error("invalid configuration:\n{}", .errors.join("\n"))]
     Invalid {
@@ -120,6 +131,9 @@ impl FileFormat {
     }
 
     fn parse(self, text: &str) -> Result<Dict, String> {
+        if self == Self::Yaml {
+            refuse_duplicate_keys(text)?;
+        }
         let parsed = match self {
             Self::Yaml => Yaml::from_str::<Option<Dict>>(text).map_err(|e| e.to_string()),
             Self::Json => Json::from_str::<Option<Dict>>(text).map_err(|e| e.to_string()),
@@ -128,6 +142,71 @@ impl FileFormat {
         // An empty file is an empty configuration, not an error.
         parsed.map(Option::unwrap_or_default)
     }
+}
+
+/// Refuses a YAML document in which a mapping repeats a key (where the last value would win
+/// silently), naming the key and the lines of both occurrences.
+fn refuse_duplicate_keys(text: &str) -> Result<(), String> {
+    let Err(error) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
+        return Ok(());
+    };
+    let message = error.to_string();
+    // serde_yaml prefixes the path of the mapping (`job: duplicate entry …`).
+    let marker = "duplicate entry with key ";
+    let Some(rest) = message.find(marker).map(|at| &message[at + marker.len()..]) else {
+        // Other errors are the parser's to report, with its own wording.
+        return Ok(());
+    };
+    let key = rest
+        .split(" at line ")
+        .next()
+        .unwrap_or(rest)
+        .trim_matches('"')
+        .to_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let is_key = |line: &str| {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        [
+            format!("{key}:"),
+            format!("\"{key}\":"),
+            format!("'{key}':"),
+        ]
+        .iter()
+        .any(|form| trimmed.starts_with(form.as_str()))
+    };
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    // The parser points at the start of the mapping that repeats the key: its occurrences are
+    // the lines of that mapping, at its indentation, holding the key (a flow mapping on one
+    // line holds both).
+    let occurrences: Vec<usize> = error
+        .location()
+        .map(|location| {
+            let start = location.line().max(1);
+            let depth = location.column().saturating_sub(1);
+            let mut found = Vec::new();
+            for (n, line) in lines.iter().enumerate().skip(start - 1) {
+                let number = n + 1;
+                if number > start && !line.trim().is_empty() && indent(line) < depth {
+                    break;
+                }
+                if number == start && line.matches(&format!("{key}:")).count() > 1 {
+                    found.extend([number, number]);
+                } else if indent(line) == depth && is_key(line) {
+                    found.push(number);
+                }
+            }
+            found
+        })
+        .unwrap_or_default();
+    let (first, second) = (occurrences.first().copied(), occurrences.get(1).copied());
+    Err(match (first, second) {
+        (Some(first), Some(second)) => {
+            format!(
+                "duplicate key `{key}` at lines {first} and {second}; a key may appear once per mapping"
+            )
+        }
+        _ => format!("{message}; a key may appear once per mapping"),
+    })
 }
 
 /// One parsed configuration layer: its top level and its profile sections.
@@ -323,6 +402,7 @@ impl ConfigLoader {
     /// malformed snippet.
     fn figment(&self) -> Result<Figment, ConfigError> {
         let mut figment = Figment::new();
+        let mut defined = std::collections::BTreeSet::new();
         for path in &self.files {
             let format =
                 FileFormat::of(path).ok_or_else(|| ConfigError::Format { path: path.clone() })?;
@@ -339,7 +419,25 @@ impl ConfigLoader {
                 format!("{} file", format.name()),
                 Source::File(path.clone()),
             );
-            figment = figment.merge(Layer::new(metadata, &origin, dict)?);
+            let layer = Layer::new(metadata, &origin, dict)?;
+            defined.extend(
+                layer
+                    .data
+                    .keys()
+                    .filter(|profile| **profile != Profile::Default)
+                    // Profiles are case-insensitive, as figment selects them.
+                    .map(|profile| profile.as_str().as_str().to_ascii_lowercase()),
+            );
+            figment = figment.merge(layer);
+        }
+        if let Some(profile) = &self.profile
+            && !profile.eq_ignore_ascii_case(Profile::Default.as_str().as_str())
+            && !defined.contains(&profile.to_ascii_lowercase())
+        {
+            return Err(ConfigError::UnknownProfile {
+                profile: profile.clone(),
+                defined: defined.into_iter().collect(),
+            });
         }
         if let Some(prefix) = &self.env_prefix {
             figment = figment.merge(env_provider(prefix));
@@ -454,6 +552,14 @@ fn env_provider(prefix: &str) -> Env {
         })
         .lowercase(false)
         .global()
+}
+
+fn describe_profiles(defined: &[String]) -> String {
+    if defined.is_empty() {
+        "the files define no profile".to_owned()
+    } else {
+        format!("defined: {}", defined.join(", "))
+    }
 }
 
 /// Renders every figment error as one line naming key, problem and source.
@@ -713,6 +819,67 @@ mod tests {
                 9,
                 "",
             );
+            check(
+                ConfigLoader::default()
+                    .file("c.yaml")
+                    .profile(Some("default".into())),
+                3,
+                "",
+            );
+            // A profile no file defines is refused, naming those that exist.
+            let error = ConfigLoader::default()
+                .file("c.yaml")
+                .profile(Some("nope".into()))
+                .load::<Settings>()
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                error,
+                "profile `nope` is defined by no configuration file (defined: dev, prod)"
+            );
+            jail.create_file("plain.yaml", "job: {KIND: Train}")?;
+            let error = ConfigLoader::default()
+                .file("plain.yaml")
+                .profile(Some("dev".into()))
+                .load::<Settings>()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("the files define no profile"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_both_lines() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "dup.yaml",
+                "job:\n  KIND: Train\n  name: a\n  depth: 3\n  name: b\n",
+            )?;
+            let error = ConfigLoader::default()
+                .file("dup.yaml")
+                .load::<Settings>()
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                error,
+                "cannot parse dup.yaml: duplicate key `name` at lines 3 and 5; a key may appear once per mapping"
+            );
+            let snippet = ConfigLoader::default()
+                .extra("{job: {KIND: Train, depth: 1, depth: 2}}")
+                .load::<Settings>()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                snippet.starts_with("cannot parse --extras #1: ") && snippet.contains("depth"),
+                "{snippet}"
+            );
+            // The same key in different mappings is fine.
+            jail.create_file(
+                "ok.yaml",
+                "job: {KIND: Train, name: a}\nprofiles:\n  dev: {job: {name: b}}\n",
+            )?;
+            check(ConfigLoader::default().file("ok.yaml"), 20, "a");
             Ok(())
         });
     }

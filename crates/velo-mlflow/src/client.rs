@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn bad_tracking_uris_are_refused() {
-        for uri in ["./mlruns", "file:///tmp/x", "http://user:pw@host:5000"] {
+        for uri in ["./store", "file:///tmp/x", "http://user:pw@host:5000"] {
             let error = Client::new(uri).unwrap_err();
             assert!(matches!(error, Error::InvalidArgument(_)), "{uri}: {error}");
         }

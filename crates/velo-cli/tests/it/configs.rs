@@ -243,6 +243,77 @@ fn profiles_come_from_the_flag_or_the_environment() {
 }
 
 #[test]
+fn an_unknown_profile_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("mlruns");
+    let extras = format!(
+        "job: {{services: {{mlflow: {{tracking_uri: '{0}', registry_uri: '{0}'}}}}}}",
+        store.display()
+    );
+    let by_flag = output(velo().args([
+        "run",
+        "configs/promotion.yaml",
+        "-e",
+        &extras,
+        "--profile",
+        "nope",
+    ]));
+    let by_env = output(
+        velo()
+            .args(["run", "configs/training.yaml", "-e", &extras])
+            .env("VELO_PROFILE", "nope"),
+    );
+    let shown = output(velo().args([
+        "config",
+        "show",
+        "configs/training.yaml",
+        "--profile",
+        "nope",
+    ]));
+    for result in [&by_flag, &by_env, &shown] {
+        assert_eq!(result.code, 2, "{}", result.stderr);
+        assert!(
+            result
+                .stderr
+                .contains("profile `nope` is defined by no configuration file"),
+            "{}",
+            result.stderr
+        );
+    }
+    assert!(
+        by_env.stderr.contains("(defined: dev, prod)"),
+        "{}",
+        by_env.stderr
+    );
+    assert!(
+        by_flag.stderr.contains("the files define no profile"),
+        "{}",
+        by_flag.stderr
+    );
+    assert!(!store.exists(), "nothing was written");
+}
+
+#[test]
+fn a_duplicate_key_names_both_lines_and_moves_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("promotion.yaml");
+    std::fs::write(
+        &config,
+        "job:\n  KIND: PromotionJob\n  alias: Champion\n  alias: Other\n",
+    )
+    .expect("write");
+    let result = output(velo().args(["run", &config.display().to_string()]));
+    assert_eq!(result.code, 2, "{}", result.stderr);
+    assert!(
+        result
+            .stderr
+            .contains("duplicate key `alias` at lines 3 and 4"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
 fn the_schema_describes_every_job() {
     let result = output(velo().arg("--schema"));
     assert_eq!(result.code, 0, "{}", result.stderr);
@@ -302,4 +373,21 @@ fn the_logger_service_sets_level_format_and_sink() {
     let result = output(velo().args(["run", "configs/training.yaml", "--dry-run", "-e", &extras]));
     assert_eq!(result.code, 0, "{}", result.stderr);
     assert_eq!(std::fs::read_to_string(&quiet).unwrap_or_default(), "");
+}
+
+#[test]
+fn a_kafka_batch_of_zero_records_is_refused_by_a_dry_run() {
+    let result = output(velo().args([
+        "run",
+        "--dry-run",
+        "configs/kafka_inference.yaml",
+        "-e",
+        "job: {max_batch: 0}",
+    ]));
+    assert_eq!(result.code, 2, "{}", result.stderr);
+    assert!(
+        result.stderr.contains("key `job.max_batch`") && result.stderr.contains("--extras #1"),
+        "{}",
+        result.stderr
+    );
 }

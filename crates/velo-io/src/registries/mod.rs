@@ -399,7 +399,7 @@ mod tests {
 
     #[test]
     fn uris_pick_the_backend() {
-        assert_eq!(local_path("./mlruns").unwrap(), Path::new("./mlruns"));
+        assert_eq!(local_path("./store").unwrap(), Path::new("./store"));
         assert_eq!(
             local_path("file:///tmp/mlruns").unwrap(),
             Path::new("/tmp/mlruns")

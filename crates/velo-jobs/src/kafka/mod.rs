@@ -60,9 +60,9 @@ pub struct KafkaInferenceJob {
     pub output_topic: String,
     /// The topic records that cannot be scored go to.
     pub dead_letter_topic: String,
-    /// The most records predicted together.
+    /// The most records predicted together (at least 1).
     #[serde(default = "KafkaInferenceJob::default_max_batch")]
-    pub max_batch: usize,
+    pub max_batch: std::num::NonZeroUsize,
     /// How long a batch waits for more records after its first, in milliseconds.
     #[serde(default = "KafkaInferenceJob::default_max_wait_ms")]
     pub max_wait_ms: u64,
@@ -151,8 +151,8 @@ impl KafkaInferenceJob {
         "velo-inference".to_owned()
     }
 
-    fn default_max_batch() -> usize {
-        500
+    fn default_max_batch() -> std::num::NonZeroUsize {
+        std::num::NonZeroUsize::new(500).unwrap_or(std::num::NonZeroUsize::MIN)
     }
 
     fn default_max_wait_ms() -> u64 {

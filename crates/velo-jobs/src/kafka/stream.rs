@@ -30,9 +30,6 @@ use crate::{JobContext, JobError, JobOutcome, common::run_tracked, scoring::Scor
 pub(super) const PARALLEL_RECORDS: usize = 512;
 
 pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOutcome, JobError> {
-    if job.max_batch == 0 {
-        return Err(JobError::Config("max_batch must be at least 1".to_owned()));
-    }
     let uri = job
         .alias_or_version
         .uri(context.mlflow.registry_name.clone());
@@ -206,9 +203,9 @@ impl KafkaInferenceJob {
             };
             let started = Instant::now();
             stream.first.get_or_insert(started);
-            let limit = self.max_records.map_or(self.max_batch, |max| {
-                self.max_batch
-                    .min(usize::try_from(max - stream.received).unwrap_or(usize::MAX))
+            let max_batch = self.max_batch.get();
+            let limit = self.max_records.map_or(max_batch, |max| {
+                max_batch.min(usize::try_from(max - stream.received).unwrap_or(usize::MAX))
             });
             let mut batch = Batch::with_capacity(limit);
             batch.push(&first);
