@@ -51,7 +51,8 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
         .with_context(|| format!("invalid --model-uri `{}`", args.model_uri))
         .map_err(Failure::Usage)?;
     let registry_uri = registry_uri(args);
-    let stores = registries::open(&registry_uri)
+    // Serving only reads: a store that does not exist is an error, never created.
+    let stores = registries::open_existing(&registry_uri)
         .with_context(|| format!("cannot open the registry {registry_uri}"))
         .map_err(Failure::Usage)?;
     let scorer = Scorer::load(stores.registry, uri.clone())

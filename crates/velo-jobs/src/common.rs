@@ -168,21 +168,100 @@ pub(crate) fn read_labeled(
     run.log_dataset(&read_inputs.lineage, role)?;
     run.log_dataset(&read_targets.lineage, role)?;
     let (target_name, y) = target_values(&targets_schema, &read_targets.data, targets_path)?;
-    if y.len() != read_inputs.data.num_rows() {
-        return Err(JobError::Data(format!(
-            "{} has {} rows but {} has {}: inputs and targets must align row by row",
-            inputs.path().display(),
-            read_inputs.data.num_rows(),
-            targets.path().display(),
-            y.len()
-        )));
-    }
+    let y = align_targets(
+        (&schema, &read_inputs.data, inputs.path()),
+        (&targets_schema, &read_targets.data, targets.path()),
+        y,
+    )?;
     Ok(Labeled {
         schema,
         inputs: read_inputs,
         target_name,
         y,
     })
+}
+
+/// A dataset side of [`align_targets`]: its schema, its rows and its file.
+type Side<'a> = (&'a Schema, &'a RecordBatch, &'a std::path::Path);
+
+/// The target values in the order of the input rows.
+///
+/// When both schemas name an index column, inputs and targets are joined on it: every input
+/// row must find its target (the error says how many did not, with examples); targets without
+/// an input are left out with a warning. Without an index on both sides, the rows must be as
+/// many and are taken in order.
+pub(crate) fn align_targets(
+    (inputs_schema, inputs, inputs_path): Side<'_>,
+    (targets_schema, targets, targets_path): Side<'_>,
+    y: Vec<f64>,
+) -> Result<Vec<f64>, JobError> {
+    let (Some(input_index), Some(target_index)) = (
+        inputs_schema.index.as_deref(),
+        targets_schema.index.as_deref(),
+    ) else {
+        if y.len() != inputs.num_rows() {
+            return Err(JobError::Data(format!(
+                "{} has {} rows but {} has {}: without an index column in both schemas, inputs \
+                 and targets must align row by row",
+                inputs_path.display(),
+                inputs.num_rows(),
+                targets_path.display(),
+                y.len()
+            )));
+        }
+        return Ok(y);
+    };
+    let keys = |batch: &RecordBatch, column: &str, path: &std::path::Path| {
+        let array = batch.column_by_name(column).ok_or_else(|| {
+            JobError::Data(format!("{} has no index column `{column}`", path.display()))
+        })?;
+        // Keys compare as text, whatever the index's type on either side.
+        cast(array, &DataType::Utf8).map_err(|source| JobError::Table {
+            action: format!("read index column `{column}` of {}", path.display()),
+            source,
+        })
+    };
+    let input_keys = keys(inputs, input_index, inputs_path)?;
+    let target_keys = keys(targets, target_index, targets_path)?;
+    let input_keys = input_keys.as_string::<i32>();
+    let target_keys = target_keys.as_string::<i32>();
+    if input_keys == target_keys {
+        return Ok(y);
+    }
+    let rows: std::collections::HashMap<&str, usize> = target_keys
+        .iter()
+        .enumerate()
+        .filter_map(|(row, key)| key.map(|key| (key, row)))
+        .collect();
+    let mut aligned = Vec::with_capacity(input_keys.len());
+    let mut missing = Vec::new();
+    for key in input_keys.iter() {
+        match key.and_then(|key| rows.get(key)) {
+            Some(&row) => aligned.push(y[row]),
+            None => missing.push(key.unwrap_or("null")),
+        }
+    }
+    if !missing.is_empty() {
+        let examples: Vec<&str> = missing.iter().take(5).copied().collect();
+        return Err(JobError::Data(format!(
+            "{} of the {} rows of {} have no target in {} with the same `{input_index}` \
+             (for example {}); inputs and targets are joined on their schemas' index",
+            missing.len(),
+            input_keys.len(),
+            inputs_path.display(),
+            targets_path.display(),
+            examples.join(", ")
+        )));
+    }
+    let unused = target_keys.len().saturating_sub(aligned.len());
+    if unused > 0 {
+        tracing::warn!(
+            targets = %targets_path.display(),
+            unused,
+            "targets without an input row are left out"
+        );
+    }
+    Ok(aligned)
 }
 
 /// The target column of a targets schema (its one non-index column) and its values as f64.

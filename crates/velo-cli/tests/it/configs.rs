@@ -391,3 +391,34 @@ fn a_kafka_batch_of_zero_records_is_refused_by_a_dry_run() {
         result.stderr
     );
 }
+
+#[test]
+fn serving_a_missing_store_creates_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("does/not/exist");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("create");
+    for (registry, code) in [(&missing, 2), (&empty, 1)] {
+        let result = output(velo().args([
+            "serve",
+            "-m",
+            "models:/bikes@Champion",
+            "-p",
+            "0",
+            "--registry-uri",
+            &registry.display().to_string(),
+        ]));
+        assert_eq!(result.code, code, "{}", result.stderr);
+        assert!(
+            result.stderr.contains(&registry.display().to_string()),
+            "{}",
+            result.stderr
+        );
+    }
+    assert!(!missing.exists(), "no store was created");
+    assert_eq!(
+        std::fs::read_dir(&empty).expect("read").count(),
+        0,
+        "nothing was added to an existing directory"
+    );
+}

@@ -334,6 +334,23 @@ pub fn open(uri: &str) -> Result<Stores> {
     })
 }
 
+/// Opens the store at `uri` for reading only (a scoring server): an MLflow server as
+/// [`open`] does, or an existing embedded store, with nothing created or written
+/// ([`FileStore::open_existing`]).
+///
+/// # Errors
+/// An unreachable server's URI, or a local path that is not a directory.
+pub fn open_existing(uri: &str) -> Result<Stores> {
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        return open(uri);
+    }
+    let store = Arc::new(FileStore::open_existing(local_path(uri)?)?);
+    Ok(Stores {
+        tracking: store.clone(),
+        registry: store,
+    })
+}
+
 /// Opens tracking at `tracking_uri` and the registry at `registry_uri` (each as [`open`]).
 pub fn open_pair(tracking_uri: &str, registry_uri: &str) -> Result<Stores> {
     let tracking = open(tracking_uri)?;

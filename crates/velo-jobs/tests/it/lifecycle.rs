@@ -2,8 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use arrow::{
+    array::{ArrayRef, AsArray as _, Int64Array, RecordBatch, UInt32Array},
+    compute::{cast, take_record_batch},
+    datatypes::Int64Type,
+};
 use velo_io::{
-    datasets::{DatasetReader as _, ParquetReader, spec::DataSpec},
+    datasets::{DatasetReader as _, ParquetReader, ParquetWriter, Writer, spec::DataSpec},
     registries::{FileStore, ModelRegistry as _},
     services::tracking::RunContext,
 };
@@ -199,4 +206,113 @@ fn failures_are_typed_so_embedders_can_match_them() {
             .is_none(),
         "a refused promotion moves no alias"
     );
+}
+
+impl Project {
+    fn read(&self, relative: &str) -> RecordBatch {
+        ParquetReader::new(self.path(relative)).read().unwrap().data
+    }
+
+    fn write(&self, relative: &str, batch: &RecordBatch) {
+        Writer::ParquetWriter(ParquetWriter::new(self.path(relative)))
+            .write(batch)
+            .unwrap();
+    }
+}
+
+/// `batch` with its `instant` column moved by `shift`.
+fn shifted(batch: &RecordBatch, shift: i64) -> RecordBatch {
+    let position = batch.schema().index_of("instant").unwrap();
+    let original = batch.column(position);
+    let wide = cast(original, &arrow::datatypes::DataType::Int64).unwrap();
+    let moved: Int64Array = wide
+        .as_primitive::<Int64Type>()
+        .iter()
+        .map(|value| value.map(|value| value + shift))
+        .collect();
+    let moved: ArrayRef = cast(&(Arc::new(moved) as ArrayRef), original.data_type()).unwrap();
+    let mut columns = batch.columns().to_vec();
+    columns[position] = moved;
+    RecordBatch::try_new(batch.schema(), columns).unwrap()
+}
+
+fn training_on(targets: &'static str) -> impl FnOnce(&mut serde_yaml::Value) {
+    move |value: &mut serde_yaml::Value| {
+        small_forest(value);
+        value["job"]["splitter"]["test_size"] = 200.into();
+        value["job"]["targets"]["path"] = targets.into();
+    }
+}
+
+#[test]
+fn targets_are_joined_to_their_inputs_on_the_index() {
+    let project = Project::new(2_000);
+    let targets = project.read("data/targets_train.parquet");
+    let reversed: Vec<u32> = (0..targets.num_rows() as u32).rev().collect();
+    let shuffled = take_record_batch(&targets, &UInt32Array::from(reversed)).unwrap();
+    project.write("data/targets_reversed.parquet", &shuffled);
+    project.write(
+        "data/targets_elsewhere.parquet",
+        &shifted(&targets, 100_000),
+    );
+    let rebased = |name: &str| -> &'static str {
+        Box::leak(project.path(name).display().to_string().into_boxed_str())
+    };
+
+    let in_order = project
+        .run(&project.settings(
+            "training.yaml",
+            training_on(rebased("data/targets_train.parquet")),
+        ))
+        .unwrap();
+    let reversed = project
+        .run(&project.settings(
+            "training.yaml",
+            training_on(rebased("data/targets_reversed.parquet")),
+        ))
+        .unwrap();
+    assert_eq!(
+        in_order.metrics, reversed.metrics,
+        "reversed targets are joined back to their rows"
+    );
+
+    let unmatched = project
+        .run(&project.settings(
+            "training.yaml",
+            training_on(rebased("data/targets_elsewhere.parquet")),
+        ))
+        .unwrap_err();
+    let message = unmatched.to_string();
+    assert!(matches!(unmatched, JobError::Data(_)), "{unmatched:?}");
+    assert!(
+        message.starts_with(&format!(
+            "{} of the {} rows",
+            targets.num_rows(),
+            targets.num_rows()
+        )) && message.contains("the same `instant`"),
+        "{message}"
+    );
+    let store = FileStore::open(project.store()).unwrap();
+    assert_eq!(
+        store.list_model_versions("bikes").unwrap().len(),
+        2,
+        "the unmatched targets registered nothing"
+    );
+
+    // Evaluations join the same way.
+    project
+        .run(&project.settings("promotion.yaml", |_| {}))
+        .unwrap();
+    let evaluated = |targets: &'static str| {
+        project.run(&project.settings("evaluations.yaml", move |value| {
+            value["job"]["inputs"]["path"] = rebased("data/inputs_train.parquet").into();
+            value["job"]["targets"]["path"] = targets.into();
+            value["job"]["thresholds"] = serde_yaml::Mapping::new().into();
+        }))
+    };
+    let by_order = evaluated(rebased("data/targets_train.parquet")).unwrap();
+    let by_join = evaluated(rebased("data/targets_reversed.parquet")).unwrap();
+    assert_eq!(by_order.metrics, by_join.metrics);
+    let refused = evaluated(rebased("data/targets_elsewhere.parquet")).unwrap_err();
+    assert!(refused.to_string().contains("have no target"), "{refused}");
 }

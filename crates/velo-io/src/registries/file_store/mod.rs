@@ -110,6 +110,29 @@ impl FileStore {
         Ok(store)
     }
 
+    /// Opens the existing store at `root` for reading, writing nothing: no directory, default
+    /// experiment or staging sweep (what [`open`](Self::open) does for writers).
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`] when `root` is not a directory.
+    pub fn open_existing(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
+        if !root.is_dir() {
+            return Err(RegistryError::NotFound {
+                what: format!("a store at {}", root.display()),
+            });
+        }
+        let root = fs::canonicalize(root).map_err(io("resolve", root))?;
+        Ok(Self {
+            root,
+            #[cfg(feature = "crash-points")]
+            writes: AtomicU64::new(0),
+            #[cfg(feature = "crash-points")]
+            crash_after: None,
+            run_dirs: std::sync::Mutex::default(),
+        })
+    }
+
     /// For crash tests: abort the process (as a kill would) at the `n`-th write step. Only with
     /// the test-only feature `crash-points`, never in a build users run.
     #[cfg(feature = "crash-points")]
