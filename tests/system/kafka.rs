@@ -809,3 +809,31 @@ fn the_job_follows_the_alias_to_a_new_version() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_job_without_a_broker_fails_after_its_connect_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = model_store(dir.path());
+    let mut child = job_command(
+        &uri,
+        "brokers: '127.0.0.1:1', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, connect_timeout_ms: 1500, idle_timeout_ms: 2000",
+    )
+    .spawn()
+    .unwrap();
+    // A guard against the hang this test is about, not a speed check.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the job kept waiting for a broker that does not exist");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("reach the brokers 127.0.0.1:1 within connect_timeout_ms (1500 ms)"),
+        "{stderr}"
+    );
+}

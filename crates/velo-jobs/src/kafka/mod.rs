@@ -75,6 +75,10 @@ pub struct KafkaInferenceJob {
     /// Stop after this many input records (none: run until stopped).
     #[serde(default)]
     pub max_records: Option<u64>,
+    /// How long the brokers may take to answer at start, in milliseconds; a job that cannot
+    /// reach them by then fails (exit 1) instead of waiting for records forever.
+    #[serde(default = "KafkaInferenceJob::default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
     /// Stop when no record arrived for this many milliseconds (none: wait forever).
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
@@ -153,6 +157,10 @@ impl KafkaInferenceJob {
 
     fn default_max_batch() -> std::num::NonZeroUsize {
         std::num::NonZeroUsize::new(500).unwrap_or(std::num::NonZeroUsize::MIN)
+    }
+
+    fn default_connect_timeout_ms() -> u64 {
+        10_000
     }
 
     fn default_max_wait_ms() -> u64 {

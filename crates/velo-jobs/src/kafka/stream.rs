@@ -150,6 +150,14 @@ impl KafkaInferenceJob {
         consumer
             .subscribe(&[&self.input_topic])
             .map_err(kafka("subscribe to the input topic"))?;
+        // Reach the brokers first: librdkafka retries unreachable brokers forever, so a wrong
+        // address would otherwise look like a quiet topic.
+        let timeout = Duration::from_millis(self.connect_timeout_ms.max(1));
+        tokio::task::block_in_place(|| consumer.fetch_metadata(Some(&self.input_topic), timeout))
+            .map_err(kafka(&format!(
+                "reach the brokers {} within connect_timeout_ms ({} ms)",
+                self.brokers, self.connect_timeout_ms
+            )))?;
         let mut stream = Stream::default();
         let mut pipeline = Pipeline::default();
         let mut last_log = Instant::now();
