@@ -342,14 +342,16 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
     let on_signal = context.clone();
     let streaming = matches!(job, velo_jobs::JobConfig::KafkaInferenceJob(_));
     let _ = ctrlc::set_handler(move || {
-        if streaming
-            && !on_signal
-                .stop
-                .swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
+        // Every job sees the request: a training job registers nothing after it.
+        let again = on_signal
+            .stop
+            .swap(true, std::sync::atomic::Ordering::SeqCst);
+        if streaming && !again {
             eprintln!("stopping: finishing the batch in flight and committing (again to kill)");
             return;
         }
+        // Ends the run as KILLED and tags any version it registered already, so that promoting
+        // the latest version passes over it.
         let _ = on_signal.kill_active_run();
         eprintln!("interrupted: the open run was ended as KILLED");
         std::process::exit(130);

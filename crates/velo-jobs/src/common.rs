@@ -47,8 +47,13 @@ pub(crate) fn run_tracked<C: Serialize>(
             Ok(outcome)
         }
         Err(error) => {
-            if let Err(end) = run.fail(&error) {
-                tracing::warn!(%end, "cannot mark the run FAILED");
+            let ended = if matches!(error, JobError::Interrupted(_)) {
+                run.kill()
+            } else {
+                run.fail(&error)
+            };
+            if let Err(end) = ended {
+                tracing::warn!(%end, "cannot end the run");
             }
             Err(error)
         }

@@ -16,6 +16,9 @@ use crate::{
     progress::{NoProgress, Progress},
 };
 
+/// The model version tag that marks a version registered by a run that was then killed.
+pub const RUN_STATUS_TAG: &str = "velo.run_status";
+
 /// The services a job runs with. Build it with [`JobContext::open`] from a job's configured
 /// MLflow service, or assemble one from stores an embedder opened itself.
 #[derive(Debug, Clone)]
@@ -63,11 +66,32 @@ impl JobContext {
         }
     }
 
-    /// Ends the open run, if any, as KILLED (for a Ctrl-C handler).
+    /// Whether the caller asked the job to stop (see [`stop`](Self::stop)).
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Ends the open run, if any, as KILLED (for a Ctrl-C handler), and tags each model version
+    /// it registered already `velo.run_status: KILLED`, so that promoting the latest version
+    /// passes over it.
     pub fn kill_active_run(&self) -> Result<(), JobError> {
         let killer = self.active_run.lock().ok().and_then(|mut slot| slot.take());
         if let Some(killer) = killer {
             killer.kill()?;
+            let name = &self.mlflow.registry_name;
+            let versions = match self.registry.list_model_versions(name) {
+                Ok(versions) => versions,
+                Err(error) if error.is_not_found() => Vec::new(),
+                Err(error) => return Err(error.into()),
+            };
+            for version in versions.iter().filter(|v| v.run_id == killer.run_id()) {
+                self.registry.set_model_version_tag(
+                    name,
+                    &version.version,
+                    RUN_STATUS_TAG,
+                    "KILLED",
+                )?;
+            }
         }
         Ok(())
     }

@@ -95,6 +95,10 @@ pub enum JobError {
         #[source]
         source: Cause,
     },
+    /// The job was asked to stop (Ctrl-C, SIGTERM) before it could finish; nothing was
+    /// registered or promoted after the request.
+    #[error("interrupted: {0}")]
+    Interrupted(&'static str),
     /// This build of velo lacks what the job needs (a feature left out at compile time).
     #[error("{0}")]
     Unsupported(String),

@@ -45,7 +45,7 @@ pub mod serving;
 use serde::{Deserialize, Serialize};
 
 pub use crate::{
-    context::JobContext,
+    context::{JobContext, RUN_STATUS_TAG},
     error::{Cause, JobError},
     job::Job,
 };

@@ -62,7 +62,7 @@ impl crate::Job for PromotionJob {
             Some(number) => context
                 .registry
                 .get_model_version(name, &number.to_string())?,
-            None => context.registry.latest_model_version(name)?,
+            None => latest_finished(context, name)?,
         }
         .ok_or_else(|| velo_io::registries::RegistryError::NotFound {
             what: match self.version {
@@ -71,7 +71,7 @@ impl crate::Job for PromotionJob {
                     context.registry.location()
                 ),
                 None => format!(
-                    "any version of model {name} in {}",
+                    "any version of model {name} from a finished run in {}",
                     context.registry.location()
                 ),
             },
@@ -120,4 +120,43 @@ impl PromotionJob {
     }
 
 
+}
+
+/// The newest version of `name` whose run finished: versions registered by a run that was then
+/// killed or failed (tagged [`RUN_STATUS_TAG`](crate::RUN_STATUS_TAG), or whose run in this
+/// tracking store did not end FINISHED) are passed over, with a warning.
+fn latest_finished(
+    context: &JobContext,
+    name: &str,
+) -> Result<Option<velo_io::registries::ModelVersion>, JobError> {
+    let mut versions = match context.registry.list_model_versions(name) {
+        Ok(versions) => versions,
+        Err(error) if error.is_not_found() => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    versions.sort_by_key(|version| std::cmp::Reverse(version.version.parse::<u64>().unwrap_or(0)));
+    for version in versions {
+        let killed = version
+            .tags
+            .iter()
+            .any(|tag| tag.key == crate::RUN_STATUS_TAG && tag.value != "FINISHED");
+        // A run this tracking store does not know (a version registered from elsewhere) is
+        // taken on trust; a known run must have finished.
+        let finished = !killed
+            && match context.tracking.get_run(&version.run_id) {
+                Ok(run) => run.info.status == velo_io::registries::RunStatus::Finished,
+                Err(error) if error.is_not_found() => true,
+                Err(error) => return Err(error.into()),
+            };
+        if finished {
+            return Ok(Some(version));
+        }
+        tracing::warn!(
+            model = name,
+            version = %version.version,
+            run = %version.run_id,
+            "passing over a version whose run did not finish"
+        );
+    }
+    Ok(None)
 }

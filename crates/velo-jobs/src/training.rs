@@ -214,6 +214,11 @@ impl TrainingJob {
         };
         let source = mlmodel::log_model(run.tracking(), run.info(), &description, &bytes)?;
         drop(bytes);
+        // A stop asked for while the model was fitted or logged: the run ends KILLED and
+        // nothing is registered (a later promotion of the latest version cannot pick it).
+        if context.stop_requested() {
+            return Err(JobError::Interrupted("the model was not registered"));
+        }
         let tags: Vec<Tag> = self
             .registry
             .tags

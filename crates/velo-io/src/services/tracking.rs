@@ -72,6 +72,11 @@ pub struct RunKiller {
 }
 
 impl RunKiller {
+    /// The run this handle ends.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     /// Ends the run as KILLED unless it has ended already.
     pub fn kill(&self) -> Result<()> {
         if self.ended.swap(true, Ordering::SeqCst) {

@@ -11,7 +11,7 @@ use arrow::{
 };
 use velo_io::{
     datasets::{DatasetReader as _, ParquetReader, ParquetWriter, Writer, spec::DataSpec},
-    registries::{FileStore, ModelRegistry as _},
+    registries::{FileStore, ModelRegistry as _, RunStatus, Tracking as _},
     services::tracking::RunContext,
 };
 use velo_jobs::{JobConfig, JobContext, JobError, JobOutcome, Settings};
@@ -315,4 +315,77 @@ fn targets_are_joined_to_their_inputs_on_the_index() {
     assert_eq!(by_order.metrics, by_join.metrics);
     let refused = evaluated(rebased("data/targets_elsewhere.parquet")).unwrap_err();
     assert!(refused.to_string().contains("have no target"), "{refused}");
+}
+
+#[test]
+fn a_stop_before_registration_ends_the_run_killed_and_registers_nothing() {
+    let project = Project::new(2_000);
+    let settings = project.settings("training.yaml", training_on_default_split);
+    let context = project.context(&settings.job);
+    context
+        .stop
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let error = settings.job.run(&context).unwrap_err();
+    assert!(matches!(error, JobError::Interrupted(_)), "{error:?}");
+    let store = FileStore::open(project.store()).unwrap();
+    assert!(
+        store
+            .list_model_versions("bikes")
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let experiment = store.get_or_create_experiment("bikes").unwrap();
+    let runs = store.list_runs(&experiment).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].info.status, RunStatus::Killed);
+}
+
+#[test]
+fn promoting_the_latest_version_passes_over_versions_of_killed_runs() {
+    let project = Project::new(2_000);
+    for _ in 0..3 {
+        project
+            .run(&project.settings("training.yaml", training_on_default_split))
+            .unwrap();
+    }
+    let store = FileStore::open(project.store()).unwrap();
+    let versions = store.list_model_versions("bikes").unwrap();
+    let run_of = |number: &str| {
+        versions
+            .iter()
+            .find(|version| version.version == number)
+            .unwrap()
+            .run_id
+            .clone()
+    };
+    // Version 3 was registered by a run that was then killed (tagged by the Ctrl-C handler);
+    // version 2's run ended KILLED before the tag could be written.
+    store
+        .set_model_version_tag("bikes", "3", velo_jobs::RUN_STATUS_TAG, "KILLED")
+        .unwrap();
+    store.end_run(&run_of("2"), RunStatus::Killed).unwrap();
+    project
+        .run(&project.settings("promotion.yaml", |_| {}))
+        .unwrap();
+    let champion = store
+        .get_model_version_by_alias("bikes", "Champion")
+        .unwrap()
+        .unwrap();
+    assert_eq!(champion.version, "1");
+    // A version chosen by number is promoted as asked.
+    project
+        .run(&project.settings("promotion.yaml", |value| {
+            value["job"]["version"] = 3.into();
+        }))
+        .unwrap();
+    let champion = store
+        .get_model_version_by_alias("bikes", "Champion")
+        .unwrap()
+        .unwrap();
+    assert_eq!(champion.version, "3");
+}
+
+fn training_on_default_split(value: &mut serde_yaml::Value) {
+    small_forest(value);
+    value["job"]["splitter"]["test_size"] = 200.into();
 }
