@@ -71,13 +71,18 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 impl TempFile {
     /// A fresh temporary file beside `target` (`.NAME.PID.NONCE.tmp`), creating the target's
     /// parent directories.
+    ///
+    /// Temporary files of the same target left by processes that no longer run (killed while
+    /// writing) are removed first.
     pub(crate) fn beside(target: &Path) -> Result<(Self, File), FileError> {
         let dir = parent_of(target);
         std::fs::create_dir_all(&dir).map_err(FileError::new("create directory", &dir))?;
         let name = target
             .file_name()
             .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
-        Self::create(target, &dir, &format!(".{name}"))
+        let stem = format!(".{name}");
+        sweep_orphans(&dir, &stem);
+        Self::create(target, &dir, &stem)
     }
 
     /// A fresh temporary file in the existing directory `dir` that will replace `target`.
@@ -164,6 +169,46 @@ impl Drop for TempFile {
     }
 }
 
+/// The process id written in a temporary file's name (`STEM.PID.NONCE.tmp`).
+pub(crate) fn temp_file_pid(name: &str, stem: &str) -> Option<u32> {
+    let rest = name
+        .strip_prefix(stem)?
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?;
+    let (pid, nonce) = rest.split_once('.')?;
+    (nonce.len() == 16 && nonce.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
+/// Whether the process `pid` has ended, where the platform can tell (`/proc` on Linux);
+/// `false` when it runs or cannot be known.
+pub(crate) fn process_is_gone(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    let proc = Path::new("/proc");
+    proc.join("self").exists() && !proc.join(pid.to_string()).exists()
+}
+
+/// Removes the temporary files `STEM.PID.NONCE.tmp` in `dir` whose process has ended (best
+/// effort: a file that cannot be removed stays).
+fn sweep_orphans(dir: &Path, stem: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let orphan = name
+            .to_str()
+            .and_then(|name| temp_file_pid(name, stem))
+            .is_some_and(process_is_gone);
+        if orphan {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The directory holding `path` (`.` for a bare file name).
 fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
@@ -228,6 +273,36 @@ mod tests {
         guard.rename(false).expect("rename");
         assert_eq!(std::fs::read(&target).expect("read"), b"record");
         assert!(entries(&staging).is_empty(), "nothing left in staging");
+    }
+
+    #[test]
+    fn temporary_files_of_ended_processes_are_swept_at_the_next_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("out.parquet");
+        // pid_max is at most 4,194,304: this process never ran.
+        let orphan = dir
+            .path()
+            .join(".out.parquet.999999999.00000000000000ab.tmp");
+        let mine = dir.path().join(format!(
+            ".out.parquet.{}.00000000000000cd.tmp",
+            std::process::id()
+        ));
+        let other = dir
+            .path()
+            .join(".other.parquet.999999999.00000000000000ab.tmp");
+        for file in [&orphan, &mine, &other] {
+            std::fs::write(file, b"partial").expect("write");
+        }
+        let (guard, file) = TempFile::beside(&target).expect("create");
+        guard.seal(file, false).expect("seal");
+        guard.rename(false).expect("rename");
+        if Path::new("/proc/self").exists() {
+            assert!(!orphan.exists(), "the ended writer's file is swept");
+        }
+        assert!(mine.exists(), "a running writer's file stays");
+        assert!(other.exists(), "another target's files stay");
+        assert_eq!(temp_file_pid(".a.7.00000000000000ff.tmp", ".a"), Some(7));
+        assert_eq!(temp_file_pid(".a.7.xyz.tmp", ".a"), None);
     }
 
     #[test]

@@ -303,12 +303,13 @@ pub fn read(dir: &Path) -> Result<ModelFile> {
     ModelFile::parse(&text, &path)
 }
 
-/// Writes a model directory (the model file named by `model.model_file`, `MLmodel` and the
-/// example files) in a temporary directory, logs it under the run's `model.artifact_path` and
-/// records it on the run; returns the model's source URI for registration.
+/// Logs a model directory (the model file named by `model.model_file`, `MLmodel` and the
+/// example files) under the run's `model.artifact_path`, and records it on the run; returns the
+/// model's source URI for registration.
 ///
-/// The directory is logged as a whole ([`Tracking::log_artifact_dir`]), so a killed process
-/// leaves no half-written model in the embedded store.
+/// The files go from memory to the store ([`Tracking::log_artifact_files`]): no temporary
+/// copy of the model is written anywhere, and in the embedded store the directory appears
+/// whole, so a killed process leaves no half-written model.
 ///
 /// # Errors
 /// A model file name that is not a plain relative path, a failed write or upload.
@@ -319,23 +320,35 @@ pub fn log_model(
     model_bytes: &[u8],
 ) -> Result<String> {
     let segments = velo_mlflow::check_relative_path(&model.model_file)?;
-    let Some((file_name, parents)) = segments.split_last() else {
+    if segments.is_empty() {
         return Err(RegistryError::InvalidArgument(format!(
             "model file {:?} names no file",
             model.model_file
         )));
-    };
-    let local = tempfile::tempdir().map_err(|e| {
-        RegistryError::io("create a temporary directory in", &std::env::temp_dir(), e)
-    })?;
-    let dir = parents
-        .iter()
-        .fold(local.path().to_path_buf(), |path, segment| {
-            path.join(segment)
-        });
-    write(&dir, file_name, model_bytes)?;
-    model.write_into(local.path())?;
-    log_model_dir(tracking, run, &model.artifact_path, local.path())
+    }
+    let document = model.to_json()?;
+    let yaml = serde_yaml::to_string(&document)
+        .map_err(|error| RegistryError::InvalidArgument(error.to_string()))?;
+    let mut examples = Vec::new();
+    if let Some(example) = &model.input_example {
+        let text = serde_json::to_string(example)
+            .map_err(|error| RegistryError::InvalidArgument(error.to_string()))?;
+        let serving = serde_json::json!({ "dataframe_split": example }).to_string();
+        examples.push((INPUT_EXAMPLE_FILE, text));
+        examples.push((SERVING_EXAMPLE_FILE, serving));
+    }
+    let mut files: Vec<(&str, &[u8])> = vec![
+        (model.model_file.as_str(), model_bytes),
+        (MLMODEL_FILE, yaml.as_bytes()),
+    ];
+    files.extend(examples.iter().map(|(name, text)| (*name, text.as_bytes())));
+    tracking.log_artifact_files(&run.run_id, &model.artifact_path, &files)?;
+    tracking.record_logged_model(&run.run_id, &document)?;
+    Ok(format!(
+        "{}/{}",
+        run.artifact_uri.trim_end_matches('/'),
+        model.artifact_path
+    ))
 }
 
 /// A registered version's model file, read back.
@@ -350,8 +363,9 @@ pub struct ModelBytes {
     pub bytes: Vec<u8>,
 }
 
-/// Resolves `uri` in `registry`, downloads the version's directory into a temporary directory
-/// and reads the model file its `MLmodel` names (velo's flavor).
+/// Resolves `uri` in `registry` and reads the model file its `MLmodel` names (velo's flavor),
+/// straight from the store ([`ModelRegistry::read_model_file`](super::ModelRegistry)): no
+/// temporary copy is written.
 ///
 /// # Errors
 /// An unknown model, alias or version; a model without velo's flavor; a missing file; every
@@ -366,24 +380,18 @@ pub fn load_model_bytes(
         version: version.version.clone(),
         source: Box::new(error),
     };
-    let local = tempfile::tempdir()
-        .map_err(|e| RegistryError::io("create a temporary directory in", &std::env::temp_dir(), e))
+    let text = registry
+        .read_model_file(&version, MLMODEL_FILE)
         .map_err(context)?;
-    registry
-        .download_model(&version, local.path())
-        .map_err(context)?;
-    let mlmodel = read(local.path()).map_err(context)?;
+    let text = String::from_utf8(text).map_err(|error| {
+        context(RegistryError::Corrupt {
+            path: MLMODEL_FILE.into(),
+            message: error.to_string(),
+        })
+    })?;
+    let mlmodel = ModelFile::parse(&text, Path::new(MLMODEL_FILE)).map_err(context)?;
     let file = &mlmodel.velo_flavor().map_err(context)?.model_file;
-    let path = velo_mlflow::check_relative_path(file)
-        .map_err(RegistryError::from)
-        .map_err(context)?
-        .iter()
-        .fold(local.path().to_path_buf(), |path, segment| {
-            path.join(segment)
-        });
-    let bytes = std::fs::read(&path)
-        .map_err(|e| RegistryError::io("read", Path::new(file), e))
-        .map_err(context)?;
+    let bytes = registry.read_model_file(&version, file).map_err(context)?;
     Ok(ModelBytes {
         version,
         mlmodel,

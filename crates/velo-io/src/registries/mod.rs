@@ -139,6 +139,30 @@ pub trait Tracking: fmt::Debug + Send + Sync {
     /// store the directory appears at once, complete, or not at all.
     fn log_artifact_dir(&self, run_id: &str, path: &str, local: &Path) -> Result<()>;
 
+    /// Logs the files of a directory given in memory (`(relative name, bytes)`) as the
+    /// directory `path` under the run's artifacts, appearing whole where the backend can.
+    /// The default writes them into a temporary directory for
+    /// [`log_artifact_dir`](Self::log_artifact_dir); velo's backends write them directly.
+    fn log_artifact_files(&self, run_id: &str, path: &str, files: &[(&str, &[u8])]) -> Result<()> {
+        let local = tempfile::tempdir().map_err(|e| {
+            RegistryError::io("create a temporary directory in", &std::env::temp_dir(), e)
+        })?;
+        for (name, bytes) in files {
+            let segments = velo_mlflow::check_relative_path(name)?;
+            let file = segments
+                .iter()
+                .fold(local.path().to_path_buf(), |path, segment| {
+                    path.join(segment)
+                });
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| RegistryError::io("create", parent, e))?;
+            }
+            std::fs::write(&file, bytes).map_err(|e| RegistryError::io("write", &file, e))?;
+        }
+        self.log_artifact_dir(run_id, path, local.path())
+    }
+
     /// The files and directories directly under the artifact directory `path`.
     fn list_artifacts(&self, run_id: &str, path: &str) -> Result<Vec<FileInfo>>;
 
@@ -208,6 +232,23 @@ pub trait ModelRegistry: fmt::Debug + Send + Sync {
 
     /// Copies the files of a version (its `source`) into the local directory `into`.
     fn download_model(&self, version: &ModelVersion, into: &Path) -> Result<()>;
+
+    /// Reads one file of a version's model directory (`relative`, `/`-separated, checked to
+    /// stay inside it). The default downloads the directory into a temporary one; velo's
+    /// backends read the one file directly.
+    fn read_model_file(&self, version: &ModelVersion, relative: &str) -> Result<Vec<u8>> {
+        let segments = velo_mlflow::check_relative_path(relative)?;
+        let local = tempfile::tempdir().map_err(|e| {
+            RegistryError::io("create a temporary directory in", &std::env::temp_dir(), e)
+        })?;
+        self.download_model(version, local.path())?;
+        let file = segments
+            .iter()
+            .fold(local.path().to_path_buf(), |path, segment| {
+                path.join(segment)
+            });
+        std::fs::read(&file).map_err(|e| RegistryError::io("read", Path::new(relative), e))
+    }
 }
 
 /// A reference to a registered model version.

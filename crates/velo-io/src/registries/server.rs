@@ -136,6 +136,22 @@ impl Tracking for MlflowServer {
             .run(async |client| client.upload_dir(&uri, path, local).await)?)
     }
 
+    fn log_artifact_files(&self, run_id: &str, path: &str, files: &[(&str, &[u8])]) -> Result<()> {
+        let uri = self.artifact_uri(run_id)?;
+        let base = path.trim_end_matches('/');
+        for (name, bytes) in files {
+            velo_mlflow::check_relative_path(name)?;
+            let target = if base.is_empty() {
+                (*name).to_owned()
+            } else {
+                format!("{base}/{name}")
+            };
+            self.mlflow
+                .run(async |client| client.upload_artifact(&uri, &target, bytes.to_vec()).await)?;
+        }
+        Ok(())
+    }
+
     fn list_artifacts(&self, run_id: &str, path: &str) -> Result<Vec<FileInfo>> {
         let uri = self.artifact_uri(run_id)?;
         Ok(self
@@ -299,6 +315,29 @@ impl ModelRegistry for MlflowServer {
         })?)
     }
 
+    fn read_model_file(&self, version: &ModelVersion, relative: &str) -> Result<Vec<u8>> {
+        velo_mlflow::check_relative_path(relative)?;
+        let source = &version.source;
+        if source.starts_with("mlflow-artifacts:") {
+            return Ok(self
+                .mlflow
+                .run(async |client| client.download_artifact(source, relative).await)?);
+        }
+        if let Some(rest) = source.strip_prefix("runs:/") {
+            let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let uri = self.artifact_uri(run_id)?;
+            let path = if path.is_empty() {
+                relative.to_owned()
+            } else {
+                format!("{}/{relative}", path.trim_end_matches('/'))
+            };
+            return Ok(self
+                .mlflow
+                .run(async |client| client.download_artifact(&uri, &path).await)?);
+        }
+        read_local_source_file(source, relative)
+    }
+
     fn download_model(&self, version: &ModelVersion, into: &Path) -> Result<()> {
         let source = &version.source;
         if source.starts_with("mlflow-artifacts:") {
@@ -317,10 +356,9 @@ impl ModelRegistry for MlflowServer {
     }
 }
 
-/// Copies a model version whose source is a local directory (`file://…` or a path) into
-/// `into`, refusing symbolic links.
-pub(crate) fn copy_local_source(source: &str, into: &Path) -> Result<()> {
-    let path: PathBuf = if source.starts_with("file:") {
+/// The directory of a model version whose source is local (`file://…` or a path).
+fn local_source_dir(source: &str) -> Result<PathBuf> {
+    Ok(if source.starts_with("file:") {
         url::Url::parse(source)
             .ok()
             .and_then(|url| url.to_file_path().ok())
@@ -335,7 +373,31 @@ pub(crate) fn copy_local_source(source: &str, into: &Path) -> Result<()> {
         )));
     } else {
         PathBuf::from(source)
-    };
+    })
+}
+
+/// Reads the file `relative` of a model version whose source is a local directory, refusing a
+/// symbolic link anywhere below the source.
+pub(crate) fn read_local_source_file(source: &str, relative: &str) -> Result<Vec<u8>> {
+    let mut path = local_source_dir(source)?;
+    for segment in velo_mlflow::check_relative_path(relative)? {
+        path.push(segment);
+        let kind =
+            std::fs::symlink_metadata(&path).map_err(|e| RegistryError::io("read", &path, e))?;
+        if kind.file_type().is_symlink() {
+            return Err(RegistryError::InvalidArgument(format!(
+                "model file {} is a symbolic link",
+                path.display()
+            )));
+        }
+    }
+    std::fs::read(&path).map_err(|e| RegistryError::io("read", &path, e))
+}
+
+/// Copies a model version whose source is a local directory (`file://…` or a path) into
+/// `into`, refusing symbolic links.
+pub(crate) fn copy_local_source(source: &str, into: &Path) -> Result<()> {
+    let path = local_source_dir(source)?;
     if !path.is_dir() {
         return Err(RegistryError::NotFound {
             what: format!("model files at {}", path.display()),

@@ -165,4 +165,24 @@ mod tests {
             assert!(check_run_id(id).is_err(), "{id:?}");
         }
     }
+
+    #[test]
+    fn opening_sweeps_what_ended_processes_left_in_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        let staging = store.root().join(STAGING);
+        // pid_max is at most 4,194,304: these processes never ran.
+        let dead_dir = staging.join("999999999-00aa");
+        let dead_file = staging.join("file.999999999.00000000000000ab.tmp");
+        let live_dir = staging.join(format!("{}-00bb", std::process::id()));
+        fs::create_dir_all(dead_dir.join("model")).unwrap();
+        fs::write(&dead_file, b"partial").unwrap();
+        fs::create_dir_all(&live_dir).unwrap();
+        drop(store);
+        FileStore::open(dir.path()).unwrap();
+        if Path::new("/proc/self").exists() {
+            assert!(!dead_dir.exists() && !dead_file.exists());
+        }
+        assert!(live_dir.exists(), "a running writer's staging stays");
+    }
 }

@@ -260,6 +260,10 @@ impl ModelRegistry for FileStore {
         self.write_atomic(&path, value.as_bytes(), Durability::Synced)
     }
 
+    fn read_model_file(&self, version: &ModelVersion, relative: &str) -> Result<Vec<u8>> {
+        crate::registries::server::read_local_source_file(&version.source, relative)
+    }
+
     fn download_model(&self, version: &ModelVersion, into: &Path) -> Result<()> {
         crate::registries::server::copy_local_source(&version.source, into)
     }

@@ -82,20 +82,30 @@ impl FileStore {
         }
     }
 
-    /// Removes what killed processes left in the staging area (entries untouched for a day;
-    /// a live writer never keeps one that long). Best effort: failures are ignored.
+    /// Removes what killed processes left in the staging area: entries of processes that no
+    /// longer run (by the process id in their name), and any entry untouched for a day (a live
+    /// writer never keeps one that long). Best effort: failures are ignored.
     pub(super) fn sweep_staging(&self) {
         let Ok(entries) = fs::read_dir(self.root.join(STAGING)) else {
             return;
         };
         let day = std::time::Duration::from_secs(24 * 3600);
         for entry in entries.flatten() {
-            let stale = entry
-                .metadata()
-                .and_then(|meta| meta.modified())
-                .ok()
-                .and_then(|modified| modified.elapsed().ok())
-                .is_some_and(|age| age > day);
+            // Staged directories are `PID-NONCE`, staged files `file.PID.NONCE.tmp`.
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let pid = crate::files::temp_file_pid(&name, "file").or_else(|| {
+                name.split_once('-')
+                    .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            });
+            let orphan = pid.is_some_and(crate::files::process_is_gone);
+            let stale = orphan
+                || entry
+                    .metadata()
+                    .and_then(|meta| meta.modified())
+                    .ok()
+                    .and_then(|modified| modified.elapsed().ok())
+                    .is_some_and(|age| age > day);
             if stale {
                 let path = entry.path();
                 let _ = if path.is_dir() {

@@ -504,6 +504,28 @@ impl Tracking for FileStore {
         Ok(())
     }
 
+    fn log_artifact_files(&self, run_id: &str, path: &str, files: &[(&str, &[u8])]) -> Result<()> {
+        let segments = artifact_segments(path)?;
+        let (dir, _) = self.active_run(run_id)?;
+        let target = confined(&dir.join("artifacts"), &segments)?;
+        if !segments.is_empty() && !target.exists() {
+            // A new directory appears whole: written in the staging area, then renamed.
+            let staged = self.staging_dir()?;
+            for (name, bytes) in files {
+                let file = confined(&staged, &artifact_segments(name)?)?;
+                self.write_new(&file, bytes, Durability::Cached)?;
+            }
+            if self.publish_dir(&staged, &target, Durability::Cached)? {
+                return Ok(());
+            }
+        }
+        for (name, bytes) in files {
+            let file = confined(&target, &artifact_segments(name)?)?;
+            self.write_atomic(&file, bytes, Durability::Cached)?;
+        }
+        Ok(())
+    }
+
     fn list_artifacts(&self, run_id: &str, path: &str) -> Result<Vec<FileInfo>> {
         let segments = artifact_segments(path)?;
         let dir = self.run_dir(run_id)?;
