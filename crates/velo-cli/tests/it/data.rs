@@ -211,3 +211,53 @@ fn an_import_that_breaks_the_schema_fails_and_writes_nothing() {
         );
     }
 }
+
+#[test]
+fn files_without_rows_or_line_breaks_are_refused_by_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let header = "instant,dteday,season,yr,mnth,hr,holiday,weekday,workingday,weathersit,temp,atemp,hum,windspeed,casual,registered,cnt";
+    let empty = dir.path().join("empty.csv");
+    let header_only = dir.path().join("header.csv");
+    let one_line = dir.path().join("one_line.csv");
+    std::fs::write(&empty, "").expect("write");
+    std::fs::write(&header_only, format!("{header}\n")).expect("write");
+    // 9 MiB without a line break: over the 8 MiB a line may take.
+    std::fs::write(&one_line, vec![b'7'; 9 << 20]).expect("write");
+    let import = |csv: &Path| {
+        let out = dir.path().join("out");
+        let result = output(
+            velo()
+                .args(["data", "import", "--csv"])
+                .arg(csv)
+                .arg("--out")
+                .arg(&out),
+        );
+        (result, out)
+    };
+    let (result, out) = import(&header_only);
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    assert!(
+        result.stderr.contains("header.csv holds no rows to import"),
+        "{}",
+        result.stderr
+    );
+    assert!(!out.join(FILES[0]).exists());
+    let (result, _) = import(&empty);
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    assert!(result.stderr.contains("empty.csv"), "{}", result.stderr);
+    for csv in [one_line.as_path(), Path::new("/dev/zero")] {
+        if !csv.exists() {
+            continue;
+        }
+        let (result, _) = import(csv);
+        assert_eq!(result.code, 1, "{}", result.stderr);
+        assert!(
+            result.stderr.contains(&csv.display().to_string())
+                && result
+                    .stderr
+                    .contains("line 1 is longer than 8388608 bytes (max_line_bytes)"),
+            "{}",
+            result.stderr
+        );
+    }
+}

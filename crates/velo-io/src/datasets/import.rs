@@ -93,11 +93,14 @@ pub fn import_csv(
             .finish()
             .map_err(|source| failure(schema, source))?;
     }
+    let source = lineage.finish();
+    if source.rows == 0 {
+        return Err(DatasetError::NoRows {
+            path: csv.to_path_buf(),
+        });
+    }
     let splits = sink.finish()?;
-    Ok(ImportSummary {
-        source: lineage.finish(),
-        splits,
-    })
+    Ok(ImportSummary { source, splits })
 }
 
 /// The positions of the schema's columns that the data has (missing ones are left for the

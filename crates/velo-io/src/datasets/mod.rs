@@ -47,6 +47,12 @@ pub enum DatasetError {
     /// A data spec without a `synth` section was asked to generate data.
     #[error("the data spec has no `synth` section to generate data from")]
     NoSynth,
+    /// The file holds no rows (it is empty, or has a header line only).
+    #[error("{path} holds no rows to import (an empty file, or a header only)")]
+    NoRows {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file does not exist.
     #[error("cannot read {path}: no such file")]
     NotFound {

@@ -92,6 +92,14 @@ pub struct CsvReader {
     /// columns are inferred.
     #[serde(default)]
     pub schema: Option<PathBuf>,
+    /// The longest line accepted, in bytes (8 MiB by default): a longer one (a file without
+    /// line breaks, a wrong file) fails naming its line instead of filling memory.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+}
+
+fn default_max_line_bytes() -> usize {
+    8 << 20
 }
 
 fn default_batch_size() -> usize {
@@ -121,7 +129,54 @@ impl CsvReader {
             delimiter: default_delimiter(),
             has_header: true,
             schema: None,
+            max_line_bytes: default_max_line_bytes(),
         }
+    }
+}
+
+/// A reader that fails, naming the line, when a line grows past a length: what keeps a CSV
+/// parser's buffers bounded on a file without line breaks.
+struct LineLimit<R> {
+    inner: R,
+    max: usize,
+    /// Bytes since the last line break.
+    current: usize,
+    /// The line being read, from 1.
+    line: u64,
+}
+
+impl<R> LineLimit<R> {
+    fn new(inner: R, max: usize) -> Self {
+        Self {
+            inner,
+            max: max.max(1),
+            current: 0,
+            line: 1,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        for &byte in &buf[..read] {
+            if byte == b'\n' {
+                self.line += 1;
+                self.current = 0;
+            } else {
+                self.current += 1;
+                if self.current > self.max {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "line {} is longer than {} bytes (max_line_bytes)",
+                            self.line, self.max
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(read)
     }
 }
 
@@ -685,7 +740,10 @@ impl CsvReader {
             .with_header(self.has_header)
             .with_delimiter(delimiter);
         let (inferred, rows) = format
-            .infer_schema(BufReader::new(&mut *file), self.limit)
+            .infer_schema(
+                BufReader::new(LineLimit::new(&mut *file, self.max_line_bytes)),
+                self.limit,
+            )
             .map_err(csv_error)?;
         file.rewind().map_err(|source| DatasetError::Io {
             action: "rewind",
@@ -777,7 +835,7 @@ impl DatasetReader for CsvReader {
             builder = builder.with_projection(positions);
         }
         let reader = builder
-            .build(file)
+            .build(LineLimit::new(file, self.max_line_bytes))
             .map_err(|source| DatasetError::CsvRead {
                 path: path.clone(),
                 source: source.into(),
