@@ -913,3 +913,125 @@ fn artifact_paths_cannot_leave_their_run() {
             .exists()
     );
 }
+
+/// Every kind of record the store writes refuses a symbolic link planted on its way, and
+/// nothing lands outside the store.
+#[cfg(unix)]
+#[test]
+fn symbolic_links_on_the_way_of_any_record_are_refused() {
+    type Plant = fn(&Path, &str, &str);
+    type Write = fn(&FileStore, &str, &str) -> Result<(), String>;
+    // Each case: where the link is planted (relative to the store root, given the experiment
+    // and run), and the write that must refuse it.
+    let cases: [(&str, Plant, Write); 6] = [
+        (
+            "aliases",
+            |root, _, _| link(root, "models/bikes/aliases"),
+            |store, _, _| {
+                store
+                    .set_alias("bikes", "Champion", "1")
+                    .map_err(|e| e.to_string())
+            },
+        ),
+        (
+            "model",
+            |root, _, _| link(root, "models/bikes"),
+            |store, _, run| {
+                store
+                    .create_model_version("bikes", "/nowhere", run, &[])
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        ),
+        (
+            "version tags",
+            |root, _, _| link(root, "models/bikes/version-1/tags"),
+            |store, _, _| {
+                store
+                    .set_model_version_tag("bikes", "1", "k", "v")
+                    .map_err(|e| e.to_string())
+            },
+        ),
+        (
+            "metrics",
+            |root, experiment, run| link(root, &format!("{experiment}/{run}/metrics")),
+            |store, _, run| {
+                store
+                    .log_batch(run, &[Metric::new("rmse", 1.0, 0, 0)], &[], &[])
+                    .map_err(|e| e.to_string())
+            },
+        ),
+        (
+            "run",
+            |root, experiment, _| link(root, experiment),
+            |store, experiment, _| {
+                store
+                    .create_run(experiment, NewRun::default())
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        ),
+        (
+            "staging",
+            |root, _, _| link(root, ".velo-staging.trash"),
+            |store, _, run| {
+                store
+                    .log_artifact(run, "notes.txt", b"x")
+                    .map_err(|e| e.to_string())
+            },
+        ),
+    ];
+    for (what, plant, write) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("mlruns");
+        let store = FileStore::open(&root).unwrap();
+        let experiment = store.get_or_create_experiment("bikes").unwrap();
+        let run = store
+            .create_run(&experiment, NewRun::default())
+            .unwrap()
+            .run_id;
+        store
+            .create_model_version("bikes", "/nowhere", &run, &[])
+            .unwrap();
+        plant(&root, &experiment, &run);
+        let outside = dir.path().join("outside");
+        let before = files_below(&outside);
+        let error = write(&store, &experiment, &run).expect_err(what);
+        assert!(error.contains("symbolic link"), "{what}: {error}");
+        assert_eq!(
+            files_below(&outside),
+            before,
+            "{what}: something was written outside the store"
+        );
+    }
+}
+
+/// Every file below `dir`, relative, sorted.
+#[cfg(unix)]
+fn files_below(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Moves `relative` (created when missing) with what it holds out of the store to
+/// `../outside`, and leaves a symbolic link to it in its place.
+#[cfg(unix)]
+fn link(root: &Path, relative: &str) {
+    let inside = root.join(relative);
+    let outside = root.parent().unwrap().join("outside");
+    std::fs::create_dir_all(&inside).unwrap();
+    std::fs::rename(&inside, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &inside).unwrap();
+}

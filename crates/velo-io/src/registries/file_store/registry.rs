@@ -224,6 +224,7 @@ impl ModelRegistry for FileStore {
     fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
         velo_mlflow::check_alias(alias).map_err(|error| invalid(error.to_string()))?;
         let path = self.model_dir(name)?.join("aliases").join(alias);
+        self.inside(&path)?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),

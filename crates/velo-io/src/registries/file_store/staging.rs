@@ -67,6 +67,42 @@ pub(super) fn is_taken(error: &std::io::Error) -> bool {
 }
 
 impl FileStore {
+    /// Refuses a path that leaves the store or passes through a symbolic link below its root:
+    /// every path the store writes (records, aliases, versions, metrics, artifacts) goes
+    /// through this check first, so a link planted in the store cannot redirect a write.
+    pub(super) fn inside(&self, path: &Path) -> Result<()> {
+        let relative = path.strip_prefix(&self.root).map_err(|_| {
+            invalid(format!(
+                "{} is outside the store {}",
+                path.display(),
+                self.root.display()
+            ))
+        })?;
+        let mut current = self.root.clone();
+        for component in relative.components() {
+            let std::path::Component::Normal(part) = component else {
+                return Err(invalid(format!(
+                    "{} is not a plain path inside the store",
+                    path.display()
+                )));
+            };
+            current.push(part);
+            match fs::symlink_metadata(&current) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(invalid(format!(
+                        "{} goes through a symbolic link ({}); the store follows none",
+                        path.display(),
+                        current.display()
+                    )));
+                }
+                Ok(_) => {}
+                // What does not exist yet is created as a plain directory or file.
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
     /// Marks one durable step: with the test-only feature `crash-points`, the crash tests
     /// abort here.
     pub(super) fn step(&self) {
@@ -123,6 +159,7 @@ impl FileStore {
             .root
             .join(STAGING)
             .join(format!("{}-{}", std::process::id(), random_hex(8)));
+        self.inside(&dir)?;
         with_parents(&dir, || fs::create_dir(&dir)).map_err(io("create", &dir))?;
         Ok(dir)
     }
@@ -134,6 +171,7 @@ impl FileStore {
         bytes: &[u8],
         durability: Durability,
     ) -> Result<()> {
+        self.inside(path)?;
         let mut file = with_parents(path, || fs::File::create(path)).map_err(io("create", path))?;
         file.write_all(bytes).map_err(io("write", path))?;
         if durability == Durability::Synced {
@@ -150,8 +188,11 @@ impl FileStore {
         bytes: &[u8],
         durability: Durability,
     ) -> Result<()> {
+        self.inside(target)?;
+        let staging = self.root.join(STAGING);
+        self.inside(&staging)?;
         let synced = durability == Durability::Synced;
-        let (temp, mut file) = TempFile::within(&self.root.join(STAGING), target)?;
+        let (temp, mut file) = TempFile::within(&staging, target)?;
         file.write_all(bytes).map_err(io("write", target))?;
         temp.seal(file, synced)?;
         self.step();
@@ -168,6 +209,10 @@ impl FileStore {
         target: &Path,
         durability: Durability,
     ) -> Result<bool> {
+        if let Err(error) = self.inside(target) {
+            let _ = fs::remove_dir_all(staged);
+            return Err(error);
+        }
         match with_parents(target, || fs::rename(staged, target)) {
             Ok(()) => {
                 if durability == Durability::Synced {

@@ -412,6 +412,7 @@ impl Tracking for FileStore {
         }
         for (key, lines) in by_key {
             let path = key.split('/').fold(dir.join("metrics"), |p, s| p.join(s));
+            self.inside(&path)?;
             let mut file = with_parents(&path, || {
                 fs::OpenOptions::new().create(true).append(true).open(&path)
             })
