@@ -320,3 +320,81 @@ fn velo_serve_speaks_mlflows_scoring_protocol() {
     let said: Vec<String> = server.lines.try_iter().collect();
     assert!(said.iter().any(|line| line == "stopped"), "{said:?}");
 }
+
+/// Reads from `stream` until the server closes it or answers; `None` when it does neither
+/// within a minute (a guard against the hang under test, not a speed check).
+fn closed_or_answered(stream: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::Read as _;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0_u8; 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Some(String::from_utf8_lossy(&answer).into_owned()),
+            Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&answer).into_owned());
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn stalled_clients_are_timed_out_and_connections_bounded() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_data(&data);
+    let store = dir.path().join("mlruns");
+    let uri = store.display().to_string();
+    assert_eq!(
+        run_job("configs/training.yaml", &uri, &training_snippet(&data)).code,
+        0
+    );
+    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+    let server = Server::start(
+        &store,
+        &[
+            "--header-timeout-s",
+            "1",
+            "--body-timeout-s",
+            "1",
+            "--max-connections",
+            "4",
+        ],
+    );
+    let address = server.base.trim_start_matches("http://").to_owned();
+    // Eight clients announce a body and send 8 bytes of it; four more never finish their
+    // headers. Only four are served at a time, and each is ended by a timeout.
+    let mut stalled: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            stream
+                .write_all(
+                    b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"inputs",
+                )
+                .unwrap();
+            stream
+        })
+        .collect();
+    stalled.extend((0..4).map(|_| {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .write_all(b"POST /invocations HTTP/1.1\r\nHo")
+            .unwrap();
+        stream
+    }));
+    for (number, stream) in stalled.iter_mut().enumerate() {
+        let answer = closed_or_answered(stream)
+            .unwrap_or_else(|| panic!("connection {number} was kept open"));
+        if number < 8 && !answer.is_empty() {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{number}: {answer}");
+        }
+    }
+    // The server still answers once the stalled clients are gone.
+    let ping = reqwest::blocking::get(server.url("/ping")).unwrap();
+    assert_eq!(ping.status().as_u16(), 200);
+}

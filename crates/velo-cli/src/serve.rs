@@ -31,6 +31,15 @@ pub(crate) struct ServeArgs {
     /// The largest request body accepted, in MiB (larger ones answer 413).
     #[arg(long, default_value_t = 64)]
     max_body_mb: usize,
+    /// Seconds a client may take to send a request's headers (then the connection closes).
+    #[arg(long, default_value_t = 10)]
+    header_timeout_s: u64,
+    /// Seconds a request body may go without data (then 408).
+    #[arg(long, default_value_t = 30)]
+    body_timeout_s: u64,
+    /// Connections served at once; more wait in the listen queue.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
     /// Threads answering requests (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -61,6 +70,9 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
     let options = ServeOptions {
         poll_interval: (args.poll_interval > 0).then(|| Duration::from_secs(args.poll_interval)),
         max_body_bytes: args.max_body_mb.saturating_mul(1024 * 1024),
+        header_timeout: Duration::from_secs(args.header_timeout_s.max(1)),
+        body_timeout: Duration::from_secs(args.body_timeout_s.max(1)),
+        max_connections: args.max_connections.max(1),
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

@@ -57,6 +57,12 @@ pub struct ServeOptions {
     pub poll_interval: Option<Duration>,
     /// The largest request body accepted, in bytes (larger ones answer 413).
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request's headers; the connection is closed after.
+    pub header_timeout: Duration,
+    /// How long a request body may go without sending data; the request answers 408 after.
+    pub body_timeout: Duration,
+    /// The most connections served at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for ServeOptions {
@@ -64,6 +70,9 @@ impl Default for ServeOptions {
         Self {
             poll_interval: Some(Duration::from_secs(10)),
             max_body_bytes: 64 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -85,6 +94,9 @@ fn router_with(server: Arc<Server>, options: &ServeOptions) -> Router {
         .route("/version", get(version))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            options.body_timeout,
+        ))
         .with_state(server)
 }
 
@@ -99,6 +111,10 @@ impl Server {
 /// Serves `scorer` on `listener` until `shutdown` completes, then lets requests in flight
 /// finish. With a poll interval, the URI is resolved again on that interval and a moved alias
 /// swaps the model.
+///
+/// Slow or stalled clients are bounded: headers must arrive within `header_timeout`, a body
+/// may pause at most `body_timeout` (408), and at most `max_connections` are served at once
+/// (further ones wait in the listen queue).
 ///
 /// # Errors
 /// The listener fails.
@@ -115,13 +131,64 @@ pub async fn serve(
         _ => None,
     };
     let app = router_with(server, &options);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = accept_loop(listener, app, &options, shutdown).await;
     if let Some(poller) = poller {
         poller.abort();
     }
     result
+}
+
+/// Accepts connections until `shutdown`, each served on its own task by hyper's HTTP/1.1
+/// connection with a header read timeout, at most `max_connections` at a time; then waits
+/// for the connections in flight to finish their requests.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    options: &ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&limit).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(options.header_timeout);
+        // No upgrades: the scoring protocol is plain request and response.
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 async fn poll(server: Arc<Server>, interval: Duration) {
@@ -153,10 +220,28 @@ async fn poll(server: Arc<Server>, interval: Duration) {
 async fn invocations(
     State(server): State<Arc<Server>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let scorer = &server.scorer;
     let start = Instant::now();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            // A body that stalled past the body timeout answers 408; a too large one 413.
+            let response = if timed_out(&rejection) {
+                (
+                    StatusCode::REQUEST_TIMEOUT,
+                    [(header::CONNECTION, "close")],
+                    "the request body stalled past the server's body timeout",
+                )
+                    .into_response()
+            } else {
+                rejection.into_response()
+            };
+            server.metrics.observe(response.status().as_u16(), 0, start);
+            return response;
+        }
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -217,6 +302,18 @@ async fn invocations(
     };
     server.metrics.observe(status, rows, start);
     response
+}
+
+/// Whether a body error comes from the body timeout.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 async fn ping() -> impl IntoResponse {
