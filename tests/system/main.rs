@@ -11,6 +11,7 @@
 )]
 
 mod alerts;
+mod hostile;
 mod jobs;
 mod kafka;
 mod serve;

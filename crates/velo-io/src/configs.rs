@@ -466,6 +466,21 @@ impl ConfigLoader {
         Ok(figment)
     }
 
+    /// The sources this loader reads, for messages: its files and snippets, or `the defaults`.
+    fn sources(&self) -> String {
+        let mut names: Vec<String> = self
+            .files
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        names.extend((1..=self.extras.len()).map(|index| format!("--extras #{index}")));
+        if names.is_empty() {
+            "the defaults and the environment".to_owned()
+        } else {
+            names.join(", ")
+        }
+    }
+
     /// Loads and validates a configuration of type `T`.
     ///
     /// # Errors
@@ -474,7 +489,7 @@ impl ConfigLoader {
         let figment = self.figment()?;
         let value = figment
             .extract::<T>()
-            .map_err(|error| invalid(&figment, error))?;
+            .map_err(|error| invalid(&figment, error, &self.sources()))?;
         Ok(Loaded { value, figment })
     }
 }
@@ -562,8 +577,9 @@ fn describe_profiles(defined: &[String]) -> String {
     }
 }
 
-/// Renders every figment error as one line naming key, problem and source.
-fn invalid(figment: &Figment, error: figment::Error) -> ConfigError {
+/// Renders every figment error as one line naming key, problem and source; an error that no
+/// value caused (a required key no source sets) names the sources that were read, `sources`.
+fn invalid(figment: &Figment, error: figment::Error, sources: &str) -> ConfigError {
     let errors = error
         .into_iter()
         .map(|error| {
@@ -579,8 +595,9 @@ fn invalid(figment: &Figment, error: figment::Error) -> ConfigError {
                 line.push_str(&format!("key `{key}`: "));
             }
             line.push_str(&error.kind.to_string());
-            if let Some(source) = source {
-                line.push_str(&format!(" (in {source})"));
+            match source {
+                Some(source) => line.push_str(&format!(" (in {source})")),
+                None => line.push_str(&format!(" (set by none of {sources})")),
             }
             line
         })

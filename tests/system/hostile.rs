@@ -1,0 +1,396 @@
+//! The hostile corpus: bad configurations, bad data, bad references, damaged artifacts and
+//! traversal payloads against the `velo` binary, each expected to fail with a clear error
+//! naming its object, the right exit code, and the store left as it was.
+//!
+//! The totals (tried, clear errors, silently accepted, crashes, data lost) are printed so the
+//! figure can be watched; the test fails on any silent acceptance, crash or loss.
+
+use std::{
+    collections::BTreeMap,
+    hash::{Hash as _, Hasher as _},
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    jobs::{run_job, synthetic_data, training_snippet},
+    output, velo,
+};
+
+/// One hostile input: how to run it, and what a clear refusal says.
+struct Case {
+    name: &'static str,
+    /// Arguments of `velo` (the store's URI replaces `{store}`, the project dir `{dir}`).
+    args: Vec<String>,
+    /// The exit code a refusal must have.
+    code: i32,
+    /// Every one of these must appear in stderr: the object at fault.
+    says: Vec<String>,
+    /// Whether the champion's model file is damaged (truncated) before this case runs.
+    damages_model: bool,
+}
+
+/// Every file below `root` with a hash of its bytes.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, u64> {
+    walk(root)
+        .into_iter()
+        .map(|path| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            std::fs::read(&path).unwrap_or_default().hash(&mut hasher);
+            (path, hasher.finish())
+        })
+        .collect()
+}
+
+fn case(name: &'static str, args: &[&str], code: i32, says: &[&str]) -> Case {
+    Case {
+        name,
+        args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        code,
+        says: says.iter().map(|text| (*text).to_owned()).collect(),
+        damages_model: false,
+    }
+}
+
+/// A job config file in `dir` with `text`, returning its path.
+fn config(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn the_hostile_corpus_gets_clear_errors_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_data(&data);
+    let store = dir.path().join("mlruns");
+    let uri = store.display().to_string();
+    let trained = run_job("configs/training.yaml", &uri, &training_snippet(&data));
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+
+    let services = format!(
+        "services: {{mlflow: {{tracking_uri: '{uri}', registry_uri: '{uri}', registry_name: bikes, experiment_name: bikes}}}}"
+    );
+    let with_store = |extra: &str| {
+        format!(
+            "job: {{{extra}{}{services}}}",
+            if extra.is_empty() { "" } else { ", " }
+        )
+    };
+    let d = dir.path();
+    let header = "instant,dteday,season,yr,mnth,hr,holiday,weekday,workingday,weathersit,temp,atemp,hum,windspeed,casual,registered,cnt";
+    let header_only = config(d, "header.csv", &format!("{header}\n"));
+    let one_line = d.join("one_line.csv");
+    std::fs::write(&one_line, vec![b'1'; 9 << 20]).unwrap();
+    let truncated = d.join("truncated.parquet");
+    let inputs = std::fs::read(data.join("inputs_test.parquet")).unwrap();
+    std::fs::write(&truncated, &inputs[..inputs.len() / 2]).unwrap();
+    let out = d.join("out").display().to_string();
+
+    let mut cases = vec![
+        case(
+            "unknown key",
+            &["run", "configs/training.yaml", "-e", "job: {modle: {}}"],
+            2,
+            &["modle", "--extras #1"],
+        ),
+        case(
+            "wrong type",
+            &[
+                "run",
+                "configs/training.yaml",
+                "-e",
+                "job: {model: {max_depth: deep}}",
+            ],
+            2,
+            &["job.model.max_depth"],
+        ),
+        case(
+            "missing config file",
+            &["run", "configs/nope.yaml"],
+            2,
+            &["configs/nope.yaml"],
+        ),
+        case(
+            "unknown KIND",
+            &[
+                "run",
+                "configs/training.yaml",
+                "-e",
+                "job: {KIND: TrainingJobs}",
+            ],
+            2,
+            &["TrainingJobs"],
+        ),
+        case(
+            "malformed extras",
+            &["run", "configs/training.yaml", "-e", "job: {model: [}"],
+            2,
+            &["--extras #1"],
+        ),
+        case(
+            "unknown profile",
+            &["run", "configs/training.yaml", "--profile", "nope"],
+            2,
+            &["profile `nope`", "dev, prod"],
+        ),
+        case(
+            "Kafka batch of zero",
+            &[
+                "run",
+                "--dry-run",
+                "configs/kafka_inference.yaml",
+                "-e",
+                "job: {max_batch: 0}",
+            ],
+            2,
+            &["job.max_batch"],
+        ),
+        case(
+            "missing schema file",
+            &[
+                "run",
+                "--dry-run",
+                "configs/training.yaml",
+                "-e",
+                "job: {schemas: {inputs: configs/schemas/nope.yaml}}",
+            ],
+            2,
+            &["configs/schemas/nope.yaml"],
+        ),
+        case(
+            "header-only CSV",
+            &["data", "import", "--csv", &header_only, "--out", &out],
+            1,
+            &["header.csv", "no rows"],
+        ),
+        case(
+            "CSV without line breaks",
+            &[
+                "data",
+                "import",
+                "--csv",
+                &one_line.display().to_string(),
+                "--out",
+                &out,
+            ],
+            1,
+            &["one_line.csv", "max_line_bytes"],
+        ),
+        case(
+            "missing CSV",
+            &[
+                "data",
+                "import",
+                "--csv",
+                "/nonexistent/hour.csv",
+                "--out",
+                &out,
+            ],
+            1,
+            &["/nonexistent/hour.csv"],
+        ),
+        case(
+            "truncated Parquet",
+            &[
+                "data",
+                "validate",
+                &truncated.display().to_string(),
+                "--schema",
+                "configs/schemas/inputs.yaml",
+            ],
+            1,
+            &["truncated.parquet"],
+        ),
+        case(
+            "serve a missing store",
+            &[
+                "serve",
+                "-m",
+                "models:/bikes@Champion",
+                "--registry-uri",
+                &d.join("nope").display().to_string(),
+            ],
+            2,
+            &["nope"],
+        ),
+        case(
+            "bad model URI",
+            &["serve", "-m", "models:/bikes@", "--registry-uri", &uri],
+            2,
+            &["models:/bikes@"],
+        ),
+    ];
+    let job = |name: &'static str, file: &str, extra: String, code: i32, says: &[&str]| Case {
+        name,
+        args: vec![
+            "run".to_owned(),
+            file.to_owned(),
+            "-e".to_owned(),
+            with_store(&extra),
+        ],
+        code,
+        says: says.iter().map(|text| (*text).to_owned()).collect(),
+        damages_model: false,
+    };
+    cases.push(job(
+        "unknown alias",
+        "configs/inference.yaml",
+        format!(
+            "alias_or_version: Nobody, inputs: {{path: '{}'}}, outputs: {{path: '{out}/p.parquet'}}",
+            data.join("inputs_test.parquet").display()
+        ),
+        1,
+        &["Nobody"],
+    ));
+    cases.push(job(
+        "unknown version",
+        "configs/promotion.yaml",
+        "version: 99".to_owned(),
+        1,
+        &["bikes/99"],
+    ));
+    cases.push(job(
+        "thresholds missed",
+        "configs/promotion.yaml",
+        "thresholds: {r2_score: {threshold: 2.0, greater_is_better: true}}".to_owned(),
+        1,
+        &["r2_score", "not moved"],
+    ));
+    cases.push(job(
+        "targets of other rows",
+        "configs/training.yaml",
+        format!(
+            "inputs: {{path: '{}'}}, targets: {{path: '{}'}}, model: {{n_estimators: 4}}, splitter: {{test_size: 100}}",
+            data.join("inputs_train.parquet").display(),
+            data.join("targets_test.parquet").display()
+        ),
+        1,
+        &["have no target", "instant"],
+    ));
+    let traversal = format!(
+        "job: {{services: {{mlflow: {{tracking_uri: '{uri}', registry_uri: '{uri}', registry_name: '../escape'}}}}}}"
+    );
+    cases.push(case(
+        "traversal in the registry name",
+        &["run", "configs/promotion.yaml", "-e", &traversal],
+        1,
+        &["../escape"],
+    ));
+    cases.push(job(
+        "inputs breaking the schema",
+        "configs/inference.yaml",
+        format!(
+            "inputs: {{path: '{}'}}, outputs: {{path: '{out}/p.parquet'}}",
+            data.join("targets_test.parquet").display()
+        ),
+        1,
+        &["targets_test.parquet"],
+    ));
+    let duplicate = config(
+        d,
+        "duplicate.yaml",
+        "job:\n  KIND: PromotionJob\n  alias: Champion\n  alias: Other\n",
+    );
+    cases.push(case(
+        "duplicate key",
+        &["run", &duplicate],
+        2,
+        &["duplicate key `alias` at lines 3 and 4"],
+    ));
+    let empty = config(d, "empty.yaml", "");
+    cases.push(case(
+        "empty config file",
+        &["run", &empty],
+        2,
+        &["missing field `job`", "empty.yaml"],
+    ));
+
+    // Last: a damaged model file names the version and what is wrong.
+    let mut damaged = job(
+        "damaged model file",
+        "configs/inference.yaml",
+        format!(
+            "inputs: {{path: '{}'}}, outputs: {{path: '{out}/p.parquet'}}",
+            data.join("inputs_test.parquet").display()
+        ),
+        1,
+        &["version 1", "invalid model artifact"],
+    );
+    damaged.damages_model = true;
+    cases.push(damaged);
+
+    let (mut clear, mut silent, mut crashes, mut lost) = (0, Vec::new(), Vec::new(), Vec::new());
+    for case in &cases {
+        if case.damages_model {
+            let files: Vec<PathBuf> = walk(&store)
+                .into_iter()
+                .filter(|path| path.file_name().is_some_and(|name| name == "model.velo"))
+                .collect();
+            assert_eq!(files.len(), 1, "{files:?}");
+            let model = std::fs::read(&files[0]).unwrap();
+            std::fs::write(&files[0], &model[..model.len() / 3]).unwrap();
+        }
+        let before = snapshot(&store);
+        let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+        let result = output(velo().args(&args));
+        let after = snapshot(&store);
+        // A refusal may log a FAILED run (new files), but never changes or removes what the
+        // store held.
+        if before
+            .iter()
+            .any(|(path, hash)| after.get(path) != Some(hash))
+        {
+            lost.push(case.name);
+        }
+        if result.code > 128 || result.code < 0 || result.stderr.contains("panicked") {
+            crashes.push(format!(
+                "{}: exit {}\n{}",
+                case.name, result.code, result.stderr
+            ));
+        } else if result.code == 0 {
+            silent.push(case.name);
+        } else if result.code == case.code
+            && case
+                .says
+                .iter()
+                .all(|text| result.stderr.contains(text.as_str()))
+        {
+            clear += 1;
+        } else {
+            panic!(
+                "{}: exit {} (expected {}), stderr does not name {:?}:\n{}",
+                case.name, result.code, case.code, case.says, result.stderr
+            );
+        }
+    }
+    eprintln!(
+        "hostile corpus: {} tried, {clear} clear errors, {} silently accepted, {} crashes, {} data lost",
+        cases.len(),
+        silent.len(),
+        crashes.len(),
+        lost.len()
+    );
+    assert!(silent.is_empty(), "silently accepted: {silent:?}");
+    assert!(crashes.is_empty(), "crashes: {crashes:#?}");
+    assert!(lost.is_empty(), "data lost: {lost:?}");
+    assert_eq!(clear, cases.len());
+}
+
+/// Every file below `root`.
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
