@@ -5,6 +5,7 @@ use std::{
     io::{BufRead as _, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
+    sync::Arc,
     sync::mpsc,
     time::{Duration, Instant},
 };
@@ -397,4 +398,97 @@ fn stalled_clients_are_timed_out_and_connections_bounded() {
     // The server still answers once the stalled clients are gone.
     let ping = reqwest::blocking::get(server.url("/ping")).unwrap();
     assert_eq!(ping.status().as_u16(), 200);
+}
+
+/// A figure of `/proc/PID/status` in bytes (`VmRSS`, `VmHWM`), on Linux.
+fn status_bytes(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with(key))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[test]
+fn four_concurrent_maximal_bodies_keep_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_data(&data);
+    let store = dir.path().join("mlruns");
+    let uri = store.display().to_string();
+    assert_eq!(
+        run_job("configs/training.yaml", &uri, &training_snippet(&data)).code,
+        0
+    );
+    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+    let server = Server::start(&store, &["--max-body-mb", "16", "--max-parsing", "2"]);
+    let pid = server.child.id();
+    let Some(idle) = status_bytes(pid, "VmRSS") else {
+        eprintln!("skipped: no /proc to read the server's memory from");
+        return;
+    };
+    // A records body just under the 16 MiB limit, from the test rows.
+    let inputs = read(&data.join("inputs_test.parquet"));
+    let rows = records(&inputs, "instant");
+    let mut body = String::from("{\"dataframe_records\": [");
+    let mut count = 0;
+    while body.len() < 15 << 20 {
+        if count > 0 {
+            body.push(',');
+        }
+        body.push_str(&serde_json::to_string(&rows[count % rows.len()]).unwrap());
+        count += 1;
+    }
+    body.push_str("]}");
+    let body = Arc::new(body);
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let body = Arc::clone(&body);
+            let url = server.url("/invocations");
+            std::thread::spawn(move || {
+                let response = reqwest::blocking::Client::new()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body.as_bytes().to_vec())
+                    .send()
+                    .unwrap();
+                let status = response.status().as_u16();
+                let predictions = predictions(&response.text().unwrap());
+                (status, predictions.len())
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), (200, count));
+    }
+    let peak = status_bytes(pid, "VmHWM").unwrap();
+    // The allocator returns freed pages lazily: look again, with a little traffic, for a while.
+    let mut after = status_bytes(pid, "VmRSS").unwrap();
+    for _ in 0..20 {
+        if after < idle + 8 * body.len() as u64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        let _ = reqwest::blocking::get(server.url("/ping"));
+        after = status_bytes(pid, "VmRSS").unwrap();
+    }
+    let body_bytes = body.len() as u64;
+    eprintln!(
+        "serving memory: idle {} MB, peak {} MB, after {} MB, for 4 concurrent bodies of {} MB",
+        idle >> 20,
+        peak >> 20,
+        after >> 20,
+        body_bytes >> 20
+    );
+    // Four bodies buffered, two parsed at a time, each held a few times over (its cells, the
+    // batch, the features): under 16 bodies' worth at the peak (before the records were read
+    // straight into columns and large bodies took turns, the same requests peaked at about
+    // 70), and under 8 held once they are answered.
+    assert!(
+        peak - idle < 16 * body_bytes,
+        "peak {peak} from {idle} for bodies of {body_bytes} bytes"
+    );
+    assert!(
+        after < idle + 8 * body_bytes,
+        "memory held after the requests: {after} from {idle}"
+    );
 }

@@ -40,6 +40,10 @@ pub(crate) struct ServeArgs {
     /// Connections served at once; more wait in the listen queue.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Large request bodies (16 KiB and more) parsed at once (default: one per core); more
+    /// wait their turn, which bounds memory.
+    #[arg(long)]
+    max_parsing: Option<usize>,
     /// Threads answering requests (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -73,6 +77,10 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
         header_timeout: Duration::from_secs(args.header_timeout_s.max(1)),
         body_timeout: Duration::from_secs(args.body_timeout_s.max(1)),
         max_connections: args.max_connections.max(1),
+        max_parsing: args
+            .max_parsing
+            .unwrap_or_else(|| ServeOptions::default().max_parsing)
+            .max(1),
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

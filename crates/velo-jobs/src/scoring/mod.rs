@@ -156,8 +156,21 @@ impl Scorer {
         body: &[u8],
     ) -> Result<(Arc<LoadedModel>, Vec<f64>), ScoringError> {
         let media = MediaType::parse(content_type)?;
-        let batch = protocol::read_body(media, body)?;
         let model = self.current();
+        // Records requests are read straight into the model's columns (memory a small multiple
+        // of the body); other shapes, and records the fast path declines, take the protocol's
+        // reader.
+        let fast = (media == MediaType::Json)
+            .then(|| model.records.parse_request(body))
+            .flatten()
+            .and_then(|rows| {
+                let rows: Vec<&records::Row<'_>> = rows.iter().collect();
+                model.records.batch(&rows)
+            });
+        let batch = match fast {
+            Some(batch) => batch,
+            None => protocol::read_body(media, body)?,
+        };
         let predictions = model.predict(&batch)?;
         Ok((model, predictions))
     }

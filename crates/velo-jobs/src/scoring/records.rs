@@ -106,6 +106,19 @@ impl RecordColumns {
         Ok(row)
     }
 
+    /// The rows of an HTTP request body `{"dataframe_records": [...]}` (with `params`, which
+    /// is ignored, allowed beside), each record parsed straight into its cells without a JSON
+    /// tree of the whole body; `None` for any other shape, which the slow path reads or
+    /// refuses with its exact reason.
+    pub(crate) fn parse_request<'a>(&self, body: &'a [u8]) -> Option<Vec<Row<'a>>> {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let rows = deserializer
+            .deserialize_map(RequestVisitor { columns: self })
+            .ok()?;
+        deserializer.end().ok()?;
+        rows.filter(|rows| !rows.is_empty())
+    }
+
     /// The batch of `rows` (in order), typed as arrow-json types the same records; `None` when
     /// a column mixes kinds arrow-json cannot decode together, or holds a list, an object or a
     /// huge integer.
@@ -235,6 +248,91 @@ impl Kinds {
 
 struct RowVisitor<'c> {
     columns: &'c RecordColumns,
+}
+
+/// Reads a request object: `Some(rows)` for `dataframe_records` (and `params`), `None` for
+/// any other key.
+struct RequestVisitor<'c> {
+    columns: &'c RecordColumns,
+}
+
+impl<'de> Visitor<'de> for RequestVisitor<'_> {
+    type Value = Option<Vec<Row<'de>>>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut rows = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "dataframe_records" if rows.is_none() => {
+                    rows = Some(map.next_value_seed(RowsSeed {
+                        columns: self.columns,
+                    })?);
+                }
+                "params" => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                // Another format, or a repeated key: the slow path decides.
+                _ => return Err(de::Error::custom("not a records request")),
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// The records array of a request.
+struct RowsSeed<'c> {
+    columns: &'c RecordColumns,
+}
+
+impl<'de> DeserializeSeed<'de> for RowsSeed<'_> {
+    type Value = Vec<Row<'de>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsSeed<'_> {
+    type Value = Vec<Row<'de>>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an array of records")
+    }
+
+    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(row) = seq.next_element_seed(RowSeed {
+            columns: self.columns,
+        })? {
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+}
+
+/// One record of the array: a JSON object.
+struct RowSeed<'c> {
+    columns: &'c RecordColumns,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = Row<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(RowVisitor {
+            columns: self.columns,
+        })
+    }
 }
 
 impl<'de> Visitor<'de> for RowVisitor<'_> {
@@ -419,6 +517,78 @@ mod tests {
                 (None, Err(_)) => {}
             }
         }
+    }
+
+    proptest! {
+        /// A records request read by the fast path gives the batch the slow path reads from
+        /// the same body, for the model's columns; other shapes are left to the slow path.
+        #[test]
+        fn records_requests_read_fast_as_the_protocol_reads_them(
+            records in prop::collection::vec(record(), 1..6)
+        ) {
+            let columns = RecordColumns::new(vec!["a".into(), "b".into(), "c".into()], None);
+            let body = serde_json::to_vec(&json!({"dataframe_records": records, "params": {"k": 1}})).unwrap();
+            let Some(rows) = columns.parse_request(&body) else {
+                return Err(TestCaseError::fail("a records request was not read"));
+            };
+            prop_assert_eq!(rows.len(), records.len());
+            let row_refs: Vec<&Row<'_>> = rows.iter().collect();
+            if let Some(fast) = columns.batch(&row_refs) {
+                // The protocol's reader on the model's columns (columns the model does not
+                // read are ignored either way; only the slow path types them).
+                let model_only: Vec<Value> = records
+                    .iter()
+                    .map(|record| {
+                        Value::Object(
+                            record
+                                .iter()
+                                .filter(|(key, _)| key.as_str() != "x")
+                                .map(|(key, value)| (key.clone(), value.clone()))
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                let model_body = serde_json::to_vec(&json!({"dataframe_records": model_only})).unwrap();
+                let slow = crate::scoring::protocol::read_body(
+                    crate::scoring::protocol::MediaType::Json,
+                    &model_body,
+                );
+                prop_assert!(slow.is_ok(), "the slow path refused what the fast path read");
+                let slow = slow.unwrap();
+                for field in fast.schema().fields() {
+                    let theirs = slow.column_by_name(field.name());
+                    prop_assert!(theirs.is_some(), "{} missing", field.name());
+                    prop_assert_eq!(fast.column_by_name(field.name()).unwrap().as_ref(), theirs.unwrap().as_ref());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_request_shapes_are_left_to_the_slow_path() {
+        let columns = RecordColumns::new(vec!["a".into()], None);
+        for body in [
+            &br#"{"dataframe_split": {"columns": ["a"], "data": [[1]]}}"#[..],
+            br#"{"dataframe_records": [{"a": 1}], "inputs": [{"a": 1}]}"#,
+            br#"{"dataframe_records": [{"a": 1}], "dataframe_records": [{"a": 2}]}"#,
+            br#"{"dataframe_records": [1, 2]}"#,
+            br#"{"dataframe_records": []}"#,
+            br#"{"dataframe_records": [{"a": 1}]} x"#,
+            b"[]",
+        ] {
+            assert!(
+                columns.parse_request(body).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let rows = columns
+            .parse_request(br#"{"params": {}, "dataframe_records": [{"a": 1}, {"a": 2.5}]}"#)
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![Some(Cell::Int(1))], vec![Some(Cell::Float(2.5))]]
+        );
     }
 
     #[test]

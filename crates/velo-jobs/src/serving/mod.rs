@@ -42,11 +42,13 @@ use crate::scoring::{
     protocol::{self, ScoringError},
 };
 
-/// What the handlers share: the scorer and the server's metrics.
+/// What the handlers share: the scorer, the server's metrics, and the permits of large
+/// bodies being parsed at once.
 #[derive(Debug)]
 struct Server {
     scorer: Arc<Scorer>,
     metrics: Metrics,
+    parsing: tokio::sync::Semaphore,
 }
 
 /// How [`serve`] runs.
@@ -63,6 +65,9 @@ pub struct ServeOptions {
     pub body_timeout: Duration,
     /// The most connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// The most large bodies (16 KiB and more) parsed and scored at once; more wait their
+    /// turn, so that memory is bounded by this many bodies, not by the number of clients.
+    pub max_parsing: usize,
 }
 
 impl Default for ServeOptions {
@@ -73,6 +78,7 @@ impl Default for ServeOptions {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_parsing: std::thread::available_parallelism().map_or(2, usize::from),
         }
     }
 }
@@ -83,7 +89,7 @@ const INLINE_BODY_BYTES: usize = 16 * 1024;
 
 /// The routes of the scoring server for `scorer`.
 pub fn router(scorer: Arc<Scorer>, options: &ServeOptions) -> Router {
-    router_with(Arc::new(Server::new(scorer)), options)
+    router_with(Arc::new(Server::new(scorer, options)), options)
 }
 
 fn router_with(server: Arc<Server>, options: &ServeOptions) -> Router {
@@ -101,10 +107,14 @@ fn router_with(server: Arc<Server>, options: &ServeOptions) -> Router {
 }
 
 impl Server {
-    fn new(scorer: Arc<Scorer>) -> Self {
+    fn new(scorer: Arc<Scorer>, options: &ServeOptions) -> Self {
         let metrics = Metrics::new();
         exposition::set_version(&metrics.version, &scorer.current().version.version);
-        Self { scorer, metrics }
+        Self {
+            scorer,
+            metrics,
+            parsing: tokio::sync::Semaphore::new(options.max_parsing.max(1)),
+        }
     }
 }
 
@@ -125,7 +135,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let follows = !matches!(scorer.uri(), ModelUri::Version { .. });
-    let server = Arc::new(Server::new(scorer));
+    let server = Arc::new(Server::new(scorer, &options));
     let poller = match options.poll_interval {
         Some(interval) if follows => Some(tokio::spawn(poll(Arc::clone(&server), interval))),
         _ => None,
@@ -249,6 +259,10 @@ async fn invocations(
     let result = if body.len() < INLINE_BODY_BYTES {
         scorer.score(content_type.as_deref(), &body)
     } else {
+        // Large bodies wait for a parsing permit: memory is bounded by max_parsing bodies.
+        let Ok(_permit) = server.parsing.acquire().await else {
+            return (StatusCode::SERVICE_UNAVAILABLE, "the server is stopping").into_response();
+        };
         let task = Arc::clone(scorer);
         match tokio::task::spawn_blocking(move || task.score(content_type.as_deref(), &body)).await
         {
