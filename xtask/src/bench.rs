@@ -82,7 +82,12 @@ fn parse(args: &[String]) -> Result<Options> {
 }
 
 /// The fuzz targets of `fuzz/`, each fed the loaders for `seconds`.
-const FUZZ_TARGETS: &[&str] = &["artifact_bytes", "forest_artifact"];
+const FUZZ_TARGETS: &[&str] = &[
+    "artifact_bytes",
+    "forest_artifact",
+    "request_body",
+    "kafka_record",
+];
 
 /// Runs every fuzz target for `seconds` with cargo fuzz (installed on first use). libFuzzer
 /// needs sanitizer flags that only nightly accepts; `RUSTC_BOOTSTRAP=1` lets the pinned stable

@@ -57,7 +57,7 @@ tasks:
             `mlflow models serve` (same forest, same bodies) with wrk and prints requests/s and
             latencies for 1-row and 1000-row requests; --kafka runs the Kafka job against the
             tansu broker's own produce+consume throughput; --fuzz SECONDS runs each fuzz target of
-            fuzz/ (artifact loaders) that long with cargo fuzz
+            fuzz/ (artifact loaders, request bodies, Kafka records) that long with cargo fuzz
 ";
 
 fn main() -> ExitCode {

@@ -175,3 +175,21 @@ impl Scorer {
         Ok((model, predictions))
     }
 }
+
+/// Fuzzing entry of the record parsers, not an API: reads `payload` as a one-record message
+/// and as a records request over the columns `a`, `b` and `c` (index `id`), builds the
+/// batches the fast path builds, and returns their rows. Used by `fuzz/`.
+#[doc(hidden)]
+pub fn fuzz_records(payload: &[u8]) -> usize {
+    let columns = records::RecordColumns::new(vec!["a".into(), "b".into(), "c".into()], Some("id"));
+    let mut rows = 0;
+    if let Ok(row) = columns.parse(payload) {
+        let _ = columns.index(&row);
+        rows += columns.batch(&[&row]).map_or(0, |batch| batch.num_rows());
+    }
+    if let Some(request) = columns.parse_request(payload) {
+        let refs: Vec<&records::Row<'_>> = request.iter().collect();
+        rows += columns.batch(&refs).map_or(0, |batch| batch.num_rows());
+    }
+    rows
+}
