@@ -81,6 +81,12 @@ impl TempFile {
             .file_name()
             .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
         let stem = format!(".{name}");
+        // A set published by a process that was killed is completed before its temporary
+        // files could be taken for orphans.
+        recover(&dir).map_err(FileError::new(
+            "complete the interrupted publication in",
+            &dir,
+        ))?;
         sweep_orphans(&dir, &stem);
         Self::create(target, &dir, &stem)
     }
@@ -166,6 +172,92 @@ impl Drop for TempFile {
             // Best effort: the temporary file may not exist any more.
             let _ = std::fs::remove_file(&self.temp);
         }
+    }
+}
+
+/// The journal of a set of files being published together, in their directory.
+pub(crate) const JOURNAL: &str = ".velo-publish.journal";
+
+/// Publishes sealed temporary files together, all in `dir`: a journal naming each temporary
+/// file and its target is written and flushed first, then the files are renamed one by one,
+/// then the journal is removed. A process killed in between leaves the journal, and whoever
+/// touches the directory next ([`recover`]: every dataset read and write does) completes the
+/// renames first, so a reader sees the whole old set or the whole new one, never a mix.
+pub(crate) fn publish_set(dir: &Path, files: Vec<TempFile>) -> Result<(), FileError> {
+    let mut journal = String::new();
+    let mut pairs = Vec::with_capacity(files.len());
+    for mut file in files {
+        file.done = true;
+        let (Some(temp), Some(target)) = (file.temp.file_name(), file.target.file_name()) else {
+            return Err(FileError {
+                action: "publish",
+                path: file.target.clone(),
+                source: std::io::Error::other("a file of the set has no name"),
+            });
+        };
+        if parent_of(&file.target) != dir || parent_of(&file.temp) != dir {
+            return Err(FileError {
+                action: "publish",
+                path: file.target.clone(),
+                source: std::io::Error::other("the files of a set must share one directory"),
+            });
+        }
+        journal.push_str(&format!(
+            "{}\t{}\n",
+            temp.to_string_lossy(),
+            target.to_string_lossy()
+        ));
+        pairs.push((file.temp.clone(), file.target.clone()));
+    }
+    let staged = dir.join(format!("{JOURNAL}.{}.tmp", std::process::id()));
+    let path = dir.join(JOURNAL);
+    std::fs::write(&staged, journal).map_err(FileError::new("write", &staged))?;
+    File::open(&staged)
+        .and_then(|file| file.sync_all())
+        .map_err(FileError::new("flush", &staged))?;
+    std::fs::rename(&staged, &path).map_err(FileError::new("rename into place", &path))?;
+    sync_dir(dir);
+    for (temp, target) in pairs {
+        std::fs::rename(&temp, &target).map_err(FileError::new("rename into place", &target))?;
+    }
+    sync_dir(dir);
+    std::fs::remove_file(&path).map_err(FileError::new("remove", &path))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Completes a publication that a killed process left in `dir` (see [`publish_set`]): renames
+/// the temporary files its journal names that are still there, then removes the journal.
+/// Nothing to do (one failed `stat`) in a directory without a journal.
+pub(crate) fn recover(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(JOURNAL);
+    let journal = match std::fs::read_to_string(&path) {
+        Ok(journal) => journal,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    for line in journal.lines() {
+        let Some((temp, target)) = line.split_once('\t') else {
+            continue;
+        };
+        // Names only: a journal never moves files out of its directory.
+        if [temp, target]
+            .iter()
+            .any(|name| name.contains('/') || name.contains('\\') || name.starts_with(".."))
+        {
+            continue;
+        }
+        match std::fs::rename(dir.join(temp), dir.join(target)) {
+            Ok(()) => {}
+            // Renamed already, by the killed process or another reader.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    sync_dir(dir);
+    match std::fs::remove_file(&path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
     }
 }
 
@@ -303,6 +395,60 @@ mod tests {
         assert!(other.exists(), "another target's files stay");
         assert_eq!(temp_file_pid(".a.7.00000000000000ff.tmp", ".a"), Some(7));
         assert_eq!(temp_file_pid(".a.7.xyz.tmp", ".a"), None);
+    }
+
+    /// Temporary files of a set, sealed with `contents`, for targets `names` in `dir`.
+    fn sealed(dir: &Path, names: &[&str], contents: &[u8]) -> Vec<TempFile> {
+        names
+            .iter()
+            .map(|name| {
+                let (guard, mut file) = TempFile::beside(&dir.join(name)).expect("create");
+                file.write_all(contents).expect("write");
+                guard.seal(file, false).expect("seal");
+                guard
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_set_is_published_whole_and_an_interrupted_one_is_completed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = ["a.parquet", "b.parquet", "c.parquet", "d.parquet"];
+        publish_set(dir.path(), sealed(dir.path(), &names, b"old")).expect("publish");
+        assert_eq!(entries(dir.path()), names.map(str::to_owned));
+        // A killed publication: journal written, `renamed` files moved, then nothing.
+        for renamed in 0..=names.len() {
+            let set = sealed(dir.path(), &names, b"new");
+            let mut journal = String::new();
+            let mut pairs = Vec::new();
+            for mut file in set {
+                file.done = true;
+                journal.push_str(&format!(
+                    "{}\t{}\n",
+                    file.temp.file_name().unwrap().to_string_lossy(),
+                    file.target.file_name().unwrap().to_string_lossy()
+                ));
+                pairs.push((file.temp.clone(), file.target.clone()));
+            }
+            std::fs::write(dir.path().join(JOURNAL), journal).expect("journal");
+            for (temp, target) in &pairs[..renamed] {
+                std::fs::rename(temp, target).expect("rename");
+            }
+            recover(dir.path()).expect("recover");
+            for name in names {
+                assert_eq!(std::fs::read(dir.path().join(name)).expect("read"), b"new");
+            }
+            assert_eq!(
+                entries(dir.path()),
+                names.map(str::to_owned),
+                "after {renamed}"
+            );
+            publish_set(dir.path(), sealed(dir.path(), &names, b"old")).expect("publish");
+        }
+        // A journal naming paths out of its directory moves nothing.
+        std::fs::write(dir.path().join(JOURNAL), "../x\t../y\n").expect("journal");
+        recover(dir.path()).expect("recover");
+        assert_eq!(entries(dir.path()), names.map(str::to_owned));
     }
 
     #[test]

@@ -507,6 +507,16 @@ fn dataset_name(path: &Path) -> String {
 
 /// Opens a file for reading, telling a missing file apart.
 fn open(path: &Path) -> Result<File, DatasetError> {
+    // A set of files whose publication was interrupted is completed before any is read.
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    crate::files::recover(dir).map_err(|source| DatasetError::Io {
+        action: "complete the interrupted publication in",
+        path: dir.to_path_buf(),
+        source,
+    })?;
     File::open(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             DatasetError::NotFound {

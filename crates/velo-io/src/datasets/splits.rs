@@ -289,13 +289,21 @@ impl SplitSink {
         let [a, b, c, d] = open.sinks;
         // Seal all four before moving any into place, so a failure publishes none.
         let sealed = [a.seal()?, b.seal()?, c.seal()?, d.seal()?];
-        let [a, b, c, d] = sealed;
+        let [
+            (a, inputs_train),
+            (b, targets_train),
+            (c, inputs_test),
+            (d, targets_test),
+        ] = sealed.map(super::writers::Sealed::into_parts);
+        // The four files replace the old set together (a journal makes an interrupted
+        // publication complete at the next read or write): never new inputs beside old targets.
+        crate::files::publish_set(&self.out_dir, vec![a, b, c, d])?;
         let n_train = self.layout.n_train.min(self.rows);
         Ok(SplitSummary {
-            inputs_train: a.persist()?,
-            targets_train: b.persist()?,
-            inputs_test: c.persist()?,
-            targets_test: d.persist()?,
+            inputs_train,
+            targets_train,
+            inputs_test,
+            targets_test,
             n_train,
             n_test: self.rows - n_train,
         })

@@ -465,6 +465,23 @@ pub(crate) struct Sealed {
 }
 
 impl Sealed {
+    /// The temporary file and what the write will have produced once it is in place.
+    pub(crate) fn into_parts(self) -> (TempFile, WriteSummary) {
+        let Self {
+            temp,
+            path,
+            rows,
+            bytes,
+        } = self;
+        let summary = WriteSummary {
+            uri: file_uri(&path),
+            path,
+            rows,
+            bytes,
+        };
+        (temp, summary)
+    }
+
     /// Moves the file into place.
     pub(crate) fn persist(self) -> Result<WriteSummary, DatasetError> {
         let Self {

@@ -155,3 +155,77 @@ fn an_invalid_row_fails_the_import_and_writes_nothing() {
     let entries = std::fs::read_dir(&out).map_or(0, Iterator::count);
     assert_eq!(entries, 0);
 }
+
+/// Writes a small CSV of `rows` rows and imports it into `out`.
+fn import_rows(dir: &Path, rows: usize, out: &Path) {
+    let spec = small_spec(dir);
+    let csv = dir.join(format!("rows_{rows}.csv"));
+    let mut text = String::from("y,day,a,id,ignored\n");
+    for i in 1..=rows {
+        text.push_str(&format!(
+            "{}.5,2020-01-{:02},{},{i},x\n",
+            i * 2,
+            i % 28 + 1,
+            i % 10
+        ));
+    }
+    std::fs::write(&csv, text).expect("csv");
+    import_csv(&csv, &spec, out).expect("import");
+}
+
+fn rows_of(out: &Path, file: &str) -> usize {
+    ParquetReader::new(out.join(file))
+        .read()
+        .expect("read")
+        .data
+        .num_rows()
+}
+
+/// An import killed between the renames of its four files leaves a journal; the next reader
+/// completes the set first, so it reads the new set whole, never new inputs beside old targets.
+#[test]
+fn an_interrupted_import_is_completed_before_anything_is_read() {
+    const FILES: [&str; 4] = [INPUTS_TRAIN, TARGETS_TRAIN, INPUTS_TEST, TARGETS_TEST];
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 10 rows: 7 train and 3 test; 20 rows: 15 and 5.
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    import_rows(dir.path(), 20, &new);
+    for renamed in 0..=FILES.len() {
+        import_rows(dir.path(), 10, &old);
+        // The state a kill leaves after `renamed` of the four renames: the journal, the new
+        // files still under their temporary names, the first ones already in place.
+        let mut journal = String::new();
+        for (position, file) in FILES.iter().enumerate() {
+            let temp = format!(".{file}.999999999.{position:016x}.tmp");
+            journal.push_str(&format!("{temp}\t{file}\n"));
+            let target = if position < renamed {
+                file.to_string()
+            } else {
+                temp
+            };
+            std::fs::copy(new.join(file), old.join(target)).expect("copy");
+        }
+        std::fs::write(old.join(".velo-publish.journal"), journal).expect("journal");
+        // Readers read the new set, whichever file they open first.
+        assert_eq!(rows_of(&old, TARGETS_TEST), 5, "after {renamed} renames");
+        assert_eq!(
+            FILES.map(|file| rows_of(&old, file)),
+            [15, 15, 5, 5],
+            "after {renamed} renames"
+        );
+        let mut left: Vec<String> = std::fs::read_dir(&old)
+            .expect("list")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        left.sort();
+        let mut expected = FILES.map(str::to_owned).to_vec();
+        expected.sort();
+        assert_eq!(left, expected, "no journal or temporary file is left");
+    }
+}
