@@ -241,15 +241,25 @@ fn the_hostile_corpus_gets_clear_errors_and_loses_nothing() {
             "alias_or_version: Nobody, inputs: {{path: '{}'}}, outputs: {{path: '{out}/p.parquet'}}",
             data.join("inputs_test.parquet").display()
         ),
-        1,
+        2,
         &["Nobody"],
     ));
     cases.push(job(
         "unknown version",
         "configs/promotion.yaml",
         "version: 99".to_owned(),
-        1,
+        2,
         &["bikes/99"],
+    ));
+    let unregistered = format!(
+        "job: {{inputs: {{path: '{}'}}, outputs: {{path: '{out}/p.parquet'}}, services: {{mlflow: {{tracking_uri: '{uri}', registry_uri: '{uri}', registry_name: nobody}}}}}}",
+        data.join("inputs_test.parquet").display()
+    );
+    cases.push(case(
+        "unregistered model name",
+        &["run", "configs/inference.yaml", "-e", &unregistered],
+        2,
+        &["models:/nobody@Champion"],
     ));
     cases.push(job(
         "thresholds missed",
@@ -344,6 +354,13 @@ fn the_hostile_corpus_gets_clear_errors_and_loses_nothing() {
         {
             lost.push(case.name);
         }
+        // A usage error (exit 2) is found before anything runs: not even a FAILED run.
+        assert!(
+            result.code != 2 || after.len() == before.len(),
+            "{}: exit 2 but the store gained {} files",
+            case.name,
+            after.len() - before.len()
+        );
         if result.code > 128 || result.code < 0 || result.stderr.contains("panicked") {
             crashes.push(format!(
                 "{}: exit {}\n{}",

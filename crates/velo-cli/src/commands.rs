@@ -356,6 +356,10 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
         eprintln!("interrupted: the open run was ended as KILLED");
         std::process::exit(130);
     });
+    // What the job refers to is checked before any run is opened: a wrong alias, version or
+    // registered model name is a usage error (exit 2) that leaves no FAILED run behind.
+    job.preflight(&context)
+        .map_err(|error| Failure::Usage(error.into()))?;
     let result = job.run(&context);
     let (title, message) = match &result {
         Ok(outcome) => (

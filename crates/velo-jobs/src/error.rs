@@ -33,6 +33,15 @@ pub enum JobError {
         #[source]
         source: velo_models::ModelError,
     },
+    /// A registered model the job refers to does not exist (checked before the job runs).
+    #[error("the job refers to {uri}, which the registry does not hold")]
+    Reference {
+        /// The model URI.
+        uri: String,
+        /// The registry's answer.
+        #[source]
+        source: RegistryError,
+    },
     /// A metric could not be computed.
     #[error(transparent)]
     Metric(#[from] velo_core::metrics::MetricError),

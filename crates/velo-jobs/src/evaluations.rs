@@ -94,6 +94,10 @@ impl crate::Job for EvaluationsJob {
         Some(&self.schemas)
     }
 
+    fn registered_model(&self) -> Option<AliasOrVersion> {
+        Some(self.alias_or_version.clone())
+    }
+
     /// Loads the model, predicts the inputs, logs every metric (configured ones and those the
     /// thresholds name) with the evaluation data's lineage, then fails when any threshold is
     /// missed, naming each metric, its value and its bound. The registry is never changed.

@@ -78,6 +78,10 @@ impl crate::Job for ExplanationsJob {
         Some(&self.schemas)
     }
 
+    fn registered_model(&self) -> Option<AliasOrVersion> {
+        Some(self.alias_or_version.clone())
+    }
+
     /// Loads the model and writes its global importances (one row per encoded feature) and
     /// the per-sample contributions of the samples read (one row per sample, the input index
     /// kept, one column per encoded feature).

@@ -57,6 +57,10 @@ impl crate::Job for InferenceJob {
         Some(&self.schemas)
     }
 
+    fn registered_model(&self) -> Option<AliasOrVersion> {
+        Some(self.alias_or_version.clone())
+    }
+
     /// Loads the model, then reads, validates and predicts the inputs batch by batch (memory
     /// stays bounded by one batch), writing one output row per input row with the input's
     /// index. The output file appears only once complete.

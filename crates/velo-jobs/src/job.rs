@@ -17,7 +17,7 @@ use std::path::Path;
 
 use crate::{
     JobContext, JobError, JobOutcome,
-    common::{SchemaFiles, Services},
+    common::{AliasOrVersion, SchemaFiles, Services},
 };
 
 /// A configurable job: the config struct a YAML file's `job:` holds, and what running it does.
@@ -49,6 +49,12 @@ pub trait Job {
         None
     }
 
+    /// The registered model version the job reads, checked to exist before it runs (none by
+    /// default).
+    fn registered_model(&self) -> Option<AliasOrVersion> {
+        None
+    }
+
     /// Runs the job with the services of `context`.
     ///
     /// # Errors
@@ -66,6 +72,23 @@ pub(crate) fn schema_paths(schemas: Option<&SchemaFiles>) -> Vec<&Path> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Resolves the registered model `which` names, if any, in `context`'s registry.
+pub(crate) fn check_reference(
+    context: &JobContext,
+    which: Option<AliasOrVersion>,
+) -> Result<(), JobError> {
+    let Some(which) = which else {
+        return Ok(());
+    };
+    let uri = which.uri(context.mlflow.registry_name.clone());
+    uri.resolve(context.registry.as_ref())
+        .map(|_| ())
+        .map_err(|source| JobError::Reference {
+            uri: uri.to_string(),
+            source,
+        })
 }
 
 /// Registers jobs: one line per job, `module::Job: "what it does",`.
@@ -121,6 +144,18 @@ macro_rules! register_jobs {
                 match self {
                     $(Self::$job(job) => $crate::job::schema_paths($crate::Job::schemas(job)),)+
                 }
+            }
+
+            /// Checks, before anything runs or is logged, what the job refers to in the stores of
+            /// `context`: the registered model version it reads exists.
+            ///
+            /// # Errors
+            /// [`JobError::Reference`] naming the model URI and the registry.
+            pub fn preflight(&self, context: &JobContext) -> Result<(), JobError> {
+                let which = match self {
+                    $(Self::$job(job) => $crate::Job::registered_model(job),)+
+                };
+                $crate::job::check_reference(context, which)
             }
 
             /// Runs the job with the services of `context`.

@@ -32,6 +32,10 @@ impl crate::Job for PromotionJob {
         &self.services
     }
 
+    fn registered_model(&self) -> Option<crate::common::AliasOrVersion> {
+        self.version.map(crate::common::AliasOrVersion::Version)
+    }
+
     fn plan(&self) -> Vec<String> {
         let version = self.version.map_or_else(
             || "the latest version".to_owned(),

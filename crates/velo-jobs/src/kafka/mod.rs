@@ -107,6 +107,10 @@ impl crate::Job for KafkaInferenceJob {
         &self.services
     }
 
+    fn registered_model(&self) -> Option<AliasOrVersion> {
+        Some(self.alias_or_version.clone())
+    }
+
     fn plan(&self) -> Vec<String> {
         vec![
             format!(
