@@ -251,7 +251,8 @@ fn lifecycle(uri: &str, data: &Path) {
             data.join("never.parquet").display()
         ),
     );
-    assert_eq!(unknown_alias.code, 1);
+    // Checked before any run opens: a usage error.
+    assert_eq!(unknown_alias.code, 2);
     assert!(
         unknown_alias.stderr.contains("models:/bikes@Challenger"),
         "{}",
@@ -387,7 +388,7 @@ fn lifecycle(uri: &str, data: &Path) {
         .collect();
     assert_eq!(latest, ["1", "2"], "failed jobs registered nothing");
     let unknown = run_job("configs/promotion.yaml", uri, "version: 9");
-    assert_eq!(unknown.code, 1);
+    assert_eq!(unknown.code, 2, "checked before the job runs");
     assert!(unknown.stderr.contains("bikes/9"), "{}", unknown.stderr);
 
     // The failed training run is on record as FAILED with its error.
