@@ -41,6 +41,8 @@ pub(crate) fn emit(text: &str) -> Result<(), Failure> {
 pub(crate) enum Failure {
     Usage(anyhow::Error),
     Job(anyhow::Error),
+    /// Stopped by a signal after finishing cleanly (a stream that drained and committed).
+    Interrupted,
 }
 
 /// velo: an MLOps toolkit for tabular regression models.
@@ -392,6 +394,11 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
     }
     for line in &outcome.lines {
         say!("  {line}");
+    }
+    // A stream stopped by Ctrl-C or SIGTERM drained and committed, and still says it was
+    // interrupted (exit 130), as every other job does.
+    if streaming && context.stop_requested() {
+        return Err(Failure::Interrupted);
     }
     Ok(())
 }

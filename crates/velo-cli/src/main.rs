@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             let (error, code) = match failure {
                 Failure::Usage(error) => (error, 2),
                 Failure::Job(error) => (error, 1),
+                Failure::Interrupted => return ExitCode::from(130),
             };
             eprintln!("error: {error}");
             for cause in error.chain().skip(1) {
