@@ -11,10 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{
-    jobs::{run_job, synthetic_data, training_snippet},
-    output, velo,
-};
+use crate::{jobs::model_store, output, velo};
 
 /// One hostile input: how to run it, and what a clear refusal says.
 struct Case {
@@ -61,13 +58,8 @@ fn config(dir: &Path, name: &str, text: &str) -> String {
 #[test]
 fn the_hostile_corpus_gets_clear_errors_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    synthetic_data(&data);
-    let store = dir.path().join("mlruns");
-    let uri = store.display().to_string();
-    let trained = run_job("configs/training.yaml", &uri, &training_snippet(&data));
-    assert_eq!(trained.code, 0, "{}", trained.stderr);
-    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+    let uri = model_store(dir.path());
+    let (data, store) = (dir.path().join("data"), dir.path().join("mlruns"));
 
     let services = format!(
         "services: {{mlflow: {{tracking_uri: '{uri}', registry_uri: '{uri}', registry_name: bikes, experiment_name: bikes}}}}"

@@ -431,6 +431,18 @@ fn plots_of(uri: &str, name: &str) -> Vec<String> {
     files.into_iter().map(|file| file.path).collect()
 }
 
+/// Synthetic data in `dir/data` and a registered, promoted small model in `dir/mlruns`;
+/// returns the store's URI.
+pub(crate) fn model_store(dir: &Path) -> String {
+    let data = dir.join("data");
+    synthetic_data(&data);
+    let uri = dir.join("mlruns").display().to_string();
+    let trained = run_job("configs/training.yaml", &uri, &training_snippet(&data));
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+    uri
+}
+
 pub(crate) fn synthetic_data(dir: &Path) {
     let synth = output(
         velo()

@@ -17,7 +17,7 @@ use rdkafka::{
 };
 use serde_json::{Value, json};
 
-use crate::jobs::{run_job, synthetic_data, training_snippet};
+use crate::jobs::{model_store, run_job, training_snippet};
 
 /// The tansu binary: `$VELO_TANSU`, else the one `cargo xtask install` puts in the tools dir.
 fn tansu_binary() -> Option<PathBuf> {
@@ -215,19 +215,6 @@ fn inputs_records(data: &Path) -> Vec<serde_json::Map<String, Value>> {
     writer.write(&batch).unwrap();
     writer.finish().unwrap();
     serde_json::from_slice(&writer.into_inner()).unwrap()
-}
-
-/// A registered, promoted small model in `dir/mlruns`; returns the store's URI.
-fn model_store(dir: &Path) -> String {
-    let data = dir.join("data");
-    synthetic_data(&data);
-    let uri = dir.join("mlruns").display().to_string();
-    assert_eq!(
-        run_job("configs/training.yaml", &uri, &training_snippet(&data)).code,
-        0
-    );
-    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
-    uri
 }
 
 /// A broker with the topics `inputs` and `predictions` (`partitions` each) and `dead` (one),

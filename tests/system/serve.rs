@@ -15,7 +15,7 @@ use arrow::datatypes::Float64Type;
 use serde_json::{Value, json};
 use velo_io::datasets::Reader;
 
-use crate::jobs::{run_job, synthetic_data, training_snippet};
+use crate::jobs::{model_store, run_job, training_snippet};
 
 /// A running `velo serve`, killed on drop.
 struct Server {
@@ -130,13 +130,8 @@ fn read(path: &Path) -> RecordBatch {
 #[test]
 fn velo_serve_speaks_mlflows_scoring_protocol() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    synthetic_data(&data);
-    let store = dir.path().join("mlruns");
-    let uri = store.display().to_string();
-    let trained = run_job("configs/training.yaml", &uri, &training_snippet(&data));
-    assert_eq!(trained.code, 0, "{}", trained.stderr);
-    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+    let uri = model_store(dir.path());
+    let (data, store) = (dir.path().join("data"), dir.path().join("mlruns"));
     // The inference job's predictions are the reference answers.
     let outputs = dir.path().join("predictions.parquet");
     let inferred = run_job(
@@ -347,15 +342,8 @@ fn closed_or_answered(stream: &mut std::net::TcpStream) -> Option<String> {
 fn stalled_clients_are_timed_out_and_connections_bounded() {
     use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    synthetic_data(&data);
+    model_store(dir.path());
     let store = dir.path().join("mlruns");
-    let uri = store.display().to_string();
-    assert_eq!(
-        run_job("configs/training.yaml", &uri, &training_snippet(&data)).code,
-        0
-    );
-    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
     let server = Server::start(
         &store,
         &[
@@ -411,15 +399,8 @@ fn status_bytes(pid: u32, key: &str) -> Option<u64> {
 #[test]
 fn four_concurrent_maximal_bodies_keep_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    synthetic_data(&data);
-    let store = dir.path().join("mlruns");
-    let uri = store.display().to_string();
-    assert_eq!(
-        run_job("configs/training.yaml", &uri, &training_snippet(&data)).code,
-        0
-    );
-    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+    model_store(dir.path());
+    let (data, store) = (dir.path().join("data"), dir.path().join("mlruns"));
     let server = Server::start(&store, &["--max-body-mb", "16", "--max-parsing", "2"]);
     let pid = server.child.id();
     let Some(idle) = status_bytes(pid, "VmRSS") else {

@@ -484,19 +484,9 @@ impl Sealed {
 
     /// Moves the file into place.
     pub(crate) fn persist(self) -> Result<WriteSummary, DatasetError> {
-        let Self {
-            temp,
-            path,
-            rows,
-            bytes,
-        } = self;
+        let (temp, summary) = self.into_parts();
         temp.rename(true)?;
-        Ok(WriteSummary {
-            uri: file_uri(&path),
-            path,
-            rows,
-            bytes,
-        })
+        Ok(summary)
     }
 }
 

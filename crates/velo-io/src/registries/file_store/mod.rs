@@ -87,15 +87,7 @@ impl FileStore {
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref();
         fs::create_dir_all(root).map_err(io("create the store directory", root))?;
-        let root = fs::canonicalize(root).map_err(io("resolve", root))?;
-        let store = Self {
-            root,
-            #[cfg(feature = "crash-points")]
-            writes: AtomicU64::new(0),
-            #[cfg(feature = "crash-points")]
-            crash_after: None,
-            run_dirs: std::sync::Mutex::default(),
-        };
+        let store = Self::handle(root)?;
         for dir in [
             store.root.join(STAGING),
             store.root.join(".trash"),
@@ -122,6 +114,11 @@ impl FileStore {
                 what: format!("a store at {}", root.display()),
             });
         }
+        Self::handle(root)
+    }
+
+    /// A handle on the existing directory `root`, resolved to its canonical path.
+    fn handle(root: &Path) -> Result<Self> {
         let root = fs::canonicalize(root).map_err(io("resolve", root))?;
         Ok(Self {
             root,
