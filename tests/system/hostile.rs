@@ -105,6 +105,17 @@ fn the_hostile_corpus_gets_clear_errors_and_loses_nothing() {
             &["configs/nope.yaml"],
         ),
         case(
+            "zero trees",
+            &[
+                "run",
+                "configs/training.yaml",
+                "-e",
+                "job: {model: {n_estimators: 0}}",
+            ],
+            2,
+            &["job.model.n_estimators", "an integer >= 1"],
+        ),
+        case(
             "unknown KIND",
             &[
                 "run",

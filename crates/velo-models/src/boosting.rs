@@ -43,8 +43,12 @@ const AUTO_EARLY_STOPPING_ROWS: usize = 10_000;
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GradientBoostingModel {
-    /// Most boosting iterations (trees).
-    #[serde(default = "GradientBoostingModel::default_max_iter")]
+    /// Most boosting iterations (trees; at least 1).
+    #[serde(
+        default = "GradientBoostingModel::default_max_iter",
+        deserialize_with = "crate::config::at_least::<_, 1>"
+    )]
+    #[cfg_attr(feature = "schemars", schemars(range(min = 1)))]
     pub max_iter: usize,
     /// Shrinkage of each tree's values.
     #[serde(default = "GradientBoostingModel::default_learning_rate")]
@@ -55,8 +59,12 @@ pub struct GradientBoostingModel {
     /// Most depth per tree; `null` limits trees by their leaves only.
     #[serde(default)]
     pub max_depth: Option<usize>,
-    /// Fewest training rows in a leaf.
-    #[serde(default = "GradientBoostingModel::default_min_samples_leaf")]
+    /// Fewest training rows in a leaf (at least 1).
+    #[serde(
+        default = "GradientBoostingModel::default_min_samples_leaf",
+        deserialize_with = "crate::config::at_least::<_, 1>"
+    )]
+    #[cfg_attr(feature = "schemars", schemars(range(min = 1)))]
     pub min_samples_leaf: usize,
     /// L2 regularisation of the leaf values.
     #[serde(default)]

@@ -5,6 +5,35 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 use super::{GradientBoostingModel, NeuralNetModel};
 
+/// Deserializes a count that must be at least `MIN`: a configuration asking for no trees, no
+/// epochs or empty leaves fails when it is loaded (exit 2, the key named), not after a run
+/// has started.
+pub(crate) fn at_least<'de, D: Deserializer<'de>, const MIN: usize>(
+    deserializer: D,
+) -> Result<usize, D::Error> {
+    let value = usize::deserialize(deserializer)?;
+    if value < MIN {
+        return Err(de::Error::invalid_value(
+            de::Unexpected::Unsigned(value as u64),
+            &format!("an integer >= {MIN}").as_str(),
+        ));
+    }
+    Ok(value)
+}
+
+/// [`at_least`] 1 for an optional count (`null` stays allowed).
+pub(crate) fn optional_at_least_one<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<usize>, D::Error> {
+    match Option::<usize>::deserialize(deserializer)? {
+        Some(0) => Err(de::Error::invalid_value(
+            de::Unexpected::Unsigned(0),
+            &"an integer >= 1 or null",
+        )),
+        other => Ok(other),
+    }
+}
+
 /// A model to train, selected by `KIND`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
@@ -58,17 +87,33 @@ impl ModelConfig {
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RandomForestModel {
-    /// Number of trees.
-    #[serde(default = "RandomForestModel::default_n_estimators")]
+    /// Number of trees (at least 1).
+    #[serde(
+        default = "RandomForestModel::default_n_estimators",
+        deserialize_with = "at_least::<_, 1>"
+    )]
+    #[cfg_attr(feature = "schemars", schemars(range(min = 1)))]
     pub n_estimators: usize,
-    /// Maximum depth of each tree; `null` grows trees until leaves are pure.
-    #[serde(default = "RandomForestModel::default_max_depth")]
+    /// Maximum depth of each tree (at least 1); `null` grows trees until leaves are pure.
+    #[serde(
+        default = "RandomForestModel::default_max_depth",
+        deserialize_with = "optional_at_least_one"
+    )]
+    #[cfg_attr(feature = "schemars", schemars(range(min = 1)))]
     pub max_depth: Option<usize>,
-    /// Minimum number of samples needed to split a node.
-    #[serde(default = "RandomForestModel::default_min_samples_split")]
+    /// Minimum number of samples needed to split a node (at least 2).
+    #[serde(
+        default = "RandomForestModel::default_min_samples_split",
+        deserialize_with = "at_least::<_, 2>"
+    )]
+    #[cfg_attr(feature = "schemars", schemars(range(min = 2)))]
     pub min_samples_split: usize,
-    /// Minimum number of samples in a leaf.
-    #[serde(default = "RandomForestModel::default_min_samples_leaf")]
+    /// Minimum number of samples in a leaf (at least 1).
+    #[serde(
+        default = "RandomForestModel::default_min_samples_leaf",
+        deserialize_with = "at_least::<_, 1>"
+    )]
+    #[cfg_attr(feature = "schemars", schemars(range(min = 1)))]
     pub min_samples_leaf: usize,
     /// Features considered at each split.
     #[serde(default)]

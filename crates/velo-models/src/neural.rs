@@ -76,8 +76,12 @@ pub struct NeuralNetModel {
     /// Rows per optimisation step.
     #[serde(default = "NeuralNetModel::default_batch_size")]
     pub batch_size: usize,
-    /// Most passes over the training rows.
-    #[serde(default = "NeuralNetModel::default_epochs")]
+    /// Most passes over the training rows (at least 1).
+    #[serde(
+        default = "NeuralNetModel::default_epochs",
+        deserialize_with = "crate::config::at_least::<_, 1>"
+    )]
+    #[cfg_attr(feature = "schemars", schemars(range(min = 1)))]
     pub epochs: usize,
     /// Fraction of the rows, taken from the end, held out for early stopping; 0 trains on all
     /// rows for `epochs` epochs.
