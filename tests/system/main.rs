@@ -11,6 +11,7 @@
 )]
 
 mod alerts;
+mod crash;
 mod hostile;
 mod jobs;
 mod kafka;

@@ -87,7 +87,19 @@ impl FileStore {
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref();
         fs::create_dir_all(root).map_err(io("create the store directory", root))?;
-        let store = Self::handle(root)?;
+        #[cfg_attr(
+            not(feature = "crash-points"),
+            expect(unused_mut, reason = "set below only for crash tests")
+        )]
+        let mut store = Self::handle(root)?;
+        // Crash tests of whole jobs run the binary with this variable (test-only feature).
+        #[cfg(feature = "crash-points")]
+        if let Some(limit) = std::env::var("VELO_CRASH_AFTER_WRITES")
+            .ok()
+            .and_then(|text| text.parse().ok())
+        {
+            store.crash_after = Some(limit);
+        }
         for dir in [
             store.root.join(STAGING),
             store.root.join(".trash"),
