@@ -79,6 +79,13 @@ fn the_hostile_corpus_gets_clear_errors_and_loses_nothing() {
     let inputs = std::fs::read(data.join("inputs_test.parquet")).unwrap();
     std::fs::write(&truncated, &inputs[..inputs.len() / 2]).unwrap();
     let out = d.join("out").display().to_string();
+    let typed_by_hand = config(
+        d,
+        "typed.csv",
+        &format!(
+            "{header}\n1,2011-01-01,1,0,1,0,0,6,0,1,0.24,0.2879,0.81,0,3,13,16\n2,2011-01-01,1,0,1,1,0,6,0,1,warm,0.27,0.8,0,8,32,40\n"
+        ),
+    );
 
     let mut cases = vec![
         case(
@@ -180,6 +187,16 @@ fn the_hostile_corpus_gets_clear_errors_and_loses_nothing() {
             ],
             1,
             &["one_line.csv", "max_line_bytes"],
+        ),
+        case(
+            "a word in a numeric CSV cell",
+            &["data", "import", "--csv", &typed_by_hand, "--out", &out],
+            1,
+            &[
+                "typed.csv",
+                "column 'temp'",
+                "1 row not a number (row 1; values \"warm\")",
+            ],
         ),
         case(
             "missing CSV",

@@ -133,7 +133,11 @@ impl fmt::Display for Violation {
             Rule::UnexpectedColumn => return f.write_str("not in the schema, which is strict"),
             Rule::DuplicateColumn => return f.write_str("appears more than once in the data"),
             Rule::Type { expected, found } => {
-                return write!(f, "expected type {expected}, found Arrow type {found}");
+                write!(f, "expected type {expected}, found Arrow type {found}")?;
+                if self.first_rows.is_empty() {
+                    return Ok(());
+                }
+                write!(f, "; {count} not a number")?;
             }
             Rule::Coerce { expected, found } => {
                 write!(

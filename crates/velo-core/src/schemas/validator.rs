@@ -327,7 +327,7 @@ impl<'a> Validator<'a> {
             match check_column(column, input, self.schema.coerce, offset, unique)? {
                 Checked::Incompatible => {
                     structural = true;
-                    found.push((position, type_violation(column, input)));
+                    found.push((position, type_violation(column, input, offset)));
                 }
                 Checked::Converted(array, violations) => {
                     found.extend(
@@ -375,7 +375,7 @@ impl<'a> Validator<'a> {
                     match check_column(&column, input, self.schema.coerce, offset, None)? {
                         Checked::Incompatible => {
                             structural = true;
-                            found.push((position, type_violation(&column, input)));
+                            found.push((position, type_violation(&column, input, offset)));
                         }
                         Checked::Converted(array, violations) => {
                             found.extend(
@@ -495,14 +495,37 @@ impl State {
     }
 }
 
-fn type_violation(column: &ColumnPlan, input: &ArrayRef) -> Violation {
-    Violation::structural(
-        &column.name,
-        Rule::Type {
-            expected: column.column_type,
-            found: input.data_type().clone(),
-        },
-    )
+fn type_violation(column: &ColumnPlan, input: &ArrayRef, offset: usize) -> Violation {
+    let rule = Rule::Type {
+        expected: column.column_type,
+        found: input.data_type().clone(),
+    };
+    // Text where numbers are expected: name the rows that are not numbers (a CSV cell typed
+    // by hand), so the file can be fixed where it is wrong.
+    let text = matches!(
+        input.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    if text && column.target.is_numeric() {
+        let options = arrow::compute::CastOptions {
+            safe: true,
+            ..arrow::compute::CastOptions::default()
+        };
+        if let Ok(numbers) = arrow::compute::cast_with_options(input, &DataType::Float64, &options)
+        {
+            let bad: Vec<usize> = (0..input.len())
+                .filter(|&row| input.is_valid(row) && numbers.is_null(row))
+                .collect();
+            let first: Vec<usize> = bad.iter().copied().take(MAX_EXAMPLES).collect();
+            if let Ok(violation) =
+                violation(&column.name, rule.clone(), bad.len(), &first, input, offset)
+                && !bad.is_empty()
+            {
+                return violation;
+            }
+        }
+    }
+    Violation::structural(&column.name, rule)
 }
 
 fn arrow_error(column: &ColumnPlan) -> impl FnOnce(ArrowError) -> SchemaError + '_ {

@@ -301,6 +301,17 @@ fn each_rule_is_reported_with_its_count_rows_and_values() {
         |frame| frame.set("temp", Arc::new(StringArray::from(vec!["0.5"; 30]))),
         &["column 'temp': expected type float32, found Arrow type Utf8"],
     );
+    // Cells that are not numbers are named by row, as a person typing a CSV would need.
+    let mut temps = vec!["0.5"; 30];
+    temps[7] = "abc";
+    temps[12] = "n/a";
+    check(
+        |frame| frame.set("temp", Arc::new(StringArray::from(temps))),
+        &[
+            "column 'temp': expected type float32, found Arrow type Utf8; 2 rows not a number \
+           (rows 7, 12; values \"abc\", \"n/a\")",
+        ],
+    );
 }
 
 #[test]
@@ -552,7 +563,8 @@ fn shap_values_accept_any_float_column() {
     assert_eq!(
         lines(&violations(schema.validate(&bad))),
         [
-            "column 'temp': expected type float64, found Arrow type Utf8",
+            "column 'temp': expected type float64, found Arrow type Utf8; 1 row not a number \
+             (row 0; values \"x\")",
             "column 'hr': 1 row missing (null or NaN), but not nullable (row 0; values NaN)",
         ]
     );
