@@ -431,3 +431,129 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// Bad requests to `velo serve`: each answers 4xx naming what is wrong, the server keeps
+/// answering, and the store is unchanged.
+#[test]
+fn hostile_requests_get_clear_answers_and_the_server_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    model_store(dir.path());
+    let store = dir.path().join("mlruns");
+    let before = snapshot(&store);
+    let server = crate::serve::Server::start(&store, &["--max-body-mb", "1"]);
+    let json = "application/json";
+    let row = r#"{"dteday": "2012-08-07", "season": 3, "yr": 1, "mnth": 8, "hr": 12, "holiday": 0, "weekday": 2, "workingday": 1, "weathersit": 2, "temp": 0.8, "atemp": 0.76, "hum": 0.55, "windspeed": 0.13, "casual": 86, "registered": 197}"#;
+    let huge = format!(
+        "{{\"dataframe_records\": [{}]}}",
+        vec![row; 8_000].join(",")
+    );
+    let cases: Vec<(&str, &str, String, u16, &str)> = vec![
+        (
+            "not JSON",
+            json,
+            "{\"dataframe_records\": [".to_owned(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "no data key",
+            json,
+            "{\"rows\": []}".to_owned(),
+            400,
+            "exactly one of the keys",
+        ),
+        (
+            "two data keys",
+            json,
+            format!("{{\"dataframe_records\": [{row}], \"inputs\": [{row}]}}"),
+            400,
+            "exactly one of the keys",
+        ),
+        (
+            "a record that is a number",
+            json,
+            "{\"dataframe_records\": [3]}".to_owned(),
+            400,
+            "row 0",
+        ),
+        (
+            "a word in a number",
+            json,
+            format!(
+                "{{\"dataframe_records\": [{}]}}",
+                row.replace("0.55", "\"damp\"")
+            ),
+            400,
+            "hum",
+        ),
+        (
+            "a missing column",
+            json,
+            format!(
+                "{{\"dataframe_records\": [{}]}}",
+                row.replace("\"hr\": 12, ", "")
+            ),
+            400,
+            "hr",
+        ),
+        (
+            "a split of ragged rows",
+            json,
+            "{\"dataframe_split\": {\"columns\": [\"a\", \"b\"], \"data\": [[1]]}}".to_owned(),
+            400,
+            "row",
+        ),
+        (
+            "tensor inputs",
+            json,
+            "{\"instances\": [[1, 2, 3]]}".to_owned(),
+            400,
+            "named columns",
+        ),
+        (
+            "a media type velo does not read",
+            "application/xml",
+            "<rows/>".to_owned(),
+            415,
+            "application/xml",
+        ),
+        (
+            "a charset other than UTF-8",
+            "application/json; charset=latin-1",
+            "{}".to_owned(),
+            415,
+            "latin-1",
+        ),
+        (
+            "broken CSV",
+            "text/csv",
+            "a,b\n1,2,3\n".to_owned(),
+            400,
+            "CSV",
+        ),
+        ("a body over the limit", json, huge, 413, ""),
+    ];
+    let (mut clear, mut wrong) = (0, Vec::new());
+    for (name, content_type, body, status, says) in &cases {
+        let (answered, text, _) = server.post(content_type, body.clone());
+        if answered == *status && text.contains(says) {
+            clear += 1;
+        } else {
+            wrong.push(format!("{name}: {answered} {text}"));
+        }
+        let ping = reqwest::blocking::get(server.url("/ping")).unwrap();
+        assert_eq!(
+            ping.status().as_u16(),
+            200,
+            "{name}: the server stopped answering"
+        );
+    }
+    eprintln!(
+        "hostile requests: {} tried, {clear} clear answers, {} unclear, 0 crashes",
+        cases.len(),
+        wrong.len()
+    );
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    drop(server);
+    assert_eq!(snapshot(&store), before, "serving changed the store");
+}

@@ -18,14 +18,14 @@ use velo_io::datasets::Reader;
 use crate::jobs::{model_store, run_job, training_snippet};
 
 /// A running `velo serve`, killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
     lines: mpsc::Receiver<String>,
 }
 
 impl Server {
-    fn start(store: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start(store: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(crate::velo_binary())
             .args([
                 "serve",
@@ -64,11 +64,11 @@ impl Server {
         Self { child, base, lines }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn post(
+    pub(crate) fn post(
         &self,
         content_type: &str,
         body: impl Into<reqwest::blocking::Body>,
