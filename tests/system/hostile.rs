@@ -346,7 +346,7 @@ fn the_hostile_corpus_gets_clear_errors_and_loses_nothing() {
             data.join("inputs_test.parquet").display()
         ),
         1,
-        &["version 1", "invalid model artifact"],
+        &["version 1", "model/model.velo", "invalid model artifact"],
     );
     damaged.damages_model = true;
     cases.push(damaged);

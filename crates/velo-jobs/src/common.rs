@@ -92,12 +92,17 @@ pub fn load_model_uri(
     ),
     JobError,
 > {
-    let velo_io::registries::mlmodel::ModelBytes { version, bytes, .. } =
-        velo_io::registries::mlmodel::load_model_bytes(registry, uri)?;
+    let velo_io::registries::mlmodel::ModelBytes {
+        version,
+        bytes,
+        location,
+        ..
+    } = velo_io::registries::mlmodel::load_model_bytes(registry, uri)?;
     let in_version = |source: velo_models::ModelError| JobError::LoadModel {
         uri: uri.to_string(),
         version: version.version.clone(),
-        source,
+        file: location.clone(),
+        source: Box::new(source),
     };
     let artifact = velo_models::artifact::Artifact::from_bytes(&bytes).map_err(in_version)?;
     // The file's bytes, the decoded tensors and the model are each as large as the model:

@@ -23,15 +23,17 @@ pub enum JobError {
     #[error(transparent)]
     Model(#[from] velo_models::ModelError),
     /// A registered model version's file could not be decoded into a model.
-    #[error("cannot load {uri} (version {version})")]
+    #[error("cannot load {uri} (version {version}, {file})")]
     LoadModel {
         /// The model URI asked for.
         uri: String,
         /// The version it resolved to.
         version: String,
-        /// What is wrong with the file.
+        /// The model file read, in the version's source.
+        file: String,
+        /// What is wrong with the file (boxed: the error stays small).
         #[source]
-        source: velo_models::ModelError,
+        source: Box<velo_models::ModelError>,
     },
     /// A registered model the job refers to does not exist (checked before the job runs).
     #[error("the job refers to {uri}, which the registry does not hold")]
@@ -157,7 +159,8 @@ mod tests {
                 JobError::LoadModel {
                     uri: "models:/bikes@Champion".to_owned(),
                     version: "3".to_owned(),
-                    source: model(),
+                    file: "/store/0/run/artifacts/model/model.velo".to_owned(),
+                    source: Box::new(model()),
                 },
                 2,
             ),

@@ -361,6 +361,8 @@ pub struct ModelBytes {
     pub mlmodel: ModelFile,
     /// The bytes of the file velo's flavor names.
     pub bytes: Vec<u8>,
+    /// Where those bytes came from: the version's source and the file's name in it.
+    pub location: String,
 }
 
 /// Resolves `uri` in `registry` and reads the model file its `MLmodel` names (velo's flavor),
@@ -392,10 +394,12 @@ pub fn load_model_bytes(
     let mlmodel = ModelFile::parse(&text, Path::new(MLMODEL_FILE)).map_err(context)?;
     let file = &mlmodel.velo_flavor().map_err(context)?.model_file;
     let bytes = registry.read_model_file(&version, file).map_err(context)?;
+    let location = format!("{}/{file}", version.source.trim_end_matches('/'));
     Ok(ModelBytes {
         version,
         mlmodel,
         bytes,
+        location,
     })
 }
 
