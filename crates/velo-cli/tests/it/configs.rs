@@ -162,20 +162,23 @@ fn config_show_names_the_source_of_every_value() {
             .env("VELO_JOB__MODEL__MIN_SAMPLES_LEAF", "3"),
     );
     assert_eq!(result.code, 0, "{}", result.stderr);
-    let line = |key: &str| {
-        result
-            .stdout
-            .lines()
-            .find(|line| line.split_whitespace().next() == Some(key))
-            .unwrap_or_else(|| panic!("no line for {key} in:\n{}", result.stdout))
-            .to_owned()
-    };
+    let line = |key: &str| shown_line(&result, key);
     assert!(line("job.model.max_depth").contains("= 7  # --extras #1"));
     assert!(line("job.model.min_samples_leaf").contains("= 3  # environment"));
     assert!(line("job.inputs.path").contains("# configs/training.yaml"));
     assert!(line("job.model.bootstrap").contains("# default"));
     // Array elements are attributed to the source of their array.
     assert!(line("job.metrics.0.name").contains("# configs/training.yaml"));
+}
+
+/// The line `velo config show` printed for `key`.
+fn shown_line(result: &Output, key: &str) -> String {
+    result
+        .stdout
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(key))
+        .unwrap_or_else(|| panic!("no line for {key} in:\n{}", result.stdout))
+        .to_owned()
 }
 
 #[test]
@@ -187,14 +190,7 @@ fn config_show_names_the_mlflow_variable_a_value_came_from() {
             .env("MLFLOW_EXPERIMENT_NAME", "from-env"),
     );
     assert_eq!(result.code, 0, "{}", result.stderr);
-    let line = |key: &str| {
-        result
-            .stdout
-            .lines()
-            .find(|line| line.split_whitespace().next() == Some(key))
-            .unwrap_or_else(|| panic!("no line for {key} in:\n{}", result.stdout))
-            .to_owned()
-    };
+    let line = |key: &str| shown_line(&result, key);
     for key in [
         "job.services.mlflow.tracking_uri",
         "job.services.mlflow.registry_uri",
