@@ -43,6 +43,7 @@ pub mod leakage;
 pub mod matrix;
 pub mod model;
 pub mod neural;
+pub mod scenarios;
 pub mod tree;
 
 pub use boosting::{BoostingModel, GradientBoostingModel};
