@@ -15,6 +15,7 @@ mod crash;
 mod hostile;
 mod jobs;
 mod kafka;
+mod scenarios;
 mod serve;
 
 pub(crate) use velo_tests::{Output, output, root, velo, velo_binary};

@@ -31,7 +31,8 @@ usage: cargo xtask <task>
 tasks:
   install   install what the tests need, once: rustup components, cargo-nextest, cargo-deny,
             the Python venv (.venv, or $VELO_VENV) with the pinned interop packages, and (as
-            root, with apt-get) Xvfb, dbus, dunst and libnotify-bin for the desktop alert test;
+            root, with apt-get) Xvfb, dbus, dunst and libnotify-bin for the desktop alert test
+            and Chromium for the report rendering test;
             the tansu Kafka broker (built once into .tools, or $VELO_TOOLS)
   check     cargo fmt --check, clippy -D warnings, cargo deny (bans licenses sources),
             the crate layering and the freshness of generated files
@@ -149,7 +150,8 @@ fn install() -> Result<()> {
         }
     }
     python::ensure_venv(&root())?;
-    ensure_desktop_stack();
+    DESKTOP.ensure();
+    BROWSER.ensure();
     ensure_tansu()?;
     Ok(())
 }
@@ -188,65 +190,85 @@ fn ensure_tansu() -> Result<()> {
     Ok(())
 }
 
-/// Programs of the desktop notification test (`crates/velo-cli/tests/it/alerts.rs`).
-const DESKTOP_PROGRAMS: &[&str] = &[
-    "Xvfb",
-    "dbus-run-session",
-    "dunst",
-    "dunstctl",
-    "notify-send",
-];
+/// Debian packages some tests need, installed with apt-get when missing: each set's programs,
+/// packages, and the test that needs them (which skips, saying so, without them).
+struct AptSet {
+    programs: &'static [&'static str],
+    packages: &'static [&'static str],
+    test: &'static str,
+}
 
-/// Debian packages providing [`DESKTOP_PROGRAMS`].
-const DESKTOP_PACKAGES: &[&str] = &["xvfb", "dbus", "dunst", "libnotify-bin"];
+/// The desktop notification test (`tests/system/alerts.rs`).
+const DESKTOP: AptSet = AptSet {
+    programs: &[
+        "Xvfb",
+        "dbus-run-session",
+        "dunst",
+        "dunstctl",
+        "notify-send",
+    ],
+    packages: &["xvfb", "dbus", "dunst", "libnotify-bin"],
+    test: "desktop notification",
+};
+
+/// Headless Chromium, which renders the HTML reports (`tests/system/scenarios.rs`).
+const BROWSER: AptSet = AptSet {
+    programs: &["chromium"],
+    packages: &["chromium"],
+    test: "report rendering",
+};
 
 fn on_path(program: &str) -> bool {
     env::var_os("PATH")
         .is_some_and(|path| env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
-/// True when every program of the desktop notification test is installed.
-fn desktop_stack_ready() -> bool {
-    DESKTOP_PROGRAMS.iter().all(|program| on_path(program))
-}
+impl AptSet {
+    /// True when every program of the set is installed.
+    fn ready(&self) -> bool {
+        self.programs.iter().all(|program| on_path(program))
+    }
 
-/// Installs the desktop notification stack with apt-get when it is missing and this process may
-/// (root, apt-get present); otherwise says how, and the test skips. Never fails the install.
-fn ensure_desktop_stack() {
-    if desktop_stack_ready() {
-        eprintln!("xtask: the desktop notification stack is installed");
-        return;
-    }
-    let root_user = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| output.stdout.starts_with(b"0\n"));
-    if !root_user || !on_path("apt-get") {
-        eprintln!(
-            "xtask: the desktop notification test will skip; install {} to run it",
-            DESKTOP_PACKAGES.join(" ")
-        );
-        return;
-    }
-    let apt_install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(DESKTOP_PACKAGES)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|status| status.success())
-    };
-    eprintln!("xtask: $ apt-get install {}", DESKTOP_PACKAGES.join(" "));
-    let installed = apt_install()
-        || (Command::new("apt-get")
-            .args(["update", "-q"])
-            .status()
-            .is_ok_and(|status| status.success())
-            && apt_install());
-    if !installed {
-        eprintln!(
-            "xtask: apt-get could not install the desktop notification stack; its test will skip"
-        );
+    /// Installs the set with apt-get when it is missing and this process may (root, apt-get
+    /// present); otherwise says how, and the test skips. Never fails the install.
+    fn ensure(&self) {
+        let packages = self.packages.join(" ");
+        if self.ready() {
+            eprintln!("xtask: {packages} installed");
+            return;
+        }
+        let root_user = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|output| output.stdout.starts_with(b"0\n"));
+        if !root_user || !on_path("apt-get") {
+            eprintln!(
+                "xtask: the {} test will skip; install {packages} to run it",
+                self.test
+            );
+            return;
+        }
+        let apt_install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(self.packages)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        eprintln!("xtask: $ apt-get install {packages}");
+        let installed = apt_install()
+            || (Command::new("apt-get")
+                .args(["update", "-q"])
+                .status()
+                .is_ok_and(|status| status.success())
+                && apt_install());
+        if !installed {
+            eprintln!(
+                "xtask: apt-get could not install {packages}; the {} test will skip",
+                self.test
+            );
+        }
     }
 }
 
@@ -305,9 +327,12 @@ fn test() -> Result<()> {
             .env("VELO_MLFLOW_PYTHON", &python)
             .env("VELO_MLFLOW", python::venv_script(&root(), "mlflow"));
         command.env("VELO_TOOLS", tools_dir());
-        if desktop_stack_ready() {
-            // Installed, so the desktop notification test must run, not skip.
+        // Installed, so the tests that need them must run, not skip.
+        if DESKTOP.ready() {
             command.env("VELO_DESKTOP_IT", "1");
+        }
+        if BROWSER.ready() {
+            command.env("VELO_BROWSER_IT", "1");
         }
         run(command)
     };

@@ -70,6 +70,31 @@ pub enum JobError {
         /// The alias a promotion did not move because of it.
         alias: Option<String>,
     },
+    /// Scenarios, cases or extreme inputs of a suite failed; everything was logged first.
+    #[error(
+        "{name} version {version} fails {} of {tried} scenario check(s): {}",
+        failures.len(),
+        failures.join("; ")
+    )]
+    Scenarios {
+        /// The registered model.
+        name: String,
+        /// The version.
+        version: String,
+        /// How many scenarios, cases and extreme inputs were tried.
+        tried: usize,
+        /// Each failure: what failed and why.
+        failures: Vec<String>,
+    },
+    /// A report (JUnit XML, HTML) could not be encoded.
+    #[error("cannot encode the {what}")]
+    Report {
+        /// The report, such as `JUnit file`.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: Cause,
+    },
     /// A table (predictions, importances, cv results) could not be built or sliced.
     #[error("cannot {action}")]
     Table {

@@ -55,6 +55,15 @@ pub trait Job {
         None
     }
 
+    /// Checks what the configuration can check before anything runs, beyond its types (names
+    /// that refer to each other, columns the schemas must have); nothing by default.
+    ///
+    /// # Errors
+    /// [`JobError::Config`] naming the field, or a schema file that cannot be read.
+    fn check(&self) -> Result<(), JobError> {
+        Ok(())
+    }
+
     /// Runs the job with the services of `context`.
     ///
     /// # Errors
@@ -146,12 +155,19 @@ macro_rules! register_jobs {
                 }
             }
 
-            /// Checks, before anything runs or is logged, what the job refers to in the stores of
-            /// `context`: the registered model version it reads exists.
+            /// Checks, before anything runs or is logged, the configuration ([`Job::check`])
+            /// and what the job refers to in the stores of `context`: the registered model
+            /// version it reads exists.
             ///
             /// # Errors
-            /// [`JobError::Reference`] naming the model URI and the registry.
+            /// [`JobError::Config`] for a configuration that cannot run, [`JobError::Reference`]
+            /// naming the model URI and the registry.
+            ///
+            /// [`Job::check`]: $crate::Job::check
             pub fn preflight(&self, context: &JobContext) -> Result<(), JobError> {
+                match self {
+                    $(Self::$job(job) => $crate::Job::check(job)?,)+
+                }
                 let which = match self {
                     $(Self::$job(job) => $crate::Job::registered_model(job),)+
                 };

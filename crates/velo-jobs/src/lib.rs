@@ -59,6 +59,7 @@ job::register_jobs! {
     inference::InferenceJob: "Predict a dataset in batches with a registered model.",
     evaluations::EvaluationsJob: "Score a registered model on a dataset against thresholds.",
     explanations::ExplanationsJob: "Explain a registered model globally and per sample.",
+    scenarios::ScenariosJob: "Test a registered model on slices, perturbations, cases and extreme inputs.",
     kafka::KafkaInferenceJob: "Score a Kafka topic record by record, at least once.",
 }
 

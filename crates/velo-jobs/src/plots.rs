@@ -206,6 +206,65 @@ pub fn bars(
     })
 }
 
+/// A line through `points` (sorted by x) with its points marked (red where `failed`), and a
+/// dashed vertical line at `marker`, as PNG: a metric along a swept magnitude.
+pub fn curve(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[(f64, f64, bool)],
+    marker: Option<f64>,
+) -> Result<Vec<u8>, JobError> {
+    render(|root| {
+        let x_range = span(points.iter().map(|p| p.0).chain(marker));
+        let y_range = span(points.iter().map(|p| p.1));
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(x_range, y_range.clone())
+            .map_err(failed)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(failed)?;
+        let finite: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .map(|p| (p.0, p.1))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(finite, BLUE.stroke_width(2)))
+            .map_err(failed)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|p| p.0.is_finite() && p.1.is_finite())
+                    .map(|(x, y, failed)| {
+                        let color = if *failed { RED } else { BLUE };
+                        Circle::new((*x, *y), 5, color.filled())
+                    }),
+            )
+            .map_err(failed)?;
+        if let Some(x) = marker.filter(|x| x.is_finite()) {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x, y_range.start), (x, y_range.end)],
+                    8,
+                    6,
+                    RED.stroke_width(2),
+                ))
+                .map_err(failed)?;
+        }
+        Ok(())
+    })
+}
+
 /// Logs the two charts of a fit on `run`: predictions against actual values
 /// (`plots/predicted_vs_actual.png`) and residuals against predictions (`plots/residuals.png`),
 /// titled with `title`.
@@ -305,6 +364,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(decode(&bars).dimensions(), SIZE);
+        let curve = curve(
+            "Sweep",
+            "std",
+            "r2_score",
+            &[(0.0, 0.9, false), (0.5, 0.8, false), (1.0, 0.2, true)],
+            Some(0.7),
+        )
+        .unwrap();
+        assert!(dark_pixels(&decode(&curve)) > 500);
         // Degenerate inputs still draw.
         assert!(scatter("empty", "x", "y", &[], Guide::Zero).is_ok());
         assert!(scatter("nan", "x", "y", &[(f64::NAN, 1.0)], Guide::Diagonal).is_ok());

@@ -29,7 +29,7 @@ pub use readers::{BatchStream, CsvReader, DatasetReader, ParquetReader, Reader, 
 pub use schema_file::load_schema;
 pub use writers::{
     BatchSink, Compression, CsvWriter, DatasetWriter, ParquetWriter, WriteSummary, Writer,
-    parquet_bytes,
+    parquet_bytes, write_file,
 };
 
 /// A boxed error cause from arrow, parquet or another library.

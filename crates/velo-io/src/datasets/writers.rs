@@ -324,6 +324,25 @@ pub fn parquet_bytes(batch: &RecordBatch, name: &str) -> Result<Vec<u8>, Dataset
     writer.into_inner().map_err(|e| error(e.into()))
 }
 
+/// Writes `bytes` (a report, a JUnit file) to `path` atomically: into a temporary file beside
+/// it, flushed, then renamed over it, so a reader sees the old file or the new one, never half
+/// of one. Creates the parent directories. Returns the size written.
+///
+/// # Errors
+/// [`DatasetError::Io`] naming the path and the step that failed.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<u64, DatasetError> {
+    let (temp, mut file) = TempFile::beside(path)?;
+    file.write_all(bytes)
+        .map_err(|source| crate::files::FileError {
+            action: "write",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let size = temp.seal(file, true)?;
+    temp.rename(true)?;
+    Ok(size)
+}
+
 /// A Parquet file being written to a temporary file.
 pub(crate) struct ParquetSink {
     temp: TempFile,

@@ -1,4 +1,4 @@
-//! The six lifecycle jobs in order, then the errors an embedder matches on.
+//! The lifecycle jobs in order, then the errors an embedder matches on.
 
 use std::path::{Path, PathBuf};
 
@@ -170,6 +170,27 @@ fn the_six_jobs_run_from_rust_on_a_temporary_store() {
         .unwrap();
     assert_eq!(project.rows("outputs/samples_explanations.parquet"), 20);
     assert!(project.rows("outputs/models_explanations.parquet") > 0);
+
+    // The shipped suite holds the model to the bike model's quality, which ten trees on
+    // synthetic data miss: a typed failure naming each scenario, after the outputs are written.
+    let scenarios = project.run(&project.settings("scenarios.yaml", |value| {
+        value["job"]["suite"]["scenarios"][0]["expect"][0]["min"] = 0.99.into();
+    }));
+    match scenarios {
+        Err(JobError::Scenarios {
+            failures, tried, ..
+        }) => {
+            assert!(
+                failures[0].starts_with("scenario `quality`: r2_score >= 0.99"),
+                "{failures:?}"
+            );
+            assert!(tried > 20, "{tried}");
+        }
+        other => panic!("expected failed scenarios, got {other:?}"),
+    }
+    assert_eq!(project.rows("outputs/scenarios.parquet"), 20);
+    assert!(project.path("outputs/scenarios.xml").is_file());
+    assert!(project.path("outputs/scenarios.html").is_file());
 }
 
 #[test]
