@@ -1,10 +1,11 @@
-//! `cargo xtask bench [--reference] [--tracking] [--chain [--package PATH]] [--runs N]
+//! `cargo xtask bench [--reference] [--tracking] [--chain [--package PATH]] [--scenarios] [--runs N]
 //! [--data-dir DIR] [--fuzz SECONDS]`: criterion benches; the side-by-side comparison with the
 //! reference harness `../shared/bench/sklearn_baseline.py` (as shipped, one core, and at its
 //! best with `--n-jobs -1`) and, after it, the tracking and registry comparison with MLflow's
 //! Python client (`--tracking` runs only that one, see `tracking_bench`), printed as ratios; the
 //! six lifecycle jobs against the reference package's own (`--chain`, see `chain_bench`);
-//! `velo serve` against `mlflow models serve` under wrk (`--serve`, see `serve_bench`); and
+//! `velo serve` against `mlflow models serve` under wrk (`--serve`, see `serve_bench`); scenario
+//! testing's speed against a pandas peer (`--scenarios`); and
 //! the loader fuzz targets in `fuzz/` (cargo fuzz).
 
 use std::{path::PathBuf, process::Command};
@@ -25,6 +26,8 @@ struct Options {
     serve: bool,
     /// Only the Kafka job against the broker's ceiling.
     kafka: bool,
+    /// Only scenario testing: the shipped suite and perturbation throughput, against pandas.
+    scenarios: bool,
     /// Seconds each fuzz target runs, when fuzzing was asked for.
     fuzz: Option<u64>,
     runs: usize,
@@ -38,6 +41,7 @@ fn parse(args: &[String]) -> Result<Options> {
         chain: None,
         serve: false,
         kafka: false,
+        scenarios: false,
         fuzz: None,
         runs: 1,
         data_dir: root().join("../shared/data/bike-sharing"),
@@ -49,6 +53,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--tracking" => options.tracking = true,
             "--serve" => options.serve = true,
             "--kafka" => options.kafka = true,
+            "--scenarios" => options.scenarios = true,
             "--chain" => {
                 options.chain = Some(
                     std::env::var_os("VELO_REFERENCE_PACKAGE")
@@ -178,6 +183,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             && options.chain.is_none()
             && !options.serve
             && !options.kafka
+            && !options.scenarios
         {
             return Ok(());
         }
@@ -187,6 +193,9 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     }
     if options.kafka {
         return crate::kafka_bench::compare(&options.data_dir, 100_000, options.runs.max(5));
+    }
+    if options.scenarios {
+        return scenarios(&options.data_dir, options.runs.max(5));
     }
     if let Some(package) = &options.chain {
         return crate::chain_bench::compare(package, &options.data_dir, options.runs);
@@ -256,6 +265,75 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     let (shipped, best, velo) = (median_of(&shipped), median_of(&best), median_of(&velo));
     print!("{}", table(&velo, &shipped, &best, options.runs));
     crate::tracking_bench::compare(options.runs, TRACKING_REPEATS)
+}
+
+/// Rows perturbed by each side of the scenarios comparison.
+const SCENARIO_ROWS: u64 = 10_000_000;
+
+/// The scenarios comparison: velo's bench (`crates/velo-jobs/benches/scenarios.rs`, built once)
+/// and the pandas peer (`scenarios_peer.py`), printed side by side with the targets.
+fn scenarios(data_dir: &std::path::Path, runs: usize) -> Result<()> {
+    python::ensure_venv(&root())?;
+    let python = python::venv_python(&root());
+    run(Command::new(cargo_bin()).args([
+        "bench",
+        "--locked",
+        "-p",
+        "velo-jobs",
+        "--bench",
+        "scenarios",
+        "--no-run",
+    ]))?;
+    let velo = json_of(
+        Command::new(cargo_bin())
+            .args([
+                "bench",
+                "--locked",
+                "--quiet",
+                "-p",
+                "velo-jobs",
+                "--bench",
+                "scenarios",
+                "--",
+                "--runs",
+            ])
+            .arg(runs.to_string())
+            .arg("--rows")
+            .arg(SCENARIO_ROWS.to_string())
+            .arg("--data-dir")
+            .arg(data_dir),
+    )?;
+    let peer = json_of(
+        Command::new(&python)
+            .arg(root().join("xtask/src/scenarios_peer.py"))
+            .arg(SCENARIO_ROWS.to_string()),
+    )?;
+    let number =
+        |value: &Value, key: &str| value.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let suite = number(&velo, "suite_median_seconds");
+    let velo_rate = number(&velo, "perturb_rows_per_second");
+    let peer_rate = number(&peer, "perturb_rows_per_second");
+    println!("| scenario testing | velo | pandas peer | ratio | target |");
+    println!("|---|---:|---:|---:|---|");
+    println!(
+        "| shipped suite on the bike test split ({} rows, {} scenarios, {} evaluations, {} checks), median of {runs} (s) | {suite:.3} | | | < 1 s ({}) |",
+        velo["test_rows"],
+        velo["scenarios"],
+        velo["scenario_evaluations"],
+        velo["checks"],
+        if suite < 1.0 { "met" } else { "missed" }
+    );
+    println!(
+        "| perturbation throughput, {SCENARIO_ROWS} rows × 4 perturbations (rows/s) | {velo_rate:.0} | {peer_rate:.0} | {:.2}x | > 1,000,000 rows/s ({}) |",
+        velo_rate / peer_rate,
+        if velo_rate > 1e6 { "met" } else { "missed" }
+    );
+    println!(
+        "| peak resident set after 1 M rows / after {SCENARIO_ROWS} (MB) | {:.0} / {:.0} | | | flat |",
+        number(&velo, "peak_rss_mb_after_1m_rows"),
+        number(&velo, "peak_rss_mb_after_all_rows")
+    );
+    Ok(())
 }
 
 /// Timed iterations of each tracking step per run (after one untimed warm-up).

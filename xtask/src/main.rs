@@ -57,7 +57,9 @@ tasks:
             and peak memory of each and of the chain; --serve loads `velo serve` and
             `mlflow models serve` (same forest, same bodies) with wrk and prints requests/s and
             latencies for 1-row and 1000-row requests; --kafka runs the Kafka job against the
-            tansu broker's own produce+consume throughput; --fuzz SECONDS runs each fuzz target of
+            tansu broker's own produce+consume throughput; --scenarios times the shipped scenario
+            suite on the bike test split and perturbation throughput on 10 M synthetic rows
+            against a pandas peer; --fuzz SECONDS runs each fuzz target of
             fuzz/ (artifact loaders, request bodies, Kafka records) that long with cargo fuzz
 ";
 

@@ -29,6 +29,10 @@ use velo_models::{
 /// The reference's held-out test size: two months of hourly rows.
 const TEST_SIZE: usize = 24 * 30 * 2;
 
+mod support;
+
+use support::peak_rss_mb;
+
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 struct Args {
@@ -70,22 +74,6 @@ fn targets(batch: &RecordBatch, column: &str) -> Result<Vec<f64>, Failure> {
         .as_primitive::<arrow::datatypes::Float64Type>()
         .values()
         .to_vec())
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| {
-                    line.split_whitespace()
-                        .nth(1)
-                        .and_then(|kb| kb.parse::<f64>().ok())
-                })
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
