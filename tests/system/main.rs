@@ -17,5 +17,6 @@ mod jobs;
 mod kafka;
 mod scenarios;
 mod serve;
+mod stress;
 
 pub(crate) use velo_tests::{Output, output, root, velo, velo_binary};

@@ -1,11 +1,12 @@
-//! `cargo xtask bench [--reference] [--tracking] [--chain [--package PATH]] [--scenarios] [--runs N]
+//! `cargo xtask bench [--reference] [--tracking] [--chain [--package PATH]] [--scenarios] [--stress] [--runs N]
 //! [--data-dir DIR] [--fuzz SECONDS]`: criterion benches; the side-by-side comparison with the
 //! reference harness `../shared/bench/sklearn_baseline.py` (as shipped, one core, and at its
 //! best with `--n-jobs -1`) and, after it, the tracking and registry comparison with MLflow's
 //! Python client (`--tracking` runs only that one, see `tracking_bench`), printed as ratios; the
 //! six lifecycle jobs against the reference package's own (`--chain`, see `chain_bench`);
 //! `velo serve` against `mlflow models serve` under wrk (`--serve`, see `serve_bench`); scenario
-//! testing's speed against a pandas peer (`--scenarios`); and
+//! testing's speed against a pandas peer (`--scenarios`); the stress job against velo's server and
+//! `mlflow models serve` side by side (`--stress`); and
 //! the loader fuzz targets in `fuzz/` (cargo fuzz).
 
 use std::{path::PathBuf, process::Command};
@@ -28,6 +29,8 @@ struct Options {
     kafka: bool,
     /// Only scenario testing: the shipped suite and perturbation throughput, against pandas.
     scenarios: bool,
+    /// Only the stress job: velo's server and `mlflow models serve` side by side.
+    stress: bool,
     /// Seconds each fuzz target runs, when fuzzing was asked for.
     fuzz: Option<u64>,
     runs: usize,
@@ -42,6 +45,7 @@ fn parse(args: &[String]) -> Result<Options> {
         serve: false,
         kafka: false,
         scenarios: false,
+        stress: false,
         fuzz: None,
         runs: 1,
         data_dir: root().join("../shared/data/bike-sharing"),
@@ -54,6 +58,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--serve" => options.serve = true,
             "--kafka" => options.kafka = true,
             "--scenarios" => options.scenarios = true,
+            "--stress" => options.stress = true,
             "--chain" => {
                 options.chain = Some(
                     std::env::var_os("VELO_REFERENCE_PACKAGE")
@@ -184,6 +189,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             && !options.serve
             && !options.kafka
             && !options.scenarios
+            && !options.stress
         {
             return Ok(());
         }
@@ -196,6 +202,9 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     }
     if options.scenarios {
         return scenarios(&options.data_dir, options.runs.max(5));
+    }
+    if options.stress {
+        return crate::serve_bench::stress(&options.data_dir);
     }
     if let Some(package) = &options.chain {
         return crate::chain_bench::compare(package, &options.data_dir, options.runs);

@@ -59,7 +59,8 @@ tasks:
             latencies for 1-row and 1000-row requests; --kafka runs the Kafka job against the
             tansu broker's own produce+consume throughput; --scenarios times the shipped scenario
             suite on the bike test split and perturbation throughput on 10 M synthetic rows
-            against a pandas peer; --fuzz SECONDS runs each fuzz target of
+            against a pandas peer; --stress runs configs/stress.yaml against velo's server and
+            `mlflow models serve` side by side; --fuzz SECONDS runs each fuzz target of
             fuzz/ (artifact loaders, request bodies, Kafka records) that long with cargo fuzz
 ";
 

@@ -300,6 +300,101 @@ fn measure_all(velo: &Path, data_dir: &Path, scratch: &Path, runs: usize) -> Res
         .collect())
 }
 
+/// `cargo xtask bench --stress`: `velo run configs/stress.yaml` in a project holding the
+/// parity forest, with `mlflow models serve` (the reference harness's forest, started here)
+/// loaded beside velo's in-process server, step for step, in one tracking run; prints the
+/// job's findings and leaves its run in the project's store.
+pub(crate) fn stress(data_dir: &Path) -> Result<()> {
+    if !cfg!(unix) {
+        bail!("the stress comparison runs on Unix only");
+    }
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("the data directory {} is missing", data_dir.display()))?;
+    python::ensure_venv(&root())?;
+    python::ensure_packages(&root(), python::BENCH_REQUIREMENTS)?;
+    let velo = crate::chain_bench::build_velo()?;
+    let scratch = std::env::temp_dir().join(format!("velo-stress-bench-{}", std::process::id()));
+    let result = stress_in(&velo, &data_dir, &scratch);
+    if let Err(error) = std::fs::remove_dir_all(&scratch) {
+        eprintln!("xtask: cannot remove {}: {error}", scratch.display());
+    }
+    result
+}
+
+fn stress_in(velo: &Path, data_dir: &Path, scratch: &Path) -> Result<()> {
+    let project = scratch.join("velo");
+    std::fs::create_dir_all(&project)?;
+    crate::chain_bench::link_dir(data_dir, &project.join("data"))?;
+    crate::chain_bench::copy_dir(&root().join("configs"), &project.join("configs"))?;
+    for config in ["configs/parity/training.yaml", "configs/promotion.yaml"] {
+        in_dir(
+            Command::new(velo)
+                .args(["run", config])
+                .env_remove("MLFLOW_TRACKING_URI")
+                .env_remove("MLFLOW_REGISTRY_URI"),
+            &project,
+        )?;
+    }
+    let reference = scratch.join("mlflow");
+    std::fs::create_dir_all(&reference)?;
+    let tracking = format!("sqlite:///{}", reference.join("mlflow.db").display());
+    in_dir(
+        Command::new(python::venv_python(&root()))
+            .arg(root().join("xtask/assets/mlflow_serve_model.py"))
+            .arg(data_dir)
+            .arg(&tracking)
+            .arg(scratch),
+        &reference,
+    )?;
+    let port = free_port()?;
+    let mlflow_server = start(
+        Command::new(python::venv_script(&root(), "mlflow"))
+            .args([
+                "models",
+                "serve",
+                "-m",
+                "models:/bikes@Champion",
+                "--env-manager",
+                "local",
+            ])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .env("PATH", venv_path()?)
+            .env("MLFLOW_TRACKING_URI", &tracking)
+            .env("MLFLOW_REGISTRY_URI", &tracking)
+            .current_dir(&reference),
+        port,
+        &scratch.join("mlflow-serve.log"),
+    )?;
+    // The uvicorn worker answers requests: report its memory, else the leader's.
+    let leader = mlflow_server.child.id();
+    let worker = Command::new("pgrep")
+        .args(["-P", &leader.to_string()])
+        .output()
+        .ok()
+        .and_then(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .next()?
+                .trim()
+                .parse::<u32>()
+                .ok()
+        })
+        .unwrap_or(leader);
+    let servers = format!(
+        "job: {{servers: [{{name: velo}}, {{name: mlflow, url: 'http://127.0.0.1:{port}', pid: {worker}}}]}}"
+    );
+    in_dir(
+        Command::new(velo)
+            .args(["run", "configs/stress.yaml", "-e", &servers])
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("MLFLOW_REGISTRY_URI"),
+        &project,
+    )?;
+    drop(mlflow_server);
+    Ok(())
+}
+
 /// `PATH` with the venv's scripts first.
 fn venv_path() -> Result<std::ffi::OsString> {
     let scripts = python::venv_script(&root(), "mlflow")

@@ -60,6 +60,7 @@ job::register_jobs! {
     evaluations::EvaluationsJob: "Score a registered model on a dataset against thresholds.",
     explanations::ExplanationsJob: "Explain a registered model globally and per sample.",
     scenarios::ScenariosJob: "Test a registered model on slices, perturbations, cases and extreme inputs.",
+    stress::StressJob: "Load scoring servers step by step to find where they break.",
     kafka::KafkaInferenceJob: "Score a Kafka topic record by record, at least once.",
 }
 

@@ -265,6 +265,75 @@ pub fn curve(
     })
 }
 
+/// Colours of the series of [`lines`], in order.
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// One line per named series of `(x, y)` points, with a legend, as PNG: servers side by side.
+pub fn lines(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<Vec<u8>, JobError> {
+    render(|root| {
+        let all = || series.iter().flat_map(|(_, points)| points.iter());
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(80)
+            .build_cartesian_2d(
+                span(all().map(|p| p.0)),
+                span(all().map(|p| p.1).chain([0.0])),
+            )
+            .map_err(failed)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(failed)?;
+        for (index, (name, points)) in series.iter().enumerate() {
+            let color = PALETTE[index % PALETTE.len()];
+            let finite: Vec<(f64, f64)> = points
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect();
+            chart
+                .draw_series(LineSeries::new(finite.clone(), color.stroke_width(3)))
+                .map_err(failed)?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+                });
+            chart
+                .draw_series(
+                    finite
+                        .into_iter()
+                        .map(|p| Circle::new(p, 4, color.filled())),
+                )
+                .map_err(failed)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font((FONT, 16))
+            .draw()
+            .map_err(failed)?;
+        Ok(())
+    })
+}
+
 /// Logs the two charts of a fit on `run`: predictions against actual values
 /// (`plots/predicted_vs_actual.png`) and residuals against predictions (`plots/residuals.png`),
 /// titled with `title`.
@@ -373,6 +442,17 @@ mod tests {
         )
         .unwrap();
         assert!(dark_pixels(&decode(&curve)) > 500);
+        let lines = lines(
+            "Servers",
+            "clients",
+            "requests/s",
+            &[
+                ("velo".to_owned(), vec![(1.0, 10.0), (2.0, 19.0)]),
+                ("mlflow".to_owned(), vec![(1.0, 2.0), (2.0, 3.0)]),
+            ],
+        )
+        .unwrap();
+        assert!(dark_pixels(&decode(&lines)) > 500);
         // Degenerate inputs still draw.
         assert!(scatter("empty", "x", "y", &[], Guide::Zero).is_ok());
         assert!(scatter("nan", "x", "y", &[(f64::NAN, 1.0)], Guide::Diagonal).is_ok());

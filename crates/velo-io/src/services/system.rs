@@ -28,6 +28,21 @@ const MEGABYTE: f64 = 1e6;
 /// One sample of system metrics: `(key, value)` pairs, keys prefixed with [`PREFIX`].
 pub type Sample = Vec<(String, f64)>;
 
+/// The resident memory of process `pid`, in MiB (`None` when it cannot be read, such as a
+/// process that ended).
+pub fn resident_mb(pid: u32) -> Option<f64> {
+    let pid = sysinfo::Pid::from_u32(pid);
+    let mut system = System::new().ok()?;
+    system.refresh_processes_specifics(
+        sysinfo::ProcessesToUpdate::Some(&[pid]),
+        true,
+        sysinfo::ProcessRefreshKind::nothing().with_memory(),
+    );
+    system
+        .process(pid)
+        .map(|process| process.memory() as f64 / (1024.0 * 1024.0))
+}
+
 /// Reads the machine's CPU, memory, disk and network figures.
 ///
 /// Network figures count from the sampler's creation, as MLflow's do from the monitor's start.
