@@ -11,6 +11,7 @@
 )]
 
 mod alerts;
+mod benchmark;
 mod crash;
 mod hostile;
 mod jobs;

@@ -6,8 +6,9 @@
 //!   Arrow record batches, reporting every violation with its column, rule, count and rows;
 //! - [`metrics`]: regression metrics with scikit-learn's definitions and edge cases;
 //! - [`splitters`]: train/test and time-series cross-validation splits;
-//! - [`models`]: the model configuration, the feature pipeline, regression trees and forests;
-//! - [`explainers`]: feature importances and exact or model-agnostic Shapley contributions.
+//! - [`stats`]: paired tests (Wilcoxon signed-rank) for comparing models fold by fold.
+//!
+//! Models, their features and explainers are velo-models'.
 //!
 //! **Layer:** the bottom of the workspace; it depends on external crates only.
 //! **Invariant:** core never opens a file, reads an environment variable, starts a process or
@@ -20,6 +21,7 @@ mod kind;
 pub mod metrics;
 pub mod schemas;
 pub mod splitters;
+pub mod stats;
 
 pub use error::{Error, Result};
 

@@ -61,6 +61,7 @@ job::register_jobs! {
     explanations::ExplanationsJob: "Explain a registered model globally and per sample.",
     scenarios::ScenariosJob: "Test a registered model on slices, perturbations, cases and extreme inputs.",
     stress::StressJob: "Load scoring servers step by step to find where they break.",
+    benchmark::BenchmarkJob: "Rank models, baselines, the Champion and peers on the same folds.",
     kafka::KafkaInferenceJob: "Score a Kafka topic record by record, at least once.",
 }
 

@@ -35,6 +35,7 @@ pub mod explainers;
 mod test_support;
 
 pub mod artifact;
+pub mod baselines;
 pub mod boosting;
 pub mod config;
 pub mod features;

@@ -166,6 +166,34 @@ impl ActiveRun {
         })
     }
 
+    /// Starts a run nested under this one, as MLflow's nested runs (`mlflow.parentRunId`, so
+    /// its UI groups them), in the same experiment and without system metrics. The child ends
+    /// on its own ([`ActiveRun::finish`]); dropped unended, it ends FAILED.
+    ///
+    /// # Errors
+    /// The store refuses the run.
+    pub fn start_child(&self, name: &str) -> Result<Self> {
+        let info = self.tracking.create_run(
+            &self.info.experiment_id,
+            NewRun {
+                run_name: Some(name.to_owned()),
+                start_time: None,
+                user_id: Some(self.info.user_id.clone()),
+                tags: vec![
+                    Tag::new("mlflow.parentRunId", self.info.run_id.clone()),
+                    Tag::new("mlflow.source.type", "LOCAL"),
+                    Tag::new("velo.version", env!("CARGO_PKG_VERSION")),
+                ],
+            },
+        )?;
+        Ok(Self {
+            tracking: Arc::clone(&self.tracking),
+            info,
+            monitor: None,
+            ended: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
     /// The run's identity and artifact location.
     pub fn info(&self) -> &RunInfo {
         &self.info
