@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--reference] [--tracking] [--chain [--package PATH]] [--scenarios] [--stress] [--runs N]
+//! `cargo xtask bench [--reference] [--tracking] [--chain [--package PATH]] [--scenarios] [--stress] [--leaderboard] [--runs N]
 //! [--data-dir DIR] [--fuzz SECONDS]`: criterion benches; the side-by-side comparison with the
 //! reference harness `../shared/bench/sklearn_baseline.py` (as shipped, one core, and at its
 //! best with `--n-jobs -1`) and, after it, the tracking and registry comparison with MLflow's
@@ -6,7 +6,8 @@
 //! six lifecycle jobs against the reference package's own (`--chain`, see `chain_bench`);
 //! `velo serve` against `mlflow models serve` under wrk (`--serve`, see `serve_bench`); scenario
 //! testing's speed against a pandas peer (`--scenarios`); the stress job against velo's server and
-//! `mlflow models serve` side by side (`--stress`); and
+//! `mlflow models serve` side by side (`--stress`); velo's leaderboard with scikit-learn, LightGBM
+//! and XGBoost as peers on the same folds (`--leaderboard`); and
 //! the loader fuzz targets in `fuzz/` (cargo fuzz).
 
 use std::{path::PathBuf, process::Command};
@@ -31,6 +32,8 @@ struct Options {
     scenarios: bool,
     /// Only the stress job: velo's server and `mlflow models serve` side by side.
     stress: bool,
+    /// Only the leaderboard: velo's models and the Python peers on the same folds.
+    leaderboard: bool,
     /// Seconds each fuzz target runs, when fuzzing was asked for.
     fuzz: Option<u64>,
     runs: usize,
@@ -46,6 +49,7 @@ fn parse(args: &[String]) -> Result<Options> {
         kafka: false,
         scenarios: false,
         stress: false,
+        leaderboard: false,
         fuzz: None,
         runs: 1,
         data_dir: root().join("../shared/data/bike-sharing"),
@@ -59,6 +63,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--kafka" => options.kafka = true,
             "--scenarios" => options.scenarios = true,
             "--stress" => options.stress = true,
+            "--leaderboard" => options.leaderboard = true,
             "--chain" => {
                 options.chain = Some(
                     std::env::var_os("VELO_REFERENCE_PACKAGE")
@@ -190,6 +195,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             && !options.kafka
             && !options.scenarios
             && !options.stress
+            && !options.leaderboard
         {
             return Ok(());
         }
@@ -205,6 +211,9 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     }
     if options.stress {
         return crate::serve_bench::stress(&options.data_dir);
+    }
+    if options.leaderboard {
+        return crate::leaderboard_bench::compare(&options.data_dir);
     }
     if let Some(package) = &options.chain {
         return crate::chain_bench::compare(package, &options.data_dir, options.runs);

@@ -13,6 +13,7 @@ mod bench;
 mod chain_bench;
 mod kafka_bench;
 mod layering;
+mod leaderboard_bench;
 mod python;
 mod serve_bench;
 mod tracking_bench;
@@ -60,7 +61,9 @@ tasks:
             tansu broker's own produce+consume throughput; --scenarios times the shipped scenario
             suite on the bike test split and perturbation throughput on 10 M synthetic rows
             against a pandas peer; --stress runs configs/stress.yaml against velo's server and
-            `mlflow models serve` side by side; --fuzz SECONDS runs each fuzz target of
+            `mlflow models serve` side by side; --leaderboard runs configs/benchmark.yaml with
+            scikit-learn, LightGBM and XGBoost as peers on the same folds; --fuzz SECONDS runs
+            each fuzz target of
             fuzz/ (artifact loaders, request bodies, Kafka records) that long with cargo fuzz
 ";
 

@@ -19,8 +19,13 @@ pub(crate) const REQUIREMENTS: &[&str] = &[
     "confluent-kafka==2.16.0",
 ];
 
-/// Packages the reference benchmark needs (`cargo xtask bench --reference`), installed on demand.
-pub(crate) const BENCH_REQUIREMENTS: &[&str] = &["scikit-learn==1.9.1", "shap==0.51.0"];
+/// Packages the benchmarks need (`--reference`, `--leaderboard`, …), installed on demand.
+pub(crate) const BENCH_REQUIREMENTS: &[&str] = &[
+    "scikit-learn==1.9.1",
+    "shap==0.51.0",
+    "lightgbm==4.7.0",
+    "xgboost==3.2.0",
+];
 
 /// Installs `packages` into the venv unless its stamp for them says they are there.
 pub(crate) fn ensure_packages(root: &Path, packages: &[&str]) -> Result<()> {
