@@ -1,10 +1,10 @@
 //! Embedding velo in another Rust program, with a dataset that has nothing to do with bikes.
 //!
 //! `energy-demand DIR` writes a synthetic dataset of hourly building energy use (kWh) into
-//! `DIR/data`, its schemas into `DIR/schemas`, then runs four of velo's jobs from Rust:
-//! training, promotion, inference and evaluations, on an embedded store in `DIR/mlruns`. The
-//! only project-specific parts are the data, the three schema files and the job settings: no
-//! velo code knows about energy.
+//! `DIR/data`, its schemas into `DIR/schemas`, then runs seven of velo's jobs from Rust:
+//! training, promotion, inference, evaluations, a scenario suite, a leaderboard and a stress
+//! test, on an embedded store in `DIR/mlruns`. The only project-specific parts are the data,
+//! the three schema files and the job settings: no velo code knows about energy.
 //!
 //! The jobs' settings are written here as YAML, as a user would write config files; an
 //! embedder can as well build them with serde from any format.
@@ -126,6 +126,70 @@ fn run_lifecycle(dir: &Path) -> Result<Vec<String>> {
   {services}",
             inputs = path("data/inputs_test.parquet")?,
             targets = path("data/targets_test.parquet")?,
+        ),
+        format!(
+            "job:
+  KIND: ScenariosJob
+  inputs: {{KIND: ParquetReader, path: {inputs}}}
+  targets: {{KIND: ParquetReader, path: {targets}}}
+  {schemas}
+  alias_or_version: Champion
+  suite:
+    slices:
+      working_hours: {{all: [{{column: weekday, max: 4}}, {{column: hour, min: 8, max: 18}}]}}
+      cold: {{column: outdoor_temp, max: 5}}
+    auto_slices: {{exclude: [id]}}
+    scenarios:
+      - {{name: quality, expect: [{{KIND: MetricBound, metric: r2_score, min: 0.8}}]}}
+      - name: thermometer_noise
+        perturb: {{KIND: Noise, columns: [outdoor_temp], std: 0.5}}
+        expect: [{{KIND: Degradation, metric: r2_score, max_relative: 0.05}}]
+        sweep: {{from: 0, to: 20, steps: 5, precision: 0.1}}
+      - name: colder_days_need_no_less_energy
+        slice: cold
+        perturb: {{KIND: Shift, columns: [outdoor_temp], by: -3}}
+        expect: [{{KIND: Directional, increasing: true, tolerance: 3, max_rate: 0.1}}]
+      - {{name: unseen_building, perturb: {{KIND: UnseenCategory, columns: [building], value: 9, rate: 0.1}}, expect: [{{KIND: Finite}}]}}
+      - {{name: occupancy_missing, perturb: {{KIND: SetMissing, columns: [occupancy], rate: 0.1}}, expect: [{{KIND: Finite}}]}}
+    cases:
+      - {{name: empty_mild_night, set: {{hour: 3, occupancy: 0.05, outdoor_temp: 18}}, max: 100}}
+  outputs: {{report: {report}}}
+  {services}",
+            inputs = path("data/inputs_test.parquet")?,
+            targets = path("data/targets_test.parquet")?,
+            report = path("outputs/scenarios.html")?,
+        ),
+        format!(
+            "job:
+  KIND: BenchmarkJob
+  inputs: {{KIND: ParquetReader, path: {inputs}}}
+  targets: {{KIND: ParquetReader, path: {targets}}}
+  {schemas}
+  splitter: {{KIND: TimeSeriesSplitter, n_splits: 3, test_size: 336}}
+  models:
+    forest: {{KIND: RandomForestModel, n_estimators: 50, max_depth: 12, features: {{categoricals: [building]}}}}
+    boosting: {{KIND: GradientBoostingModel, features: {{categoricals: [building]}}}}
+  baselines: [mean, last_value, linear]
+  baseline_features: {{categoricals: [building]}}
+  champion: Champion
+  outputs: {{markdown: {markdown}}}
+  {services}",
+            inputs = path("data/inputs_train.parquet")?,
+            targets = path("data/targets_train.parquet")?,
+            markdown = path("outputs/leaderboard.md")?,
+        ),
+        format!(
+            "job:
+  KIND: StressJob
+  inputs: {{KIND: ParquetReader, path: {inputs}}}
+  {schemas}
+  alias_or_version: Champion
+  closed_loop: {{clients: [1, 4]}}
+  open_loop: {{rates: [50, 200]}}
+  batches: {{rows: [1, 100], clients: 2}}
+  step: {{warmup_s: 0.1, seconds: 0.5, max_requests: 5000}}
+  {services}",
+            inputs = path("data/inputs_test.parquet")?,
         ),
     ];
     let mut lines = Vec::new();

@@ -1,5 +1,5 @@
-//! The example program runs the lifecycle on its own dataset and leaves a promoted model and
-//! predictions behind.
+//! The example program runs the lifecycle, a scenario suite, a leaderboard and a stress test
+//! on its own dataset and leaves a promoted model, predictions and reports behind.
 
 use std::process::Command;
 
@@ -28,9 +28,21 @@ fn the_example_trains_promotes_predicts_and_evaluates_a_non_bike_model() {
             "TrainingJob",
             "PromotionJob",
             "InferenceJob",
-            "EvaluationsJob"
+            "EvaluationsJob",
+            "ScenariosJob",
+            "BenchmarkJob",
+            "StressJob"
         ]
     );
+    // The scenario report, the leaderboard and the stress curves need nothing bike-specific.
+    let report =
+        std::fs::read_to_string(dir.path().join("outputs/scenarios.html")).expect("the report");
+    assert!(report.contains("Scenario tests: energy version 1"));
+    let board =
+        std::fs::read_to_string(dir.path().join("outputs/leaderboard.md")).expect("the board");
+    for entry in ["forest", "boosting", "linear", "energy-v1"] {
+        assert!(board.contains(&format!(" {entry} |")), "{entry}: {board}");
+    }
 
     // The Champion alias points at the version training registered.
     let store = dir.path().join("mlruns");

@@ -63,7 +63,9 @@ impl LoadedModel {
         }
     }
 
-    /// The columns read from each JSON record by the fast path of [`records`].
+    /// The columns read from each JSON record by the fast path of [`records`] (the Kafka
+    /// job's).
+    #[cfg(feature = "kafka")]
     pub(crate) fn record_columns(&self) -> &records::RecordColumns {
         &self.records
     }
