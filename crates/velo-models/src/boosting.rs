@@ -664,7 +664,9 @@ impl Model for BoostingModel {
 
     fn predict(&self, inputs: &RecordBatch) -> Result<Vec<f64>, ModelError> {
         let fitted = self.require_fitted()?;
-        Ok(fitted.predict_matrix(&fitted.pipeline.transform(inputs)?))
+        crate::model::predict_in_chunks(inputs, |chunk| {
+            Ok(fitted.predict_matrix(&fitted.pipeline.transform(chunk)?))
+        })
     }
 
     fn explain_model(&self) -> Result<FeatureImportances, ModelError> {

@@ -88,6 +88,30 @@ pub trait Model: Send + Sync + fmt::Debug {
     fn to_artifact(&self) -> Result<Artifact, ModelError>;
 }
 
+/// Rows encoded at once when a model predicts: a larger batch is predicted slice by slice, so
+/// that the encoded features never hold more than this many rows, whatever the batch's size.
+pub const PREDICT_CHUNK_ROWS: usize = 65_536;
+
+/// Predicts `inputs` with `predict` in zero-copy slices of at most [`PREDICT_CHUNK_ROWS`]
+/// rows, in order.
+pub(crate) fn predict_in_chunks(
+    inputs: &RecordBatch,
+    mut predict: impl FnMut(&RecordBatch) -> Result<Vec<f64>, ModelError>,
+) -> Result<Vec<f64>, ModelError> {
+    let rows = inputs.num_rows();
+    if rows <= PREDICT_CHUNK_ROWS {
+        return predict(inputs);
+    }
+    let mut predictions = Vec::with_capacity(rows);
+    let mut start = 0;
+    while start < rows {
+        let length = PREDICT_CHUNK_ROWS.min(rows - start);
+        predictions.extend(predict(&inputs.slice(start, length))?);
+        start += length;
+    }
+    Ok(predictions)
+}
+
 impl ModelConfig {
     /// An unfitted model of this configuration for inputs described by `schema`.
     pub fn build(&self, schema: &Schema) -> Box<dyn Model> {
@@ -203,7 +227,9 @@ impl Model for ForestModel {
 
     fn predict(&self, inputs: &RecordBatch) -> Result<Vec<f64>, ModelError> {
         let (pipeline, forest) = self.require_fitted()?;
-        Ok(forest.predict(&pipeline.transform(inputs)?))
+        predict_in_chunks(inputs, |chunk| {
+            Ok(forest.predict(&pipeline.transform(chunk)?))
+        })
     }
 
     fn explain_model(&self) -> Result<FeatureImportances, ModelError> {

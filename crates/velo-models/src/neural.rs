@@ -729,8 +729,13 @@ impl Model for NeuralModel {
 
     fn predict(&self, inputs: &RecordBatch) -> Result<Vec<f64>, ModelError> {
         let fitted = self.require_fitted()?;
-        let matrix = fitted.pipeline.transform(inputs)?;
-        predict_matrix(fitted, self.config.activation, &matrix)
+        crate::model::predict_in_chunks(inputs, |chunk| {
+            predict_matrix(
+                fitted,
+                self.config.activation,
+                &fitted.pipeline.transform(chunk)?,
+            )
+        })
     }
 
     fn explain_model(&self) -> Result<FeatureImportances, ModelError> {
