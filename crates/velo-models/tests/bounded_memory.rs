@@ -48,7 +48,7 @@ fn ten_million_rows_are_predicted_with_memory_bounded_by_the_output() {
     let mut model = config.build(&schema);
     let train = batch(2000);
     let y: Vec<f64> = (0..2000)
-        .map(|i| ((i % 1000) as f64 / 100.0) * 2.0)
+        .map(|i: i32| (f64::from(i % 1000) / 100.0) * 2.0)
         .collect();
     model.fit(&train, &y).expect("fit");
 
