@@ -75,10 +75,8 @@ pub(crate) fn compare(data_dir: &Path) -> Result<()> {
 }
 
 fn compare_in(velo: &Path, data_dir: &Path, scratch: &Path) -> Result<()> {
-    let project = scratch.join("velo");
-    std::fs::create_dir_all(&project)?;
-    crate::chain_bench::link_dir(data_dir, &project.join("data"))?;
-    crate::chain_bench::copy_dir(&root().join("configs"), &project.join("configs"))?;
+    let project =
+        crate::serve_bench::velo_project(velo, data_dir, scratch, "configs/training.yaml")?;
     let velo_in = |args: &[&str]| -> Result<String> {
         let output = Command::new(velo)
             .args(args)
@@ -95,8 +93,6 @@ fn compare_in(velo: &Path, data_dir: &Path, scratch: &Path) -> Result<()> {
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     };
-    velo_in(&["run", "configs/training.yaml"])?;
-    velo_in(&["run", "configs/promotion.yaml"])?;
     let peers = scratch.join("peers.parquet");
     let status = Command::new(python::venv_python(&root()))
         .arg(root().join("xtask/src/leaderboard_peers.py"))

@@ -211,32 +211,9 @@ type Rows = Vec<(usize, Load, Load)>;
 
 fn measure_all(velo: &Path, data_dir: &Path, scratch: &Path, runs: usize) -> Result<Rows> {
     // velo's project: the parity model, registered with the Champion alias.
-    let project = scratch.join("velo");
-    std::fs::create_dir_all(&project)?;
-    crate::chain_bench::link_dir(data_dir, &project.join("data"))?;
-    crate::chain_bench::copy_dir(&root().join("configs"), &project.join("configs"))?;
-    for config in ["configs/parity/training.yaml", "configs/promotion.yaml"] {
-        in_dir(
-            Command::new(velo)
-                .args(["run", config])
-                .env_remove("MLFLOW_TRACKING_URI")
-                .env_remove("MLFLOW_REGISTRY_URI"),
-            &project,
-        )?;
-    }
+    let project = velo_project(velo, data_dir, scratch, "configs/parity/training.yaml")?;
     // MLflow's: the reference pipeline in a SQLite store, and the request bodies.
-    let reference = scratch.join("mlflow");
-    std::fs::create_dir_all(&reference)?;
-    let tracking = format!("sqlite:///{}", reference.join("mlflow.db").display());
-    let python = python::venv_python(&root());
-    in_dir(
-        Command::new(&python)
-            .arg(root().join("xtask/assets/mlflow_serve_model.py"))
-            .arg(data_dir)
-            .arg(&tracking)
-            .arg(scratch),
-        &reference,
-    )?;
+    let tracking = mlflow_model(data_dir, scratch)?;
 
     let mut measured: Vec<(usize, Vec<Load>, Vec<Load>)> = [1, 1000]
         .into_iter()
@@ -267,26 +244,7 @@ fn measure_all(velo: &Path, data_dir: &Path, scratch: &Path, runs: usize) -> Res
         }
         drop(velo_server);
 
-        let port = free_port()?;
-        let mlflow_server = start(
-            Command::new(python::venv_script(&root(), "mlflow"))
-                .args([
-                    "models",
-                    "serve",
-                    "-m",
-                    "models:/bikes@Champion",
-                    "--env-manager",
-                    "local",
-                ])
-                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-                // It starts `uvicorn` from PATH: the venv's.
-                .env("PATH", venv_path()?)
-                .env("MLFLOW_TRACKING_URI", &tracking)
-                .env("MLFLOW_REGISTRY_URI", &tracking)
-                .current_dir(&reference),
-            port,
-            &scratch.join("mlflow-serve.log"),
-        )?;
+        let (mlflow_server, port) = mlflow_server(scratch, &tracking)?;
         for (rows, _, mlflow_loads) in &mut measured {
             let body = scratch.join(format!("body_{rows}.json"));
             check_answer(port, &body, *rows)?;
@@ -298,6 +256,73 @@ fn measure_all(velo: &Path, data_dir: &Path, scratch: &Path, runs: usize) -> Res
         .into_iter()
         .map(|(rows, velo, mlflow)| (rows, median(&velo), median(&mlflow)))
         .collect())
+}
+
+/// A velo project in `scratch/velo`: the data linked, the configs copied, and a model
+/// trained with `training` and promoted to Champion.
+pub(crate) fn velo_project(
+    velo: &Path,
+    data_dir: &Path,
+    scratch: &Path,
+    training: &str,
+) -> Result<std::path::PathBuf> {
+    let project = scratch.join("velo");
+    std::fs::create_dir_all(&project)?;
+    crate::chain_bench::link_dir(data_dir, &project.join("data"))?;
+    crate::chain_bench::copy_dir(&root().join("configs"), &project.join("configs"))?;
+    for config in [training, "configs/promotion.yaml"] {
+        in_dir(
+            Command::new(velo)
+                .args(["run", config])
+                .env_remove("MLFLOW_TRACKING_URI")
+                .env_remove("MLFLOW_REGISTRY_URI"),
+            &project,
+        )?;
+    }
+    Ok(project)
+}
+
+/// The reference harness's forest logged with `mlflow.sklearn` into a SQLite store in
+/// `scratch/mlflow` and registered as `bikes@Champion` (with the request bodies in `scratch`);
+/// returns the store's URI.
+fn mlflow_model(data_dir: &Path, scratch: &Path) -> Result<String> {
+    let reference = scratch.join("mlflow");
+    std::fs::create_dir_all(&reference)?;
+    let tracking = format!("sqlite:///{}", reference.join("mlflow.db").display());
+    in_dir(
+        Command::new(python::venv_python(&root()))
+            .arg(root().join("xtask/assets/mlflow_serve_model.py"))
+            .arg(data_dir)
+            .arg(&tracking)
+            .arg(scratch),
+        &reference,
+    )?;
+    Ok(tracking)
+}
+
+/// `mlflow models serve` of the model [`mlflow_model`] registered, on a free port.
+fn mlflow_server(scratch: &Path, tracking: &str) -> Result<(Server, u16)> {
+    let port = free_port()?;
+    let server = start(
+        Command::new(python::venv_script(&root(), "mlflow"))
+            .args([
+                "models",
+                "serve",
+                "-m",
+                "models:/bikes@Champion",
+                "--env-manager",
+                "local",
+            ])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            // It starts `uvicorn` from PATH: the venv's.
+            .env("PATH", venv_path()?)
+            .env("MLFLOW_TRACKING_URI", tracking)
+            .env("MLFLOW_REGISTRY_URI", tracking)
+            .current_dir(scratch.join("mlflow")),
+        port,
+        &scratch.join("mlflow-serve.log"),
+    )?;
+    Ok((server, port))
 }
 
 /// `cargo xtask bench --stress`: `velo run configs/stress.yaml` in a project holding the
@@ -323,49 +348,9 @@ pub(crate) fn stress(data_dir: &Path) -> Result<()> {
 }
 
 fn stress_in(velo: &Path, data_dir: &Path, scratch: &Path) -> Result<()> {
-    let project = scratch.join("velo");
-    std::fs::create_dir_all(&project)?;
-    crate::chain_bench::link_dir(data_dir, &project.join("data"))?;
-    crate::chain_bench::copy_dir(&root().join("configs"), &project.join("configs"))?;
-    for config in ["configs/parity/training.yaml", "configs/promotion.yaml"] {
-        in_dir(
-            Command::new(velo)
-                .args(["run", config])
-                .env_remove("MLFLOW_TRACKING_URI")
-                .env_remove("MLFLOW_REGISTRY_URI"),
-            &project,
-        )?;
-    }
-    let reference = scratch.join("mlflow");
-    std::fs::create_dir_all(&reference)?;
-    let tracking = format!("sqlite:///{}", reference.join("mlflow.db").display());
-    in_dir(
-        Command::new(python::venv_python(&root()))
-            .arg(root().join("xtask/assets/mlflow_serve_model.py"))
-            .arg(data_dir)
-            .arg(&tracking)
-            .arg(scratch),
-        &reference,
-    )?;
-    let port = free_port()?;
-    let mlflow_server = start(
-        Command::new(python::venv_script(&root(), "mlflow"))
-            .args([
-                "models",
-                "serve",
-                "-m",
-                "models:/bikes@Champion",
-                "--env-manager",
-                "local",
-            ])
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .env("PATH", venv_path()?)
-            .env("MLFLOW_TRACKING_URI", &tracking)
-            .env("MLFLOW_REGISTRY_URI", &tracking)
-            .current_dir(&reference),
-        port,
-        &scratch.join("mlflow-serve.log"),
-    )?;
+    let project = velo_project(velo, data_dir, scratch, "configs/parity/training.yaml")?;
+    let tracking = mlflow_model(data_dir, scratch)?;
+    let (mlflow_server, port) = mlflow_server(scratch, &tracking)?;
     // The uvicorn worker answers requests: report its memory, else the leader's.
     let leader = mlflow_server.child.id();
     let worker = Command::new("pgrep")
