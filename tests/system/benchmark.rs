@@ -15,7 +15,7 @@ use velo_io::{
 
 use crate::jobs::{model_store, run_job};
 
-/// A peer's results on 3 folds, with a ranking metric of `rmse` on each.
+/// A peer's results on 3 folds and the holdout (fold -1), with an RMSE about `rmse`.
 fn peers(path: &std::path::Path, rmse: f64, with_r2: bool) {
     let mut fields = vec![
         Field::new("model", DataType::Utf8, false),
@@ -25,15 +25,20 @@ fn peers(path: &std::path::Path, rmse: f64, with_r2: bool) {
         Field::new("fit_seconds", DataType::Float64, false),
     ];
     let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec!["sklearn_forest"; 3])),
-        Arc::new(Int64Array::from(vec![0, 1, 2])),
-        Arc::new(Float64Array::from(vec![rmse, rmse + 1.0, rmse - 1.0])),
-        Arc::new(Float64Array::from(vec![rmse / 2.0; 3])),
-        Arc::new(Float64Array::from(vec![0.5; 3])),
+        Arc::new(StringArray::from(vec!["sklearn_forest"; 4])),
+        Arc::new(Int64Array::from(vec![0, 1, 2, -1])),
+        Arc::new(Float64Array::from(vec![
+            rmse,
+            rmse + 1.0,
+            rmse - 1.0,
+            rmse / 2.0,
+        ])),
+        Arc::new(Float64Array::from(vec![rmse / 2.0; 4])),
+        Arc::new(Float64Array::from(vec![0.5; 4])),
     ];
     if with_r2 {
         fields.push(Field::new("r2_score", DataType::Float64, false));
-        columns.push(Arc::new(Float64Array::from(vec![0.5; 3])));
+        columns.push(Arc::new(Float64Array::from(vec![0.5; 4])));
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
     let writer: Writer =
@@ -52,9 +57,11 @@ fn the_benchmark_ranks_models_baselines_the_champion_and_peers_with_child_runs()
     let markdown = dir.path().join("leaderboard.md");
     let job = |peers: &std::path::Path| {
         format!(
-            "inputs: {{path: '{}'}}, targets: {{path: '{}'}}, splitter: {{n_splits: 3, test_size: 200}}, models: {{forest: {{n_estimators: 6, max_depth: 6}}, boosting: {{max_iter: 20}}, network: {{epochs: 3}}}}, peers: {{KIND: ParquetReader, path: '{}'}}, outputs: {{table: {{path: '{}'}}, markdown: '{}', html: '{}'}}",
+            "inputs: {{path: '{}'}}, targets: {{path: '{}'}}, holdout: {{inputs: {{path: '{}'}}, targets: {{path: '{}'}}}}, splitter: {{n_splits: 3, test_size: 200}}, models: {{forest: {{n_estimators: 6, max_depth: 6}}, boosting: {{max_iter: 20}}, network: {{epochs: 3}}}}, peers: {{KIND: ParquetReader, path: '{}'}}, outputs: {{table: {{path: '{}'}}, markdown: '{}', html: '{}'}}",
             data.join("inputs_train.parquet").display(),
             data.join("targets_train.parquet").display(),
+            data.join("inputs_test.parquet").display(),
+            data.join("targets_test.parquet").display(),
             peers.display(),
             table.display(),
             markdown.display(),
@@ -63,9 +70,10 @@ fn the_benchmark_ranks_models_baselines_the_champion_and_peers_with_child_runs()
     };
     let result = run_job("configs/benchmark.yaml", &uri, &job(&peer_file));
     assert_eq!(result.code, 0, "{}\n{}", result.stdout, result.stderr);
-    // The peer's made-up RMSE of about 1 puts it first; the verdict tests it against the second.
+    // Ranked by the holdout: the peer's made-up holdout RMSE of 0.5 puts it first; on the
+    // folds, its made-up RMSE of about 1 beats the second entry with folds.
     assert!(
-        result.stdout.contains("sklearn_forest beats "),
+        result.stdout.contains("sklearn_forest leads on the holdout (root_mean_squared_error = 0.5000); on the folds, sklearn_forest beats "),
         "{}",
         result.stdout
     );
@@ -97,9 +105,9 @@ fn the_benchmark_ranks_models_baselines_the_champion_and_peers_with_child_runs()
             "{expected}: {entries:?}"
         );
     }
-    // Ranked by the mean RMSE, ascending.
+    // Ranked by the holdout RMSE, ascending.
     let rmse = board
-        .column_by_name("root_mean_squared_error_mean")
+        .column_by_name("root_mean_squared_error_holdout")
         .unwrap()
         .as_primitive::<Float64Type>();
     assert!(rmse.values().windows(2).all(|w| w[0] <= w[1]), "{rmse:?}");

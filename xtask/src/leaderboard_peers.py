@@ -6,8 +6,9 @@ season and weathersit and the other columns passed through, without the leaking 
 registered, the date and the index: the features of velo's configs/benchmark.yaml. The folds are
 scikit-learn's TimeSeriesSplit(n_splits, test_size), which velo's TimeSeriesSplitter mirrors.
 Writes one row per model and fold (model, fold, the three metrics, fit and predict times, the
-1-row prediction time and the pickled model's size) to a Parquet file for the BenchmarkJob's
-`peers`.
+1-row prediction time and the pickled model's size), and per model one row of fold -1: fitted
+on every training row and scored on the test split (the holdout), to a Parquet file for the
+BenchmarkJob's `peers`.
 
 Usage: python leaderboard_peers.py DATA_DIR OUT.parquet [N_SPLITS TEST_SIZE]
 """
@@ -86,4 +87,19 @@ for name, make in PEERS.items():
             row["model_bytes"] = float(len(pickle.dumps(model)))
         rows.append(row)
         print(f"{name} fold {fold}: rmse {row['root_mean_squared_error']:.3f}, fit {fit_seconds:.2f} s", file=sys.stderr)
+    # The holdout (fold -1): fitted on every training row, scored on the test split.
+    test_inputs = pd.read_parquet(f"{data_dir}/inputs_test.parquet")
+    test_y = pd.read_parquet(f"{data_dir}/targets_test.parquet")["cnt"].to_numpy(dtype=float)
+    model = pipeline(make())
+    model.fit(x, y)
+    predicted = model.predict(test_inputs[CATEGORICALS + NUMERICALS].astype({c: "float64" for c in NUMERICALS}))
+    rows.append(
+        {
+            "model": name,
+            "fold": -1,
+            "root_mean_squared_error": float(np.sqrt(metrics.mean_squared_error(test_y, predicted))),
+            "mean_absolute_error": float(metrics.mean_absolute_error(test_y, predicted)),
+            "r2_score": float(metrics.r2_score(test_y, predicted)),
+        }
+    )
 pd.DataFrame(rows).to_parquet(out, index=False)

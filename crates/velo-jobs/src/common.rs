@@ -327,6 +327,28 @@ pub(crate) fn output_spec(schema: &Schema, path: &std::path::Path) -> Result<Col
 }
 
 /// The rows of `batch` at `rows`, in that order.
+/// One fold's rows: train inputs and targets, test inputs and targets.
+pub(crate) type FoldRows = (RecordBatch, Vec<f64>, RecordBatch, Vec<f64>);
+
+/// The rows of each split of `inputs` and `y`, selected once for every candidate to share.
+pub(crate) fn fold_rows(
+    inputs: &RecordBatch,
+    y: &[f64],
+    splits: &[velo_core::splitters::Split],
+) -> Result<Vec<FoldRows>, JobError> {
+    splits
+        .iter()
+        .map(|split| {
+            Ok((
+                take_rows(inputs, &split.train)?,
+                split.train.iter().map(|&row| y[row]).collect(),
+                take_rows(inputs, &split.test)?,
+                split.test.iter().map(|&row| y[row]).collect(),
+            ))
+        })
+        .collect()
+}
+
 pub(crate) fn take_rows(batch: &RecordBatch, rows: &[usize]) -> Result<RecordBatch, JobError> {
     let indices: Vec<u32> = rows
         .iter()

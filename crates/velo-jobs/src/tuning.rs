@@ -25,7 +25,7 @@ use velo_io::{
 use crate::{
     JobContext, JobError, JobOutcome,
     common::{
-        Labeled, SchemaFiles, Services, describe_reader, read_labeled, run_tracked, take_rows,
+        Labeled, SchemaFiles, Services, describe_reader, fold_rows, read_labeled, run_tracked,
     },
 };
 
@@ -169,17 +169,7 @@ impl TuningJob {
         }
         let splits = self.splitter.split(inputs.data.num_rows())?;
         // Every fold's rows, selected once and shared by the candidates.
-        let folds = splits
-            .iter()
-            .map(|split| {
-                Ok((
-                    take_rows(&inputs.data, &split.train)?,
-                    split.train.iter().map(|&row| y[row]).collect::<Vec<f64>>(),
-                    take_rows(&inputs.data, &split.test)?,
-                    split.test.iter().map(|&row| y[row]).collect::<Vec<f64>>(),
-                ))
-            })
-            .collect::<Result<Vec<_>, JobError>>()?;
+        let folds = fold_rows(&inputs.data, &y, &splits)?;
         tracing::info!(
             candidates = candidates.len(),
             folds = folds.len(),

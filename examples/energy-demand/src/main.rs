@@ -171,12 +171,15 @@ fn run_lifecycle(dir: &Path) -> Result<Vec<String>> {
     boosting: {{KIND: GradientBoostingModel, features: {{categoricals: [building]}}}}
   baselines: [mean, last_value, linear]
   baseline_features: {{categoricals: [building]}}
+  holdout: {{inputs: {{KIND: ParquetReader, path: {held_inputs}}}, targets: {{KIND: ParquetReader, path: {held_targets}}}}}
   champion: Champion
   outputs: {{markdown: {markdown}}}
   {services}",
             inputs = path("data/inputs_train.parquet")?,
             targets = path("data/targets_train.parquet")?,
             markdown = path("outputs/leaderboard.md")?,
+            held_inputs = path("data/inputs_test.parquet")?,
+            held_targets = path("data/targets_test.parquet")?,
         ),
         format!(
             "job:

@@ -35,6 +35,8 @@ pub struct Entry {
     pub kind: String,
     /// Per fold: metrics and times.
     pub(crate) folds: Vec<FoldResult>,
+    /// Metrics on the held-out rows, when the board has them.
+    pub holdout: Option<BTreeMap<MetricName, f64>>,
     /// Folds on which this entry had the best ranking metric.
     pub wins: usize,
     /// The median time to predict one row, in milliseconds.
@@ -98,8 +100,10 @@ pub struct Leaderboard {
     pub metrics: Vec<MetricName>,
     /// The ranking metric.
     pub rank_by: MetricName,
-    /// The first against the second on the ranking metric, fold by fold.
+    /// The first two entries with folds, tested against each other on the ranking metric.
     pub first_against_second: Option<Wilcoxon>,
+    /// Whether entries are ranked by the held-out rows (else by the folds' mean).
+    pub by_holdout: bool,
 }
 
 /// Reads peers' per-fold results: one entry per `model`, its folds in `fold` order.
@@ -168,13 +172,17 @@ pub(super) fn read_peers(
             }
         };
         let position = fold[row];
+        let entry = &mut entries[index];
+        if position == -1.0 {
+            entry.holdout = Some(scores.iter().map(|(metric, values)| (*metric, values[row])).collect());
+            continue;
+        }
         if !(position >= 0.0 && (position as usize) < folds && position.fract() == 0.0) {
             return Err(JobError::Data(format!(
-                "{path} row {row}: fold {position} is not one of the {folds} folds (0 to {})",
+                "{path} row {row}: fold {position} is not one of the {folds} folds (0 to {}) nor -1 (the holdout)",
                 folds - 1
             )));
         }
-        let entry = &mut entries[index];
         entry.folds[position as usize] = FoldResult {
             scores: scores.iter().map(|(metric, values)| (*metric, values[row])).collect(),
             fit_seconds: at(&fit),
@@ -216,6 +224,7 @@ impl Leaderboard {
                 name: m.name,
                 kind: m.kind,
                 folds: m.folds,
+                holdout: m.holdout,
                 wins: 0,
                 predict_one_row_ms: m.predict_one_row_ms,
                 model_bytes: m.model_bytes,
@@ -223,9 +232,19 @@ impl Leaderboard {
                 params: m.params,
             })
             .collect();
+        let by_holdout = entries.iter().any(|e| e.holdout.is_some());
         let key = |entry: &Entry| {
-            let mean = entry.mean(rank_by).unwrap_or(f64::NAN);
-            if greater { -mean } else { mean }
+            let value = if by_holdout {
+                entry.holdout.as_ref().and_then(|h| h.get(&rank_by).copied())
+            } else {
+                entry.mean(rank_by)
+            };
+            // Entries without the ranking figure go last.
+            match value.filter(|v| v.is_finite()) {
+                Some(value) if greater => -value,
+                Some(value) => value,
+                None => f64::INFINITY,
+            }
         };
         entries.sort_by(|a, b| key(a).total_cmp(&key(b)));
         let folds = entries.iter().map(|e| e.folds.len()).max().unwrap_or(0);
@@ -248,7 +267,8 @@ impl Leaderboard {
         for (index, entry) in entries.iter_mut().enumerate() {
             entry.rank = index + 1;
         }
-        let first_against_second = match entries.as_slice() {
+        let with_folds: Vec<&Entry> = entries.iter().filter(|e| !e.folds.is_empty()).collect();
+        let first_against_second = match with_folds.as_slice() {
             [first, second, ..] => {
                 wilcoxon(&first.fold_scores(rank_by), &second.fold_scores(rank_by)).ok()
             }
@@ -259,12 +279,28 @@ impl Leaderboard {
             metrics: metrics.to_vec(),
             rank_by,
             first_against_second,
+            by_holdout,
         })
     }
 
-    /// Whether the first beats the second, in one line.
+    /// The ranking metric on the held-out rows.
+    fn holdout(&self, entry: &Entry, metric: MetricName) -> Option<f64> {
+        entry.holdout.as_ref().and_then(|h| h.get(&metric).copied())
+    }
+
+    /// Whether the first beats the second on the folds, in one line.
     pub fn verdict(&self) -> String {
-        match (self.entries.as_slice(), self.first_against_second) {
+        let with_folds: Vec<&Entry> = self.entries.iter().filter(|e| !e.folds.is_empty()).collect();
+        let leader = match self.entries.first() {
+            Some(first) if self.by_holdout => format!(
+                "{} leads on the holdout ({} = {:.4}); on the folds, ",
+                first.name,
+                self.rank_by.as_str(),
+                self.holdout(first, self.rank_by).unwrap_or(f64::NAN)
+            ),
+            _ => String::new(),
+        };
+        leader + &match (with_folds.as_slice(), self.first_against_second) {
             ([first, second, ..], Some(test)) => {
                 let wins = first
                     .fold_scores(self.rank_by)
@@ -289,7 +325,7 @@ impl Leaderboard {
                 )
             }
             ([only], _) => format!("{} is alone on the board", only.name),
-            _ => "the board is empty".to_owned(),
+            _ => "no two entries have folds to compare".to_owned(),
         }
     }
 
@@ -299,8 +335,14 @@ impl Leaderboard {
         for metric in &self.metrics {
             text.push_str(&format!(" {} |", metric.as_str()));
         }
+        if self.by_holdout {
+            text.push_str(&format!(" holdout {} |", self.rank_by.as_str()));
+        }
         text.push_str(" wins | fit (s) | 1-row (ms) | batch (ms) | size (KiB) |\n|---:|---|---|");
         for _ in &self.metrics {
+            text.push_str("---:|");
+        }
+        if self.by_holdout {
             text.push_str("---:|");
         }
         text.push_str("---:|---:|---:|---:|---:|\n");
@@ -317,6 +359,9 @@ impl Leaderboard {
                     or_dash(entry.mean(*metric), 4),
                     or_dash(entry.std(*metric), 4)
                 ));
+            }
+            if self.by_holdout {
+                text.push_str(&format!(" {} |", or_dash(self.holdout(entry, self.rank_by), 4)));
             }
             text.push_str(&format!(
                 " {}/{} | {} | {} | {} | {} |\n",
@@ -361,6 +406,8 @@ impl Leaderboard {
             fields.push(Field::new(format!("{}_std", metric.as_str()), DataType::Float64, true));
             columns.push(number(&|e| e.mean(*metric)));
             columns.push(number(&|e| e.std(*metric)));
+            fields.push(Field::new(format!("{}_holdout", metric.as_str()), DataType::Float64, true));
+            columns.push(number(&|e| e.holdout.as_ref().and_then(|h| h.get(metric).copied())));
         }
         for (name, value) in [
             ("fit_seconds", (|e: &Entry| e.fit_seconds()) as fn(&Entry) -> Option<f64>),
@@ -390,15 +437,27 @@ impl Leaderboard {
         let means: Vec<f64> = self
             .entries
             .iter()
-            .map(|e| e.mean(self.rank_by).unwrap_or(0.0))
+            .map(|e| {
+                if self.by_holdout {
+                    self.holdout(e, self.rank_by)
+                } else {
+                    e.mean(self.rank_by)
+                }
+                .unwrap_or(0.0)
+            })
             .collect();
         let stds: Vec<f64> = self
             .entries
             .iter()
-            .map(|e| e.std(self.rank_by).unwrap_or(0.0))
+            .map(|e| if self.by_holdout { 0.0 } else { e.std(self.rank_by).unwrap_or(0.0) })
             .collect();
+        let title = if self.by_holdout {
+            format!("{} on the holdout", self.rank_by.as_str())
+        } else {
+            format!("{} over folds (mean ± std)", self.rank_by.as_str())
+        };
         plots::bars(
-            &format!("{} over folds (mean ± std)", self.rank_by.as_str()),
+            &title,
             self.rank_by.as_str(),
             &labels,
             &means,
@@ -430,6 +489,7 @@ impl Leaderboard {
                         tr {
                             th { "rank" } th.l { "entry" } th.l { "kind" }
                             @for metric in &self.metrics { th { (metric.as_str()) " (mean ± std)" } }
+                            @if self.by_holdout { th { "holdout " (self.rank_by.as_str()) } }
                             th { "wins" } th { "fit (s)" } th { "1-row (ms)" } th { "batch (ms)" } th { "size (KiB)" }
                         }
                         @for entry in &self.entries {
@@ -438,6 +498,7 @@ impl Leaderboard {
                                 @for metric in &self.metrics {
                                     td { (cell(entry.mean(*metric), 4)) " ± " (cell(entry.std(*metric), 4)) }
                                 }
+                                @if self.by_holdout { td { (cell(self.holdout(entry, self.rank_by), 4)) } }
                                 td { (entry.wins) "/" (entry.folds.len()) }
                                 td { (cell(entry.fit_seconds(), 3)) }
                                 td { (cell(entry.predict_one_row_ms, 3)) }
@@ -463,6 +524,9 @@ impl Leaderboard {
                 metrics.push((format!("board.{}.{}", entry.name, self.rank_by.as_str()), mean));
             }
             metrics.push((format!("board.{}.rank", entry.name), entry.rank as f64));
+            if let Some(value) = self.holdout(entry, self.rank_by) {
+                metrics.push((format!("board.{}.holdout_{}", entry.name, self.rank_by.as_str()), value));
+            }
         }
         if let Some(test) = self.first_against_second {
             metrics.push(("board.wilcoxon_p_value".to_owned(), test.p_value));
@@ -506,6 +570,9 @@ impl Leaderboard {
                 if let Some(std) = entry.std(*metric) {
                     summary.push((format!("{}_std", metric.as_str()), std));
                 }
+            }
+            for (metric, value) in entry.holdout.iter().flatten() {
+                summary.push((format!("holdout_{}", metric.as_str()), *value));
             }
             summary.push(("rank".to_owned(), entry.rank as f64));
             summary.push(("wins".to_owned(), entry.wins as f64));

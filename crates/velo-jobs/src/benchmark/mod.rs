@@ -20,10 +20,20 @@ use crate::{
     JobContext, JobError, JobOutcome,
     common::{
         AliasOrVersion, Labeled, SchemaFiles, Services, describe_reader, load_registered,
-        read_labeled, run_tracked, take_rows,
+        fold_rows, read_labeled, run_tracked,
     },
 };
 pub use board::{Entry, Leaderboard};
+
+/// Rows held out of the folds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Holdout {
+    /// Reads the held-out inputs.
+    pub inputs: Reader,
+    /// Reads the held-out targets.
+    pub targets: Reader,
+}
 
 /// Files a [`BenchmarkJob`] writes (each also logged on the run under `leaderboard/`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -77,12 +87,17 @@ pub struct BenchmarkJob {
     /// The features the linear baseline uses (as a model's `features`).
     #[serde(default)]
     pub baseline_features: FeaturesConfig,
-    /// A registered version to put on the board (scored on each fold's test rows as it is,
-    /// without refitting: its own training rows may overlap earlier folds).
+    /// Held-out rows, such as the test split: every model and baseline is also fitted on all
+    /// the training rows and scored on them, the Champion is scored on them as it is, and the
+    /// board ranks by them (the folds still give mean ± std, wins and the paired test).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<Holdout>,
+    /// A registered version to put on the board, scored on the `holdout` rows (which it needs:
+    /// the Champion was trained on the rows the folds test).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub champion: Option<AliasOrVersion>,
-    /// Other tools' results on the same folds: a table with columns `model`, `fold` (0-based),
-    /// one column per metric, and optionally `fit_seconds`, `predict_batch_seconds`,
+    /// Other tools' results on the same folds: a table with columns `model`, `fold` (0-based;
+    /// -1 for the holdout), one column per metric, and optionally `fit_seconds`, `predict_batch_seconds`,
     /// `predict_one_row_ms`, `model_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers: Option<Reader>,
@@ -193,6 +208,11 @@ impl crate::Job for BenchmarkJob {
                 )));
             }
         }
+        if self.champion.is_some() && self.holdout.is_none() {
+            return Err(JobError::Config(
+                "a `champion` needs `holdout` rows: it was trained on the rows the folds test".to_owned(),
+            ));
+        }
         Ok(())
     }
 
@@ -215,6 +235,7 @@ pub(crate) struct Measured {
     pub(crate) name: String,
     pub(crate) kind: String,
     pub(crate) folds: Vec<FoldResult>,
+    pub(crate) holdout: Option<BTreeMap<MetricName, f64>>,
     pub(crate) predict_one_row_ms: Option<f64>,
     pub(crate) model_bytes: Option<u64>,
     pub(crate) rss_growth_mb: Option<f64>,
@@ -254,18 +275,24 @@ impl BenchmarkJob {
             "benchmark",
             context.progress.as_ref(),
         )?;
+        let holdout = match &self.holdout {
+            Some(holdout) => {
+                let Labeled {
+                    inputs: held, y: held_y, ..
+                } = read_labeled(
+                    <Self as crate::Job>::KIND,
+                    (&holdout.inputs, &holdout.targets),
+                    &self.schemas,
+                    run,
+                    "holdout",
+                    context.progress.as_ref(),
+                )?;
+                Some((held.data, held_y))
+            }
+            None => None,
+        };
         let splits = self.splitter.split(inputs.data.num_rows())?;
-        let folds = splits
-            .iter()
-            .map(|split| {
-                Ok((
-                    take_rows(&inputs.data, &split.train)?,
-                    split.train.iter().map(|&row| y[row]).collect::<Vec<f64>>(),
-                    take_rows(&inputs.data, &split.test)?,
-                    split.test.iter().map(|&row| y[row]).collect::<Vec<f64>>(),
-                ))
-            })
-            .collect::<Result<Vec<_>, JobError>>()?;
+        let folds = fold_rows(&inputs.data, &y, &splits)?;
         let score = |truth: &[f64], predicted: &[f64]| -> Result<BTreeMap<MetricName, f64>, JobError> {
             let mut scores = BTreeMap::new();
             for metric in self.metrics.iter().chain(std::iter::once(&self.rank_by)) {
@@ -313,6 +340,11 @@ impl BenchmarkJob {
                 }
                 progress.advance(1);
             }
+            if let Some((x_held, y_held)) = &holdout {
+                let mut model = config.build(&schema);
+                model.fit(&inputs.data, &y)?;
+                entry.holdout = Some(score(y_held, &model.predict(x_held)?)?);
+            }
             measured.push(entry);
         }
         for baseline in &self.baselines {
@@ -340,9 +372,13 @@ impl BenchmarkJob {
                 }
                 progress.advance(1);
             }
+            if let Some((x_held, y_held)) = &holdout {
+                let fitted = baseline.fit(&schema, &self.baseline_features, &inputs.data, &y)?;
+                entry.holdout = Some(score(y_held, &fitted.predict(x_held)?)?);
+            }
             measured.push(entry);
         }
-        if let Some(champion) = &self.champion {
+        if let (Some(champion), Some((x_held, y_held))) = (&self.champion, &holdout) {
             let (version, model) = load_registered(context, champion)?;
             let mut entry = Measured {
                 name: format!("{}-v{}", version.name, version.version),
@@ -350,20 +386,12 @@ impl BenchmarkJob {
                 params: vec![("version".to_owned(), version.version.clone())],
                 ..Measured::default()
             };
-            for (index, (_, _, x_test, y_test)) in folds.iter().enumerate() {
-                let started = Instant::now();
-                let predicted = model.predict(x_test)?;
-                let predict_batch_seconds = started.elapsed().as_secs_f64();
-                entry.folds.push(FoldResult {
-                    scores: score(y_test, &predicted)?,
-                    fit_seconds: f64::NAN,
-                    predict_batch_seconds,
-                });
-                if index + 1 == folds.len() {
-                    entry.predict_one_row_ms =
-                        Some(one_row_ms(&|rows| Ok(model.predict(rows)?), x_test)?);
-                }
-            }
+            let started = Instant::now();
+            let predicted = model.predict(x_held)?;
+            entry.holdout = Some(score(y_held, &predicted)?);
+            entry.folds = Vec::new();
+            entry.predict_one_row_ms = Some(one_row_ms(&|rows| Ok(model.predict(rows)?), x_held)?);
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), "the Champion scored the holdout");
             progress.advance(1);
             measured.push(entry);
         }
@@ -429,4 +457,33 @@ fn flatten(value: &serde_json::Value) -> Vec<(String, String)> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Job as _;
+
+    use super::*;
+
+    fn job(yaml: &str) -> BenchmarkJob {
+        let base = "inputs: {KIND: ParquetReader, path: i.parquet}
+targets: {KIND: ParquetReader, path: t.parquet}
+schemas: {inputs: i.yaml, targets: t.yaml}
+";
+        serde_yaml::from_str(&format!("{base}{yaml}")).unwrap()
+    }
+
+    #[test]
+    fn the_board_refuses_what_it_could_not_rank_fairly() {
+        let refused = |yaml: &str| job(yaml).check().unwrap_err().to_string();
+        assert!(refused("champion: Champion").contains("a `champion` needs `holdout` rows"));
+        assert!(refused("baselines: []").contains("the board is empty"));
+        assert!(refused("baselines: [mean, mean]").contains("baseline `mean` is listed twice"));
+        assert!(refused("models: {mean: {KIND: RandomForestModel}}").contains("names both a model and a baseline"));
+        assert!(
+            job("champion: Champion\nholdout: {inputs: {KIND: ParquetReader, path: h.parquet}, targets: {KIND: ParquetReader, path: ht.parquet}}")
+                .check()
+                .is_ok()
+        );
+    }
 }
