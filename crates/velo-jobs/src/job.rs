@@ -114,6 +114,10 @@ macro_rules! register_jobs {
         #[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
         #[serde(tag = "KIND")]
         #[non_exhaustive]
+        #[allow(
+            clippy::large_enum_variant,
+            reason = "one config per process, read once: its size does not matter, boxing would clutter every match"
+        )]
         pub enum JobConfig {
             $(
                 #[doc = $doc]
