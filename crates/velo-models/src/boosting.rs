@@ -250,12 +250,15 @@ struct Bin {
     count: u32,
 }
 
-/// A leaf waiting to be split, with its best split.
+/// A leaf waiting to be split: its rows, residual sum, histograms and best split.
 struct Candidate {
     node: usize,
     rows: Vec<u32>,
     depth: usize,
     sum: f64,
+    /// Per feature, the leaf's residual sums and counts per bin (empty once the leaf can no
+    /// longer split).
+    histograms: Vec<Vec<Bin>>,
     split: Option<SplitChoice>,
 }
 
@@ -266,6 +269,9 @@ struct SplitChoice {
     bin: usize,
     gain: f64,
 }
+
+/// Rows times features above which a leaf's histograms are built on several threads.
+const PARALLEL_HISTOGRAM_WORK: usize = 1 << 16;
 
 struct Grower<'a> {
     binned: &'a Binned,
@@ -279,45 +285,64 @@ impl Grower<'_> {
         sum * sum / (count + self.config.l2_regularization)
     }
 
-    fn best_split(&self, rows: &[u32], sum: f64, depth: usize) -> Option<SplitChoice> {
-        let min_leaf = self.config.min_samples_leaf;
-        if rows.len() < 2 * min_leaf || self.config.max_depth.is_some_and(|d| depth >= d) {
-            return None;
+    /// Whether a leaf of `rows` rows at `depth` may split at all.
+    fn may_split(&self, rows: usize, depth: usize) -> bool {
+        rows >= 2 * self.config.min_samples_leaf
+            && self.config.max_depth.is_none_or(|d| depth < d)
+    }
+
+    /// Every feature's histogram of `rows`: residuals gathered once in row order, then summed
+    /// per bin feature by feature (on several threads for large leaves; each feature is summed
+    /// in row order, so the result does not depend on the thread count).
+    fn histograms(&self, rows: &[u32]) -> Vec<Vec<Bin>> {
+        let gradients: Vec<f64> = rows.iter().map(|&row| self.residuals[row as usize]).collect();
+        let one = |feature: usize| {
+            let n_bins = self.binned.thresholds[feature].len() + 1;
+            let codes = &self.binned.codes[feature];
+            let mut bins = vec![Bin::default(); n_bins];
+            for (&row, &gradient) in rows.iter().zip(&gradients) {
+                let bin = &mut bins[codes[row as usize] as usize];
+                bin.sum += gradient;
+                bin.count += 1;
+            }
+            bins
+        };
+        let features = self.binned.codes.len();
+        if rows.len() * features >= PARALLEL_HISTOGRAM_WORK {
+            (0..features).into_par_iter().map(one).collect()
+        } else {
+            (0..features).map(one).collect()
         }
-        let parent = self.leaf_score(sum, rows.len() as f64);
-        (0..self.binned.codes.len())
-            .into_par_iter()
-            .filter_map(|feature| self.best_on_feature(feature, rows, sum, parent))
-            // Ties go to the lowest feature, whatever the thread count.
-            .reduce_with(|a, b| {
-                if b.gain > a.gain || (b.gain == a.gain && b.feature < a.feature) {
-                    b
-                } else {
-                    a
-                }
-            })
+    }
+
+    /// The best split of a leaf from its histograms (ties go to the lowest feature).
+    fn best_split(&self, histograms: &[Vec<Bin>], rows: usize, sum: f64) -> Option<SplitChoice> {
+        let parent = self.leaf_score(sum, rows as f64);
+        let mut best: Option<SplitChoice> = None;
+        for (feature, bins) in histograms.iter().enumerate() {
+            if let Some(found) = self.best_on_feature(feature, bins, rows, sum, parent)
+                && best.is_none_or(|b| found.gain > b.gain)
+            {
+                best = Some(found);
+            }
+        }
+        best
     }
 
     fn best_on_feature(
         &self,
         feature: usize,
-        rows: &[u32],
+        bins: &[Bin],
+        rows: usize,
         sum: f64,
         parent: f64,
     ) -> Option<SplitChoice> {
-        let n_bins = self.binned.thresholds[feature].len() + 1;
+        let n_bins = bins.len();
         if n_bins < 2 {
             return None;
         }
-        let codes = &self.binned.codes[feature];
-        let mut bins = vec![Bin::default(); n_bins];
-        for &row in rows {
-            let bin = &mut bins[codes[row as usize] as usize];
-            bin.sum += self.residuals[row as usize];
-            bin.count += 1;
-        }
         let min_leaf = self.config.min_samples_leaf as u32;
-        let total = rows.len() as u32;
+        let total = rows as u32;
         let (mut left_sum, mut left_count) = (0.0, 0_u32);
         let mut best: Option<SplitChoice> = None;
         for (bin, counts) in bins.iter().enumerate().take(n_bins - 1) {
@@ -342,97 +367,159 @@ impl Grower<'_> {
         }
         best
     }
+
+    /// A candidate for a leaf, with its histograms and best split when it may split.
+    fn candidate(
+        &self,
+        node: usize,
+        rows: Vec<u32>,
+        depth: usize,
+        sum: f64,
+        histograms: Option<Vec<Vec<Bin>>>,
+    ) -> Candidate {
+        let (histograms, split) = if self.may_split(rows.len(), depth) {
+            let histograms = histograms.unwrap_or_else(|| self.histograms(&rows));
+            let split = self.best_split(&histograms, rows.len(), sum);
+            (histograms, split)
+        } else {
+            (Vec::new(), None)
+        };
+        Candidate {
+            node,
+            rows,
+            depth,
+            sum,
+            histograms,
+            split,
+        }
+    }
 }
 
-/// Grows one tree on `rows` against `residuals`; leaf values are shrunk by the learning rate.
+/// `parent - child`, bin by bin: the histograms of a leaf's other child.
+fn subtract(parent: &[Vec<Bin>], child: &[Vec<Bin>]) -> Vec<Vec<Bin>> {
+    parent
+        .iter()
+        .zip(child)
+        .map(|(parent, child)| {
+            parent
+                .iter()
+                .zip(child)
+                .map(|(p, c)| Bin {
+                    sum: p.sum - c.sum,
+                    count: p.count - c.count,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A grown tree: its nodes, and each leaf's node with the training rows that reach it.
+struct Grown {
+    nodes: Vec<Node>,
+    leaves: Vec<(usize, Vec<u32>)>,
+}
+
+/// Grows one tree on `rows` against `residuals`, leaf-wise; leaf values are shrunk by the
+/// learning rate. A split leaf's histograms are built for its smaller child only, the larger
+/// child's being the parent's minus the smaller's.
 fn grow(
     binned: &Binned,
     residuals: &[f64],
     rows: &[u32],
     config: &GradientBoostingModel,
-) -> Vec<Node> {
+) -> Grown {
     let grower = Grower {
         binned,
         config,
         residuals,
     };
-    {
-        // The leaf value minimising the regularised squared error, shrunk.
-        let value = |sum: f64, count: usize| {
-            -sum / (count as f64 + config.l2_regularization) * config.learning_rate
+    // The leaf value minimising the regularised squared error, shrunk.
+    let value = |sum: f64, count: usize| {
+        -sum / (count as f64 + config.l2_regularization) * config.learning_rate
+    };
+    let sum: f64 = rows.iter().map(|&row| residuals[row as usize]).sum();
+    let mut nodes = vec![Node::leaf(value(sum, rows.len()), rows.len() as f64)];
+    let mut open = vec![grower.candidate(0, rows.to_vec(), 0, sum, None)];
+    let mut leaves = 1;
+    while leaves < config.max_leaf_nodes {
+        // The open leaf whose split gains most (the first one on ties).
+        let Some((position, _)) = open
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.split.map(|s| (i, s.gain)))
+            .fold(None, |best: Option<(usize, f64)>, (i, gain)| match best {
+                Some((_, g)) if g >= gain => best,
+                _ => Some((i, gain)),
+            })
+        else {
+            break;
         };
-        let sum: f64 = rows.iter().map(|&row| residuals[row as usize]).sum();
-        let mut nodes = vec![Node::leaf(value(sum, rows.len()), rows.len() as f64)];
-        let root = Candidate {
-            node: 0,
-            split: grower.best_split(rows, sum, 0),
-            rows: rows.to_vec(),
-            depth: 0,
-            sum,
+        let candidate = open.swap_remove(position);
+        let Some(split) = candidate.split else {
+            break;
         };
-        let mut open = vec![root];
-        let mut leaves = 1;
-        while leaves < config.max_leaf_nodes {
-            // The open leaf whose split gains most (the first one on ties).
-            let Some((position, _)) = open
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| c.split.map(|s| (i, s.gain)))
-                .fold(None, |best: Option<(usize, f64)>, (i, gain)| match best {
-                    Some((_, g)) if g >= gain => best,
-                    _ => Some((i, gain)),
-                })
-            else {
-                break;
-            };
-            let candidate = open.swap_remove(position);
-            let Some(split) = candidate.split else {
-                break;
-            };
-            let codes = &binned.codes[split.feature];
-            let (left_rows, right_rows): (Vec<u32>, Vec<u32>) = candidate
-                .rows
-                .iter()
-                .partition(|&&row| (codes[row as usize] as usize) <= split.bin);
-            let left_sum: f64 = left_rows.iter().map(|&row| residuals[row as usize]).sum();
-            let right_sum = candidate.sum - left_sum;
-            let left_index = nodes.len();
-            nodes.push(Node::leaf(
-                value(left_sum, left_rows.len()),
-                left_rows.len() as f64,
-            ));
-            nodes.push(Node::leaf(
-                value(right_sum, right_rows.len()),
-                right_rows.len() as f64,
-            ));
-            let parent = &mut nodes[candidate.node];
-            parent.feature = split.feature as u32;
-            parent.threshold = binned.thresholds[split.feature][split.bin];
-            parent.left = left_index as u32;
-            parent.right = left_index as u32 + 1;
-            parent.gain = split.gain;
-            leaves += 1;
-            let depth = candidate.depth + 1;
-            for (node, rows, sum) in [
-                (left_index, left_rows, left_sum),
-                (left_index + 1, right_rows, right_sum),
-            ] {
-                let split = if leaves < config.max_leaf_nodes {
-                    grower.best_split(&rows, sum, depth)
-                } else {
-                    None
-                };
-                open.push(Candidate {
+        let codes = &binned.codes[split.feature];
+        let (left_rows, right_rows): (Vec<u32>, Vec<u32>) = candidate
+            .rows
+            .iter()
+            .partition(|&&row| (codes[row as usize] as usize) <= split.bin);
+        let left_sum: f64 = left_rows.iter().map(|&row| residuals[row as usize]).sum();
+        let right_sum = candidate.sum - left_sum;
+        let left_index = nodes.len();
+        nodes.push(Node::leaf(
+            value(left_sum, left_rows.len()),
+            left_rows.len() as f64,
+        ));
+        nodes.push(Node::leaf(
+            value(right_sum, right_rows.len()),
+            right_rows.len() as f64,
+        ));
+        let parent = &mut nodes[candidate.node];
+        parent.feature = split.feature as u32;
+        parent.threshold = binned.thresholds[split.feature][split.bin];
+        parent.left = left_index as u32;
+        parent.right = left_index as u32 + 1;
+        parent.gain = split.gain;
+        leaves += 1;
+        let depth = candidate.depth + 1;
+        let more = leaves < config.max_leaf_nodes;
+        let (left_histograms, right_histograms) = if more
+            && grower.may_split(left_rows.len(), depth)
+            && grower.may_split(right_rows.len(), depth)
+        {
+            if left_rows.len() <= right_rows.len() {
+                let small = grower.histograms(&left_rows);
+                let large = subtract(&candidate.histograms, &small);
+                (Some(small), Some(large))
+            } else {
+                let small = grower.histograms(&right_rows);
+                let large = subtract(&candidate.histograms, &small);
+                (Some(large), Some(small))
+            }
+        } else {
+            (None, None)
+        };
+        drop(candidate.histograms);
+        for (node, rows, sum, histograms) in [
+            (left_index, left_rows, left_sum, left_histograms),
+            (left_index + 1, right_rows, right_sum, right_histograms),
+        ] {
+            open.push(if more {
+                grower.candidate(node, rows, depth, sum, histograms)
+            } else {
+                Candidate {
                     node,
                     rows,
                     depth,
                     sum,
-                    split,
-                });
-            }
+                    histograms: Vec::new(),
+                    split: None,
+                }
+            });
         }
-        nodes
     }
+    let leaves = open.into_iter().map(|c| (c.node, c.rows)).collect();
+    Grown { nodes, leaves }
 }
 
 /// A fitted ensemble: a baseline plus the sum of its trees.
@@ -619,14 +706,17 @@ impl Model for BoostingModel {
                 .zip(&predictions)
                 .map(|(y, p)| p - y)
                 .collect();
-            let nodes = grow(&binned, &residuals, &rows, config);
+            let Grown { nodes, leaves } = grow(&binned, &residuals, &rows, config);
+            // Every training row's leaf is known from the growth: the tree need not be walked.
+            for (leaf, members) in &leaves {
+                let value = nodes[*leaf].value;
+                for &row in members {
+                    predictions[row as usize] += value;
+                }
+            }
             let tree = Tree::new(nodes, x.n_features()).map_err(|message| ModelError::Inputs {
                 message: format!("boosting grew an invalid tree: {message}"),
             })?;
-            for (row, prediction) in predictions.iter_mut().enumerate() {
-                train.row_into(row, &mut row_buffer);
-                *prediction += tree.predict_row(&row_buffer);
-            }
             if !validation_rows.is_empty() {
                 let mut loss = 0.0;
                 for (offset, prediction) in validation_predictions.iter_mut().enumerate() {
