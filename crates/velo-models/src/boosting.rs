@@ -13,8 +13,11 @@
 //! Trees are ordinary [`Tree`]s whose thresholds are real feature values (midpoints between
 //! bins), so prediction walks the same flat layout as the forest (summing instead of
 //! averaging) and explanations are exact TreeSHAP on the sum of trees plus the baseline.
-//! Histograms sum rows in row order and features are processed independently, so a seed gives
-//! the same trees whatever the thread count.
+//! A leaf's histograms are built in one pass over its rows (codes stored row by row), for the
+//! smaller child of a split only (the larger child's are the parent's minus the smaller's);
+//! large leaves are summed in chunks of a fixed size added up in order, so a seed gives the
+//! same trees whatever the thread count. Training predictions are updated from each leaf's
+//! rows, without walking the tree.
 
 use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
@@ -196,6 +199,11 @@ struct Binned {
     thresholds: Vec<Vec<f32>>,
     /// Per feature, one bin code per row.
     codes: Vec<Vec<u8>>,
+    /// The same codes row by row (`row * features + feature`), so that a leaf's histograms
+    /// are built in one pass over its rows.
+    row_codes: Vec<u8>,
+    /// Where each feature's bins start in a flat histogram; the last entry is its length.
+    offsets: Vec<usize>,
 }
 
 impl Binned {
@@ -233,7 +241,29 @@ impl Binned {
                 (cuts, codes)
             })
             .unzip();
-        Self { thresholds, codes }
+        let thresholds: Vec<Vec<f32>> = thresholds;
+        let codes: Vec<Vec<u8>> = codes;
+        let features = codes.len();
+        let rows = codes.first().map_or(0, Vec::len);
+        let mut row_codes = vec![0_u8; rows * features];
+        for (feature, column) in codes.iter().enumerate() {
+            for (row, code) in column.iter().enumerate() {
+                row_codes[row * features + feature] = *code;
+            }
+        }
+        let mut offsets = Vec::with_capacity(features + 1);
+        let mut total = 0;
+        for cuts in &thresholds {
+            offsets.push(total);
+            total += cuts.len() + 1;
+        }
+        offsets.push(total);
+        Self {
+            thresholds,
+            codes,
+            row_codes,
+            offsets,
+        }
     }
 }
 
@@ -256,9 +286,9 @@ struct Candidate {
     rows: Vec<u32>,
     depth: usize,
     sum: f64,
-    /// Per feature, the leaf's residual sums and counts per bin (empty once the leaf can no
-    /// longer split).
-    histograms: Vec<Vec<Bin>>,
+    /// The leaf's residual sums and counts per bin, every feature's bins one after the other
+    /// (see [`Binned::offsets`]; empty once the leaf can no longer split).
+    histograms: Vec<Bin>,
     split: Option<SplitChoice>,
 }
 
@@ -291,35 +321,49 @@ impl Grower<'_> {
             && self.config.max_depth.is_none_or(|d| depth < d)
     }
 
-    /// Every feature's histogram of `rows`: residuals gathered once in row order, then summed
-    /// per bin feature by feature (on several threads for large leaves; each feature is summed
-    /// in row order, so the result does not depend on the thread count).
-    fn histograms(&self, rows: &[u32]) -> Vec<Vec<Bin>> {
-        let gradients: Vec<f64> = rows.iter().map(|&row| self.residuals[row as usize]).collect();
-        let one = |feature: usize| {
-            let n_bins = self.binned.thresholds[feature].len() + 1;
-            let codes = &self.binned.codes[feature];
-            let mut bins = vec![Bin::default(); n_bins];
-            for (&row, &gradient) in rows.iter().zip(&gradients) {
-                let bin = &mut bins[codes[row as usize] as usize];
-                bin.sum += gradient;
-                bin.count += 1;
+    /// The histograms of `rows`, in one pass over the rows (each row's codes are contiguous).
+    /// Large leaves are cut into chunks of a fixed size, summed on several threads and added
+    /// up in chunk order, so the result does not depend on the thread count.
+    fn histograms(&self, rows: &[u32]) -> Vec<Bin> {
+        let features = self.binned.codes.len();
+        let width = self.binned.offsets[features];
+        let offsets = &self.binned.offsets[..features];
+        let sum_rows = |rows: &[u32]| {
+            let mut bins = vec![Bin::default(); width];
+            for &row in rows {
+                let row = row as usize;
+                let gradient = self.residuals[row];
+                let codes = &self.binned.row_codes[row * features..(row + 1) * features];
+                for (&offset, &code) in offsets.iter().zip(codes) {
+                    let bin = &mut bins[offset + code as usize];
+                    bin.sum += gradient;
+                    bin.count += 1;
+                }
             }
             bins
         };
-        let features = self.binned.codes.len();
-        if rows.len() * features >= PARALLEL_HISTOGRAM_WORK {
-            (0..features).into_par_iter().map(one).collect()
-        } else {
-            (0..features).map(one).collect()
+        if rows.len() * features < PARALLEL_HISTOGRAM_WORK {
+            return sum_rows(rows);
         }
+        let chunk = (PARALLEL_HISTOGRAM_WORK / features.max(1)).max(1024);
+        let parts: Vec<Vec<Bin>> = rows.par_chunks(chunk).map(sum_rows).collect();
+        let mut parts = parts.into_iter();
+        let mut total = parts.next().unwrap_or_else(|| vec![Bin::default(); width]);
+        for part in parts {
+            for (bin, add) in total.iter_mut().zip(part) {
+                bin.sum += add.sum;
+                bin.count += add.count;
+            }
+        }
+        total
     }
 
     /// The best split of a leaf from its histograms (ties go to the lowest feature).
-    fn best_split(&self, histograms: &[Vec<Bin>], rows: usize, sum: f64) -> Option<SplitChoice> {
+    fn best_split(&self, histograms: &[Bin], rows: usize, sum: f64) -> Option<SplitChoice> {
         let parent = self.leaf_score(sum, rows as f64);
         let mut best: Option<SplitChoice> = None;
-        for (feature, bins) in histograms.iter().enumerate() {
+        for (feature, bounds) in self.binned.offsets.windows(2).enumerate() {
+            let bins = &histograms[bounds[0]..bounds[1]];
             if let Some(found) = self.best_on_feature(feature, bins, rows, sum, parent)
                 && best.is_none_or(|b| found.gain > b.gain)
             {
@@ -375,7 +419,7 @@ impl Grower<'_> {
         rows: Vec<u32>,
         depth: usize,
         sum: f64,
-        histograms: Option<Vec<Vec<Bin>>>,
+        histograms: Option<Vec<Bin>>,
     ) -> Candidate {
         let (histograms, split) = if self.may_split(rows.len(), depth) {
             let histograms = histograms.unwrap_or_else(|| self.histograms(&rows));
@@ -396,19 +440,13 @@ impl Grower<'_> {
 }
 
 /// `parent - child`, bin by bin: the histograms of a leaf's other child.
-fn subtract(parent: &[Vec<Bin>], child: &[Vec<Bin>]) -> Vec<Vec<Bin>> {
+fn subtract(parent: &[Bin], child: &[Bin]) -> Vec<Bin> {
     parent
         .iter()
         .zip(child)
-        .map(|(parent, child)| {
-            parent
-                .iter()
-                .zip(child)
-                .map(|(p, c)| Bin {
-                    sum: p.sum - c.sum,
-                    count: p.count - c.count,
-                })
-                .collect()
+        .map(|(p, c)| Bin {
+            sum: p.sum - c.sum,
+            count: p.count - c.count,
         })
         .collect()
 }
