@@ -301,7 +301,7 @@ struct SplitChoice {
 }
 
 /// Rows times features above which a leaf's histograms are built on several threads.
-const PARALLEL_HISTOGRAM_WORK: usize = 1 << 16;
+const PARALLEL_HISTOGRAM_WORK: usize = 1 << 18;
 
 struct Grower<'a> {
     binned: &'a Binned,
@@ -317,8 +317,7 @@ impl Grower<'_> {
 
     /// Whether a leaf of `rows` rows at `depth` may split at all.
     fn may_split(&self, rows: usize, depth: usize) -> bool {
-        rows >= 2 * self.config.min_samples_leaf
-            && self.config.max_depth.is_none_or(|d| depth < d)
+        rows >= 2 * self.config.min_samples_leaf && self.config.max_depth.is_none_or(|d| depth < d)
     }
 
     /// The histograms of `rows`, in one pass over the rows (each row's codes are contiguous).
@@ -460,12 +459,7 @@ struct Grown {
 /// Grows one tree on `rows` against `residuals`, leaf-wise; leaf values are shrunk by the
 /// learning rate. A split leaf's histograms are built for its smaller child only, the larger
 /// child's being the parent's minus the smaller's.
-fn grow(
-    binned: &Binned,
-    residuals: &[f64],
-    rows: &[u32],
-    config: &GradientBoostingModel,
-) -> Grown {
+fn grow(binned: &Binned, residuals: &[f64], rows: &[u32], config: &GradientBoostingModel) -> Grown {
     let grower = Grower {
         binned,
         config,
@@ -497,10 +491,21 @@ fn grow(
             break;
         };
         let codes = &binned.codes[split.feature];
-        let (left_rows, right_rows): (Vec<u32>, Vec<u32>) = candidate
-            .rows
+        // The histogram says how many rows go left: both sides are allocated once.
+        let offset = binned.offsets[split.feature];
+        let n_left = candidate.histograms[offset..=offset + split.bin]
             .iter()
-            .partition(|&&row| (codes[row as usize] as usize) <= split.bin);
+            .map(|bin| bin.count as usize)
+            .sum::<usize>();
+        let mut left_rows = Vec::with_capacity(n_left);
+        let mut right_rows = Vec::with_capacity(candidate.rows.len().saturating_sub(n_left));
+        for &row in &candidate.rows {
+            if (codes[row as usize] as usize) <= split.bin {
+                left_rows.push(row);
+            } else {
+                right_rows.push(row);
+            }
+        }
         let left_sum: f64 = left_rows.iter().map(|&row| residuals[row as usize]).sum();
         let right_sum = candidate.sum - left_sum;
         let left_index = nodes.len();
@@ -727,6 +732,9 @@ impl Model for BoostingModel {
         let y_train: Vec<f64> = train_rows.iter().map(|&row| targets[row]).collect();
         let y_validation: Vec<f64> = validation_rows.iter().map(|&row| targets[row]).collect();
         let validation = x.select_rows(&validation_rows);
+        // Validation rows laid out row by row once, for every iteration's tree to walk.
+        let width = x.n_features();
+        let validation_rows_major = validation.to_row_major();
         let binned = Binned::new(&train, config.max_bins);
         let baseline = y_train.iter().sum::<f64>() / n_train as f64;
         let mut predictions = vec![baseline; n_train];
@@ -736,7 +744,6 @@ impl Model for BoostingModel {
         let mut losses = Vec::new();
         let mut best = (f64::INFINITY, 0_usize);
         let mut iterations_run = 0;
-        let mut row_buffer = Vec::new();
         for iteration in 1..=config.max_iter {
             iterations_run = iteration;
             let residuals: Vec<f64> = y_train
@@ -758,8 +765,8 @@ impl Model for BoostingModel {
             if !validation_rows.is_empty() {
                 let mut loss = 0.0;
                 for (offset, prediction) in validation_predictions.iter_mut().enumerate() {
-                    validation.row_into(offset, &mut row_buffer);
-                    *prediction += tree.predict_row(&row_buffer);
+                    let row = &validation_rows_major[offset * width..(offset + 1) * width];
+                    *prediction += tree.predict_row(row);
                     let error = *prediction - y_validation[offset];
                     loss += error * error;
                 }
