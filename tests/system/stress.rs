@@ -88,3 +88,52 @@ fn the_stress_job_loads_servers_side_by_side_and_logs_their_curves() {
         gone.stderr
     );
 }
+
+#[test]
+fn the_stress_job_finds_the_rate_the_kafka_job_cannot_sustain() {
+    let Some(broker) = crate::kafka::Broker::start_or_skip("the Kafka stress test") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let uri = model_store(dir.path());
+    let table = dir.path().join("stress.parquet");
+    // No HTTP server: the Kafka job alone, at a rate it sustains and one far beyond.
+    let job = format!(
+        "inputs: {{path: '{}'}}, outputs: {{path: '{}'}}, servers: [], closed_loop: null, open_loop: null, batches: null, kafka: {{brokers: '{}', rates: [100, 200000]}}, step: {{warmup_s: 0.5, seconds: 1.5, max_requests: 400000}}",
+        dir.path().join("data/inputs_test.parquet").display(),
+        table.display(),
+        broker.address,
+    );
+    let result = run_job("configs/stress.yaml", &uri, &job);
+    assert_eq!(result.code, 0, "{}\n{}", result.stdout, result.stderr);
+    assert!(
+        result.stdout.contains("kafka stream: ")
+            && result
+                .stdout
+                .contains("its backlog grows without bound from 200000 records/s offered"),
+        "{}",
+        result.stdout
+    );
+    let steps = velo_io::datasets::ParquetReader::new(&table);
+    let steps = velo_io::datasets::DatasetReader::read(&steps).unwrap().data;
+    assert_eq!(steps.num_rows(), 2);
+    let number = |name: &str| {
+        let column = steps.column_by_name(name).unwrap();
+        arrow::array::AsArray::as_primitive::<arrow::datatypes::Float64Type>(column)
+            .values()
+            .to_vec()
+    };
+    let answered = number("requests_per_s");
+    let backlog = number("backlog");
+    let growth = number("backlog_growth_per_s");
+    // At 100 records/s, less than a second of records waits (those in flight); far beyond,
+    // the backlog grows by most of the offered rate.
+    assert!(
+        answered[0] > 50.0 && backlog[0] <= 100.0,
+        "{answered:?} {backlog:?}"
+    );
+    assert!(
+        growth[1] > 10_000.0 && answered[1] < 200_000.0,
+        "{growth:?} {answered:?}"
+    );
+}

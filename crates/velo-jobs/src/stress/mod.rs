@@ -3,6 +3,8 @@
 //! in this process) or any MLflow-compatible scoring server given by URL, side by side in one
 //! tracking run, on loopback, each step bounded in time and requests (ADR 0010).
 
+#[cfg(feature = "kafka")]
+mod kafka;
 #[cfg(feature = "serve")]
 mod load;
 #[cfg(feature = "serve")]
@@ -158,6 +160,32 @@ impl StepLimits {
     }
 }
 
+/// Loading the Kafka inference job: offered records per second, step by step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaStress {
+    /// Bootstrap servers, `host:port[,host:port…]`; the job creates its topics there
+    /// (`velo-stress-<run>-inputs`, `-outputs`, `-dead`).
+    pub brokers: String,
+    /// Offered records per second at each step.
+    pub rates: Vec<f64>,
+    /// Partitions of the input topic.
+    #[serde(default = "KafkaStress::default_partitions")]
+    pub partitions: i32,
+    /// The most records the job predicts together.
+    #[serde(default = "KafkaStress::default_max_batch")]
+    pub max_batch: usize,
+}
+
+impl KafkaStress {
+    fn default_partitions() -> i32 {
+        1
+    }
+    fn default_max_batch() -> usize {
+        1000
+    }
+}
+
 /// The service level a step must keep; the first step that does not is the failure point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +248,10 @@ pub struct StressJob {
     /// The batch-size sweep (none: skipped).
     #[serde(default = "StressJob::default_batches")]
     pub batches: Option<Batches>,
+    /// The Kafka inference job loaded at rising rates (none: skipped; needs the `kafka`
+    /// feature, on in the CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaStress>,
     /// Each step's length and request budget.
     #[serde(default)]
     pub step: StepLimits,
@@ -298,7 +330,7 @@ impl StressJob {
     }
 
     fn starts_a_server(&self) -> bool {
-        self.servers.iter().any(|server| server.url.is_none())
+        self.kafka.is_some() || self.servers.iter().any(|server| server.url.is_none())
     }
 }
 
@@ -309,6 +341,12 @@ pub(crate) enum Mode {
     Closed,
     /// Offered rate.
     Open,
+    /// Offered records per second to the Kafka job.
+    #[cfg_attr(
+        not(feature = "kafka"),
+        expect(dead_code, reason = "only the Kafka steps make it")
+    )]
+    Kafka,
     /// Rows per request.
     Batch,
 }
@@ -319,6 +357,7 @@ impl Mode {
             Self::Closed => "closed",
             Self::Open => "open",
             Self::Batch => "batch",
+            Self::Kafka => "kafka",
         }
     }
 }
@@ -346,6 +385,13 @@ impl crate::Job for StressJob {
                 ),
             });
         }
+        if let Some(kafka) = &self.kafka {
+            plan.push(format!(
+                "start the Kafka inference job here on fresh topics at {} and feed it {} rate(s) of records",
+                kafka.brokers,
+                kafka.rates.len()
+            ));
+        }
         plan.push(format!(
             "{steps} step(s) per server of {per_step} s at most each ({} s in all), up to {} requests each; SLO p99 <= {} ms, errors <= {}%",
             steps as f64 * per_step * self.servers.len() as f64,
@@ -367,8 +413,13 @@ impl crate::Job for StressJob {
 
     fn check(&self) -> Result<(), JobError> {
         let config = |message: String| Err(JobError::Config(message));
-        if self.servers.is_empty() {
-            return config("`servers` lists no server".to_owned());
+        if self.servers.is_empty() && self.kafka.is_none() {
+            return config("`servers` lists no server and there is no `kafka` section".to_owned());
+        }
+        if let Some(kafka) = &self.kafka
+            && (kafka.rates.is_empty() || kafka.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)))
+        {
+            return config("`kafka.rates` needs positive offered rates".to_owned());
         }
         let mut names = std::collections::BTreeSet::new();
         for server in &self.servers {
@@ -395,7 +446,7 @@ impl crate::Job for StressJob {
                 ));
             }
         }
-        if self.steps().is_empty() {
+        if self.steps().is_empty() && self.kafka.is_none() {
             return config("no sweep: set `closed_loop`, `open_loop` or `batches`".to_owned());
         }
         for (mode, level, rows) in self.steps() {
@@ -445,6 +496,25 @@ fn runtime(threads: usize, name: &str) -> Result<tokio::runtime::Runtime, JobErr
             action: format!("start {threads} {name} thread(s)"),
             source: source.into(),
         })
+}
+
+/// Up to 1,000 rows of `batch` as JSON objects, one per Kafka record.
+#[cfg(feature = "kafka")]
+fn records(batch: &arrow::record_batch::RecordBatch) -> Result<Vec<Vec<u8>>, JobError> {
+    let table = |source| JobError::Table {
+        action: "encode Kafka records".to_owned(),
+        source,
+    };
+    let rows = batch.slice(0, batch.num_rows().min(1000));
+    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    writer.write(&rows).map_err(table)?;
+    writer.finish().map_err(table)?;
+    Ok(writer
+        .into_inner()
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 /// `rows` of `batch` from `start` (wrapping) as a `dataframe_records` body.
@@ -546,7 +616,8 @@ impl StressJob {
                             )
                             .await
                         }
-                        Mode::Batch => {
+                        // Kafka steps are not a server's: `steps` never yields them.
+                        Mode::Batch | Mode::Kafka => {
                             let clients = self.batches.as_ref().map_or(4, |b| b.clients);
                             load::closed_loop(&endpoint, payloads, clients, limits).await
                         }
@@ -568,6 +639,28 @@ impl StressJob {
             }
             drop(progress);
             drop(started);
+        }
+        if let Some(kafka) = &self.kafka {
+            #[cfg(feature = "kafka")]
+            {
+                let records = records(&rows)?;
+                steps.extend(kafka::stress(
+                    context,
+                    kafka,
+                    &self.alias_or_version,
+                    &records,
+                    &self.step,
+                    run.id(),
+                )?);
+            }
+            #[cfg(not(feature = "kafka"))]
+            {
+                let _ = kafka;
+                return Err(JobError::Unsupported(
+                    "the `kafka` section of a StressJob needs velo-jobs' `kafka` feature"
+                        .to_owned(),
+                ));
+            }
         }
         let findings = results::findings(&steps, &self.slo);
         results::log(run, &steps, &findings)?;

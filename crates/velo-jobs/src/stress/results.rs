@@ -43,6 +43,10 @@ pub struct StressStep {
     pub error_rate: f64,
     /// The server's resident memory after the step, in MiB, when known.
     pub rss_mb: Option<f64>,
+    /// Kafka: records produced and not yet answered at the step's end.
+    pub backlog: Option<f64>,
+    /// Kafka: how fast that backlog grew during the step, in records per second.
+    pub backlog_growth_per_s: Option<f64>,
 }
 
 impl StressStep {
@@ -86,10 +90,47 @@ impl StressStep {
                 measured.errors as f64 / total as f64
             },
             rss_mb,
+            backlog: None,
+            backlog_growth_per_s: None,
         }
     }
 
+    /// A Kafka step: `offered` records/s asked, `produced` records/s sent, `answered` records/s
+    /// that came back.
+    #[cfg(feature = "kafka")]
+    pub(super) fn kafka(offered: f64, answered: f64, produced: f64) -> Self {
+        Self {
+            server: "kafka".to_owned(),
+            mode: Mode::Kafka.as_str(),
+            level: offered,
+            rows: 1,
+            requests_per_s: answered,
+            rows_per_s: answered,
+            p50_ms: f64::NAN,
+            p90_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            max_ms: f64::NAN,
+            ok: 0,
+            errors: 0,
+            error_rate: if produced > 0.0 {
+                (produced - answered).max(0.0) / produced
+            } else {
+                0.0
+            },
+            rss_mb: None,
+            backlog: None,
+            backlog_growth_per_s: None,
+        }
+    }
+
+    /// Whether the step keeps the SLO; a Kafka step, whether its backlog stays bounded: it
+    /// grows by less than 5% of the offered rate, or holds less than a second of records (the
+    /// records in flight through batching and acknowledgements).
     fn within(&self, slo: &Slo) -> bool {
+        if let Some(growth) = self.backlog_growth_per_s {
+            let waiting = self.backlog.unwrap_or(0.0);
+            return growth <= 0.05 * self.level || waiting <= self.level.max(100.0);
+        }
         self.p99_ms <= slo.p99_ms && self.error_rate <= slo.max_error_rate
     }
 }
@@ -118,6 +159,7 @@ fn unit(mode: &str) -> &'static str {
     match mode {
         "closed" => "clients",
         "open" => "requests/s offered",
+        "kafka" => "records/s offered",
         _ => "rows per request",
     }
 }
@@ -130,6 +172,18 @@ impl Finding {
             || format!("still rising at the largest {unit} tried"),
             |knee| format!("knee at {knee} {unit}"),
         );
+        if self.mode == "kafka" {
+            let backlog = match (self.failure_point, &self.failure) {
+                (Some(point), Some(why)) => {
+                    format!("its backlog grows without bound from {point} {unit} ({why})")
+                }
+                _ => "its backlog stays bounded at every rate".to_owned(),
+            };
+            return format!(
+                "kafka stream: {:.0} records/s answered at most; {knee}; {backlog}",
+                self.max_requests_per_s
+            );
+        }
         let failure = match (self.failure_point, &self.failure) {
             (Some(point), Some(why)) => format!("fails its SLO at {point} {unit} ({why})"),
             _ => "within its SLO at every step".to_owned(),
@@ -176,7 +230,12 @@ pub(super) fn findings(steps: &[StressStep], slo: &Slo) -> Vec<Finding> {
                 knee,
                 failure_point: failed.map(|s| s.level),
                 failure: failed.map(|s| {
-                    if s.error_rate > slo.max_error_rate {
+                    if let Some(growth) = s.backlog_growth_per_s {
+                        format!(
+                            "backlog +{growth:.0} records/s, {:.0} waiting",
+                            s.backlog.unwrap_or(0.0)
+                        )
+                    } else if s.error_rate > slo.max_error_rate {
                         format!(
                             "{:.1}% errors > {:.1}%",
                             s.error_rate * 100.0,
@@ -231,6 +290,12 @@ pub(super) fn log(
             if let Some(rss) = step.rss_mb {
                 metrics.push((key("rss_mb"), rss));
             }
+            if let Some(backlog) = step.backlog {
+                metrics.push((key("backlog"), backlog));
+            }
+            if let Some(growth) = step.backlog_growth_per_s {
+                metrics.push((key("backlog_growth_per_s"), growth));
+            }
             let borrowed: Vec<(&str, f64)> = metrics
                 .iter()
                 .filter(|(_, v)| v.is_finite())
@@ -246,13 +311,18 @@ pub(super) fn log(
 }
 
 /// A chart of one sweep: the sweep, the artifact path, the y axis and the value drawn.
-type Chart = (&'static str, &'static str, &'static str, fn(&StressStep) -> f64);
+type Chart = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&StressStep) -> f64,
+);
 
 /// Per sweep, one chart with a line per server: requests/s against clients (closed), p99
 /// against offered rate (open), rows/s against rows per request (batch).
 pub(super) fn charts(steps: &[StressStep]) -> Result<Vec<(String, Vec<u8>)>, JobError> {
     let mut charts = Vec::new();
-    let sweeps: [Chart; 4] = [
+    let sweeps: [Chart; 6] = [
         (
             "closed",
             "plots/stress_closed_loop.png",
@@ -274,6 +344,18 @@ pub(super) fn charts(steps: &[StressStep]) -> Result<Vec<(String, Vec<u8>)>, Job
         ("batch", "plots/stress_batches.png", "rows/s", |s| {
             s.rows_per_s
         }),
+        (
+            "kafka",
+            "plots/stress_kafka.png",
+            "records/s answered",
+            |s| s.requests_per_s,
+        ),
+        (
+            "kafka",
+            "plots/stress_kafka_backlog.png",
+            "backlog growth (records/s)",
+            |s| s.backlog_growth_per_s.unwrap_or(f64::NAN),
+        ),
     ];
     for (mode, path, y_label, value) in sweeps {
         let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
@@ -320,6 +402,8 @@ pub(super) fn table(steps: &[StressStep]) -> Result<RecordBatch, JobError> {
         Field::new("errors", DataType::UInt64, false),
         Field::new("error_rate", DataType::Float64, false),
         Field::new("rss_mb", DataType::Float64, true),
+        Field::new("backlog", DataType::Float64, true),
+        Field::new("backlog_growth_per_s", DataType::Float64, true),
     ];
     let finite = |value: f64| value.is_finite().then_some(value);
     let columns: Vec<ArrayRef> = vec![
@@ -346,6 +430,8 @@ pub(super) fn table(steps: &[StressStep]) -> Result<RecordBatch, JobError> {
         )),
         number(&|s| Some(s.error_rate)),
         number(&|s| s.rss_mb),
+        number(&|s| s.backlog),
+        number(&|s| s.backlog_growth_per_s),
     ];
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|source| JobError::Table {
         action: "build the stress table".to_owned(),
@@ -379,6 +465,8 @@ mod tests {
             errors: 0,
             error_rate,
             rss_mb: None,
+            backlog: None,
+            backlog_growth_per_s: None,
         }
     }
 
