@@ -377,6 +377,26 @@ fn stress_in(velo: &Path, data_dir: &Path, scratch: &Path) -> Result<()> {
         &project,
     )?;
     drop(mlflow_server);
+    // The charts outlive the scratch project.
+    let keep = root().join("target/bench-stress");
+    std::fs::create_dir_all(&keep)?;
+    let mut pending = vec![project.join("mlruns")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if path.is_dir() {
+                pending.push(path);
+            } else if name.starts_with("stress_") && name.ends_with(".png") {
+                std::fs::copy(&path, keep.join(&name))?;
+            }
+        }
+    }
+    eprintln!("xtask: the stress charts are in {}", keep.display());
     Ok(())
 }
 

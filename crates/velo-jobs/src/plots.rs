@@ -276,14 +276,39 @@ const PALETTE: [RGBColor; 6] = [
 ];
 
 /// One line per named series of `(x, y)` points, with a legend, as PNG: servers side by side.
+/// When the positive values span more than 30 times, the y axis is logarithmic (ticks still
+/// read in the values' unit), so that a server 400 times slower stays visible.
 pub fn lines(
     title: &str,
     x_label: &str,
     y_label: &str,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<Vec<u8>, JobError> {
+    let positive = series
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|p| p.1))
+        .filter(|y| y.is_finite() && *y > 0.0);
+    let (low, high) = positive.fold((f64::INFINITY, 0.0_f64), |(l, h), y| (l.min(y), h.max(y)));
+    let log = high > 30.0 * low;
+    let series: Vec<(String, Vec<(f64, f64)>)> = if log {
+        series
+            .iter()
+            .map(|(name, points)| {
+                let points = points
+                    .iter()
+                    .filter(|p| p.1 > 0.0)
+                    .map(|p| (p.0, p.1.log10()))
+                    .collect();
+                (name.clone(), points)
+            })
+            .collect()
+    } else {
+        series.to_vec()
+    };
+    let series = series.as_slice();
     render(|root| {
         let all = || series.iter().flat_map(|(_, points)| points.iter());
+        let floor = if log { None } else { Some(0.0) };
         let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 24))
             .margin(16)
@@ -291,13 +316,28 @@ pub fn lines(
             .y_label_area_size(80)
             .build_cartesian_2d(
                 span(all().map(|p| p.0)),
-                span(all().map(|p| p.1).chain([0.0])),
+                span(all().map(|p| p.1).chain(floor)),
             )
             .map_err(failed)?;
+        let y_desc = if log {
+            format!("{y_label} (log scale)")
+        } else {
+            y_label.to_owned()
+        };
+        let unlog = |value: &f64| {
+            let value = 10f64.powf(*value);
+            if value >= 100.0 {
+                format!("{value:.0}")
+            } else {
+                format!("{value:.2}")
+            }
+        };
+        let plain = |value: &f64| format!("{value:.1}");
         chart
             .configure_mesh()
             .x_desc(x_label)
-            .y_desc(y_label)
+            .y_desc(y_desc)
+            .y_label_formatter(if log { &unlog } else { &plain })
             .label_style((FONT, 14))
             .draw()
             .map_err(failed)?;
@@ -453,6 +493,18 @@ mod tests {
         )
         .unwrap();
         assert!(dark_pixels(&decode(&lines)) > 500);
+        // Servers 400 times apart: a log axis, still drawn.
+        let apart = super::lines(
+            "Servers",
+            "clients",
+            "requests/s",
+            &[
+                ("velo".to_owned(), vec![(1.0, 20_000.0), (2.0, 19_000.0)]),
+                ("mlflow".to_owned(), vec![(1.0, 49.0), (2.0, 50.0)]),
+            ],
+        )
+        .unwrap();
+        assert!(dark_pixels(&decode(&apart)) > 500);
         // Degenerate inputs still draw.
         assert!(scatter("empty", "x", "y", &[], Guide::Zero).is_ok());
         assert!(scatter("nan", "x", "y", &[(f64::NAN, 1.0)], Guide::Diagonal).is_ok());
