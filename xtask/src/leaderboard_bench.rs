@@ -60,18 +60,7 @@ pub(crate) fn parse_board(text: &str) -> Vec<Row> {
 
 /// Runs the comparison and prints the board and the targets.
 pub(crate) fn compare(data_dir: &Path) -> Result<()> {
-    let data_dir = data_dir
-        .canonicalize()
-        .with_context(|| format!("the data directory {} is missing", data_dir.display()))?;
-    python::ensure_venv(&root())?;
-    python::ensure_packages(&root(), python::BENCH_REQUIREMENTS)?;
-    let velo = crate::chain_bench::build_velo()?;
-    let scratch = std::env::temp_dir().join(format!("velo-leaderboard-{}", std::process::id()));
-    let result = compare_in(&velo, &data_dir, &scratch);
-    if let Err(error) = std::fs::remove_dir_all(&scratch) {
-        eprintln!("xtask: cannot remove {}: {error}", scratch.display());
-    }
-    result
+    crate::serve_bench::in_scratch("leaderboard", data_dir, compare_in)
 }
 
 fn compare_in(velo: &Path, data_dir: &Path, scratch: &Path) -> Result<()> {

@@ -189,19 +189,10 @@ pub(crate) fn compare(data_dir: &Path, runs: usize) -> Result<()> {
     if !cfg!(unix) {
         bail!("the serving benchmark runs on Unix only");
     }
-    let data_dir = data_dir
-        .canonicalize()
-        .with_context(|| format!("the data directory {} is missing", data_dir.display()))?;
     ensure_wrk()?;
-    python::ensure_venv(&root())?;
-    python::ensure_packages(&root(), python::BENCH_REQUIREMENTS)?;
-    let velo = crate::chain_bench::build_velo()?;
-    let scratch = std::env::temp_dir().join(format!("velo-serve-bench-{}", std::process::id()));
-    let result = measure_all(&velo, &data_dir, &scratch, runs);
-    if let Err(error) = std::fs::remove_dir_all(&scratch) {
-        eprintln!("xtask: cannot remove {}: {error}", scratch.display());
-    }
-    let rows = result?;
+    let rows = in_scratch("serve-bench", data_dir, |velo, data_dir, scratch| {
+        measure_all(velo, data_dir, scratch, runs)
+    })?;
     print!("{}", table(&rows, runs));
     Ok(())
 }
@@ -333,14 +324,24 @@ pub(crate) fn stress(data_dir: &Path) -> Result<()> {
     if !cfg!(unix) {
         bail!("the stress comparison runs on Unix only");
     }
+    in_scratch("stress-bench", data_dir, stress_in)
+}
+
+/// Runs `body` with the release `velo`, the canonical `data_dir` and a scratch directory
+/// (removed after), once the venv holds the bench packages.
+pub(crate) fn in_scratch<T>(
+    name: &str,
+    data_dir: &Path,
+    body: impl FnOnce(&Path, &Path, &Path) -> Result<T>,
+) -> Result<T> {
     let data_dir = data_dir
         .canonicalize()
         .with_context(|| format!("the data directory {} is missing", data_dir.display()))?;
     python::ensure_venv(&root())?;
     python::ensure_packages(&root(), python::BENCH_REQUIREMENTS)?;
     let velo = crate::chain_bench::build_velo()?;
-    let scratch = std::env::temp_dir().join(format!("velo-stress-bench-{}", std::process::id()));
-    let result = stress_in(&velo, &data_dir, &scratch);
+    let scratch = std::env::temp_dir().join(format!("velo-{name}-{}", std::process::id()));
+    let result = body(&velo, &data_dir, &scratch);
     if let Err(error) = std::fs::remove_dir_all(&scratch) {
         eprintln!("xtask: cannot remove {}: {error}", scratch.display());
     }

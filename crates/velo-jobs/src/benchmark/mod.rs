@@ -242,6 +242,38 @@ pub(crate) struct Measured {
     pub(crate) params: Vec<(String, String)>,
 }
 
+/// An entry the job fits on each fold.
+#[derive(Clone, Copy)]
+enum Candidate<'a> {
+    /// A velo model.
+    Model(&'a ModelConfig),
+    /// A baseline.
+    Baseline(Baseline),
+}
+
+/// A fitted candidate.
+enum Fitted {
+    Model(Box<dyn velo_models::Model>),
+    Baseline(velo_models::baselines::FittedBaseline),
+}
+
+impl Fitted {
+    fn predict(&self, rows: &arrow::record_batch::RecordBatch) -> Result<Vec<f64>, JobError> {
+        Ok(match self {
+            Self::Model(model) => model.predict(rows)?,
+            Self::Baseline(baseline) => baseline.predict(rows)?,
+        })
+    }
+
+    /// The fitted model's size: its artifact's bytes, or 8 bytes per baseline parameter.
+    fn bytes(&self) -> Result<u64, JobError> {
+        Ok(match self {
+            Self::Model(model) => model.to_artifact()?.to_bytes()?.len() as u64,
+            Self::Baseline(baseline) => 8 * baseline.parameters() as u64,
+        })
+    }
+}
+
 /// The median time of `repeats` one-row predictions, in milliseconds.
 fn one_row_ms(
     predict: &dyn Fn(&arrow::record_batch::RecordBatch) -> Result<Vec<f64>, JobError>,
@@ -303,60 +335,51 @@ impl BenchmarkJob {
         let total = (self.models.len() + self.baselines.len()) * folds.len()
             + usize::from(self.champion.is_some());
         let progress = context.progress.start("benchmarking", Some(total as u64));
-        let mut measured = Vec::new();
+        let mut candidates: Vec<(Measured, Candidate<'_>)> = Vec::new();
         for (name, config) in &self.models {
-            let mut entry = Measured {
+            let entry = Measured {
                 name: name.clone(),
                 kind: config.kind().to_owned(),
                 params: flatten(&serde_json::to_value(config).map_err(JobError::Encode)?),
                 ..Measured::default()
+            };
+            candidates.push((entry, Candidate::Model(config)));
+        }
+        for baseline in &self.baselines {
+            let entry = Measured {
+                name: baseline.as_str().to_owned(),
+                kind: "baseline".to_owned(),
+                ..Measured::default()
+            };
+            candidates.push((entry, Candidate::Baseline(*baseline)));
+        }
+        let mut measured = Vec::new();
+        for (mut entry, candidate) in candidates {
+            let fit = |x: &arrow::record_batch::RecordBatch, y: &[f64]| -> Result<Fitted, JobError> {
+                Ok(match candidate {
+                    Candidate::Model(config) => {
+                        let mut model = config.build(&schema);
+                        model.fit(x, y)?;
+                        Fitted::Model(model)
+                    }
+                    Candidate::Baseline(baseline) => {
+                        Fitted::Baseline(baseline.fit(&schema, &self.baseline_features, x, y)?)
+                    }
+                })
             };
             for (index, (x_train, y_train, x_test, y_test)) in folds.iter().enumerate() {
                 if context.stop.load(std::sync::atomic::Ordering::SeqCst) {
                     return Err(JobError::Interrupted("the benchmark was stopped"));
                 }
                 let before = resident_mb();
-                let mut model = config.build(&schema);
                 let started = Instant::now();
-                model.fit(x_train, y_train)?;
+                let fitted = fit(x_train, y_train)?;
                 let fit_seconds = started.elapsed().as_secs_f64();
                 let grown = resident_mb().zip(before).map(|(after, before)| (after - before).max(0.0));
                 entry.rss_growth_mb = match (entry.rss_growth_mb, grown) {
                     (Some(most), Some(grown)) => Some(most.max(grown)),
                     (most, grown) => most.or(grown),
                 };
-                let started = Instant::now();
-                let predicted = model.predict(x_test)?;
-                let predict_batch_seconds = started.elapsed().as_secs_f64();
-                entry.folds.push(FoldResult {
-                    scores: score(y_test, &predicted)?,
-                    fit_seconds,
-                    predict_batch_seconds,
-                });
-                if index + 1 == folds.len() {
-                    entry.predict_one_row_ms =
-                        Some(one_row_ms(&|rows| Ok(model.predict(rows)?), x_test)?);
-                    entry.model_bytes = Some(model.to_artifact()?.to_bytes()?.len() as u64);
-                }
-                progress.advance(1);
-            }
-            if let Some((x_held, y_held)) = &holdout {
-                let mut model = config.build(&schema);
-                model.fit(&inputs.data, &y)?;
-                entry.holdout = Some(score(y_held, &model.predict(x_held)?)?);
-            }
-            measured.push(entry);
-        }
-        for baseline in &self.baselines {
-            let mut entry = Measured {
-                name: baseline.as_str().to_owned(),
-                kind: "baseline".to_owned(),
-                ..Measured::default()
-            };
-            for (index, (x_train, y_train, x_test, y_test)) in folds.iter().enumerate() {
-                let started = Instant::now();
-                let fitted = baseline.fit(&schema, &self.baseline_features, x_train, y_train)?;
-                let fit_seconds = started.elapsed().as_secs_f64();
                 let started = Instant::now();
                 let predicted = fitted.predict(x_test)?;
                 let predict_batch_seconds = started.elapsed().as_secs_f64();
@@ -366,14 +389,13 @@ impl BenchmarkJob {
                     predict_batch_seconds,
                 });
                 if index + 1 == folds.len() {
-                    entry.predict_one_row_ms =
-                        Some(one_row_ms(&|rows| Ok(fitted.predict(rows)?), x_test)?);
-                    entry.model_bytes = Some(8 * fitted.parameters() as u64);
+                    entry.predict_one_row_ms = Some(one_row_ms(&|rows| fitted.predict(rows), x_test)?);
+                    entry.model_bytes = Some(fitted.bytes()?);
                 }
                 progress.advance(1);
             }
             if let Some((x_held, y_held)) = &holdout {
-                let fitted = baseline.fit(&schema, &self.baseline_features, &inputs.data, &y)?;
+                let fitted = fit(&inputs.data, &y)?;
                 entry.holdout = Some(score(y_held, &fitted.predict(x_held)?)?);
             }
             measured.push(entry);
