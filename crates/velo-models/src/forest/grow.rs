@@ -13,6 +13,10 @@
 //! whose bit is set, counted over the smaller child of the parent and obtained by difference
 //! for the larger one. The thresholds are exactly scikit-learn's (midpoints of consecutive
 //! distinct values, rounded to `f32`), whatever the number of distinct values.
+//!
+//! Nodes of two rows, a third of the split nodes of a deep tree, skip the search: the first
+//! feature in draw order on which the rows differ separates them (all such splits score alike),
+//! and leaves carry no per-node buffers.
 
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
@@ -437,6 +441,37 @@ pub(super) fn grow_tree(
             ws.ones_ready = true;
             ws.spare_ones.push(ones);
         }
+        if !is_leaf && end - start == 2 {
+            // Two rows: every split separates them, so the first feature (in draw order) on
+            // which they differ gives the split; both children are leaves.
+            if let Some(pair) = split_pair(start, &mut constants, presorted, limits, rng, ws) {
+                let leaf = |local: u32| {
+                    let mut stats = Stats::EMPTY;
+                    stats.add(ws.rows[local as usize].weight, ws.targets[local as usize]);
+                    stats
+                };
+                let (left, right) = (leaf(pair.left), leaf(pair.right));
+                let values = &presorted.values[pair.split.feature];
+                nodes[index] = Node {
+                    feature: pair.split.feature as u32,
+                    threshold: midpoint(
+                        values[pair.split.left_rank as usize],
+                        values[pair.split.right_rank as usize],
+                    ),
+                    left: index as u32 + 1,
+                    right: index as u32 + 2,
+                    value: stats.value(),
+                    cover: stats.weight,
+                    gain: stats.weighted_impurity()
+                        - left.weighted_impurity()
+                        - right.weighted_impurity(),
+                };
+                nodes.push(Node::leaf(left.value(), left.weight));
+                nodes.push(Node::leaf(right.value(), right.weight));
+            }
+            recycle(&mut ws.spare_bitsets, constants);
+            continue;
+        }
         let split = if is_leaf {
             None
         } else {
@@ -451,7 +486,7 @@ pub(super) fn grow_tree(
             )
         };
         let Some(split) = split else {
-            ws.spare_bitsets.push(constants);
+            recycle(&mut ws.spare_bitsets, constants);
             continue;
         };
 
@@ -525,8 +560,23 @@ pub(super) fn grow_tree(
         } else {
             (None, None)
         };
-        let mut right_constants = ws.spare_bitsets.pop().unwrap_or_default();
-        right_constants.clone_from(&constants);
+        // A leaf needs no constants: only children that may split carry them.
+        let (left_is_leaf, right_is_leaf) = (
+            limits.makes_leaf(pending.depth + 1, &left),
+            limits.makes_leaf(pending.depth + 1, &right),
+        );
+        let right_constants = if right_is_leaf {
+            Vec::new()
+        } else if left_is_leaf {
+            std::mem::take(&mut constants)
+        } else {
+            let mut right_constants = ws.spare_bitsets.pop().unwrap_or_default();
+            right_constants.clone_from(&constants);
+            right_constants
+        };
+        if left_is_leaf {
+            recycle(&mut ws.spare_bitsets, std::mem::take(&mut constants));
+        }
         // Push the right child first so that the left one is grown next (depth-first order).
         stack.push(Pending {
             start: middle,
@@ -550,6 +600,94 @@ pub(super) fn grow_tree(
     // A grown vector holds up to twice its nodes; the forest keeps every tree.
     nodes.shrink_to_fit();
     nodes
+}
+
+/// Keeps a bitset's buffer for a later node (an empty one holds nothing worth keeping).
+fn recycle(spare: &mut Vec<Vec<u64>>, bitset: Vec<u64>) {
+    if bitset.capacity() > 0 {
+        spare.push(bitset);
+    }
+}
+
+/// The split of a node of two rows, and which row goes to which side.
+struct PairSplit {
+    split: Split,
+    left: u32,
+    right: u32,
+}
+
+/// The split of the node of the two rows at `start`: on the first feature, in draw order, on
+/// which they differ (every split of two rows has the same score), or `None` when they differ
+/// on none of the features visited.
+fn split_pair(
+    start: usize,
+    constants: &mut [u64],
+    presorted: &Presorted,
+    limits: Limits,
+    rng: &mut ChaCha8Rng,
+    ws: &mut Workspace,
+) -> Option<PairSplit> {
+    let n_local = ws.rows.len();
+    let binary_words = presorted.binary_words;
+    let (first, second) = (ws.members[start] as usize, ws.members[start + 1] as usize);
+    let mut found = None;
+    let mut pool = std::mem::take(&mut ws.pool);
+    visit_in_draw_order(
+        presorted.n_features(),
+        constants,
+        limits,
+        rng,
+        &mut pool,
+        |feature, constants| {
+            if found.is_some() {
+                return Visit::Stop;
+            }
+            if constants[feature / 64] >> (feature % 64) & 1 == 1 {
+                return Visit::KnownConstant;
+            }
+            let sides = match presorted.kinds[feature] {
+                Kind::Binary { bit } => {
+                    let (word, mask) = (bit / 64, 1_u64 << (bit % 64));
+                    let set = |local: usize| ws.bits[local * binary_words + word] & mask != 0;
+                    match (set(first), set(second)) {
+                        (false, true) => Some((first, second, 0, 1)),
+                        (true, false) => Some((second, first, 0, 1)),
+                        _ => None,
+                    }
+                }
+                Kind::Sorted { list } => {
+                    let (low, high) = (
+                        ws.lists[list * n_local + start],
+                        ws.lists[list * n_local + start + 1],
+                    );
+                    (low >> 32 != high >> 32).then_some((
+                        (low & ROW_MASK) as usize,
+                        (high & ROW_MASK) as usize,
+                        (low >> 32) as u32,
+                        (high >> 32) as u32,
+                    ))
+                }
+            };
+            match sides {
+                Some((left, right, left_rank, right_rank)) => {
+                    found = Some(PairSplit {
+                        split: Split {
+                            feature,
+                            n_left: 1,
+                            left_rank,
+                            right_rank,
+                        },
+                        left: left as u32,
+                        right: right as u32,
+                    });
+                    Visit::Evaluated
+                }
+                None => Visit::FoundConstant,
+            }
+        },
+    );
+    ws.pool = pool;
+    found
 }
 
 /// scikit-learn's threshold between two consecutive distinct values: their midpoint, or the
@@ -609,7 +747,6 @@ fn find_split(
     rng: &mut ChaCha8Rng,
     ws: &mut Workspace,
 ) -> Option<Split> {
-    let n_features = presorted.n_features();
     let mut search = Search {
         start,
         end,
@@ -619,15 +756,41 @@ fn find_split(
         best: Best::NONE,
         split: None,
     };
+    let mut pool = std::mem::take(&mut ws.pool);
+    visit_in_draw_order(
+        presorted.n_features(),
+        constants,
+        limits,
+        rng,
+        &mut pool,
+        |feature, constants| search.visit(feature, constants, ws),
+    );
+    ws.pool = pool;
+    search.split
+}
+
+/// Calls `visit` on features in scikit-learn's draw order (see [`find_split`]). After
+/// [`Visit::Stop`], a rotation of every feature ends; a draw of fewer features goes on drawing
+/// (calling `visit` again), so that the random stream does not depend on where a search ended.
+fn visit_in_draw_order(
+    n_features: usize,
+    constants: &mut [u64],
+    limits: Limits,
+    rng: &mut ChaCha8Rng,
+    pool: &mut Vec<u32>,
+    mut visit: impl FnMut(usize, &mut [u64]) -> Visit,
+) {
     if limits.max_features >= n_features {
         let first = random_below(rng, n_features as u32) as usize;
         for feature in (first..n_features).chain(0..first) {
-            search.visit(feature, constants, ws);
+            if let Visit::Stop = visit(feature, constants) {
+                return;
+            }
         }
-        return search.split;
+        return;
     }
-    ws.pool.clear();
-    ws.pool.extend(0..n_features as u32);
+    pool.clear();
+    pool.extend(0..n_features as u32);
     let mut undrawn = n_features;
     let mut undrawn_known_constants: usize = constants
         .iter()
@@ -642,19 +805,18 @@ fn find_split(
     {
         visited += 1;
         let drawn = random_below(rng, undrawn as u32) as usize;
-        ws.pool.swap(drawn, undrawn - 1);
+        pool.swap(drawn, undrawn - 1);
         undrawn -= 1;
-        let feature = ws.pool[undrawn] as usize;
-        match search.visit(feature, constants, ws) {
+        let feature = pool[undrawn] as usize;
+        match visit(feature, constants) {
             Visit::KnownConstant => {
                 undrawn_known_constants -= 1;
                 constants_seen += 1;
             }
             Visit::FoundConstant => constants_seen += 1,
-            Visit::Evaluated => {}
+            Visit::Evaluated | Visit::Stop => {}
         }
     }
-    search.split
 }
 
 /// What visiting a feature at a node found.
@@ -665,6 +827,8 @@ enum Visit {
     FoundConstant,
     /// The feature's splits were evaluated.
     Evaluated,
+    /// No later feature can give a better split.
+    Stop,
 }
 
 /// The split search at one node.
