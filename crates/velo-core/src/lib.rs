@@ -6,7 +6,8 @@
 //!   Arrow record batches, reporting every violation with its column, rule, count and rows;
 //! - [`metrics`]: regression metrics with scikit-learn's definitions and edge cases;
 //! - [`splitters`]: train/test and time-series cross-validation splits;
-//! - [`stats`]: paired tests (Wilcoxon signed-rank) for comparing models fold by fold.
+//! - [`stats`]: paired tests (Wilcoxon signed-rank) for comparing models fold by fold;
+//! - [`drift`]: compact dataset profiles and per-column drift with Evidently's methods.
 //!
 //! Models, their features and explainers are velo-models'.
 //!
@@ -16,6 +17,7 @@
 //! embedders bring their own I/O (velo-io is one such I/O layer).
 #![deny(clippy::disallowed_methods)]
 
+pub mod drift;
 mod error;
 mod kind;
 pub mod metrics;

@@ -1,0 +1,389 @@
+//! Compact profiles of datasets: what monitoring compares production data with.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, ArrayRef, Float64Array, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+/// Columns with at most this many non-missing values keep them all (Evidently's drift tests
+/// switch from tests on raw values to distances above 1,000 reference rows).
+pub const EXACT_UP_TO: usize = 1_000;
+
+/// Larger columns keep this many quantiles, at `0, 1/1000, …, 1`.
+pub const QUANTILES: usize = 1_001;
+
+/// Numerical columns keep their distinct values and counts when they have at most this many.
+pub const MAX_LEVELS: usize = 32;
+
+/// The profile of a dataset: one entry per column, in the dataset's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DataProfile {
+    /// Rows profiled.
+    pub rows: u64,
+    /// Per column, its name and profile.
+    pub columns: Vec<(String, ColumnProfile)>,
+}
+
+/// The profile of one column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ColumnProfile {
+    /// Numbers.
+    Numerical(NumericalProfile),
+    /// Categories (text, booleans, or numbers declared categorical).
+    Categorical(CategoricalProfile),
+}
+
+impl ColumnProfile {
+    /// Values present (neither null, NaN nor infinite).
+    pub fn count(&self) -> u64 {
+        match self {
+            Self::Numerical(profile) => profile.count,
+            Self::Categorical(profile) => profile.count,
+        }
+    }
+
+    /// Values missing (null, and for numbers NaN or infinite).
+    pub fn missing(&self) -> u64 {
+        match self {
+            Self::Numerical(profile) => profile.missing,
+            Self::Categorical(profile) => profile.missing,
+        }
+    }
+
+    /// The share of missing values (0 without rows).
+    pub fn missing_share(&self) -> f64 {
+        let total = self.count() + self.missing();
+        if total == 0 {
+            0.0
+        } else {
+            self.missing() as f64 / total as f64
+        }
+    }
+}
+
+/// The profile of a numerical column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct NumericalProfile {
+    /// Finite values.
+    pub count: u64,
+    /// Nulls, NaNs and infinities.
+    pub missing: u64,
+    /// The mean of the finite values.
+    pub mean: f64,
+    /// Their population standard deviation.
+    pub std: f64,
+    /// Sorted: every finite value (`exact`), else [`QUANTILES`] quantiles from the smallest
+    /// to the largest value (numpy's linear interpolation).
+    pub values: Vec<f64>,
+    /// Whether `values` holds every value.
+    pub exact: bool,
+    /// The distinct values and their counts, when there are at most [`MAX_LEVELS`].
+    pub levels: Option<Vec<(f64, u64)>>,
+}
+
+impl NumericalProfile {
+    /// Profiles values (in any order; NaN and infinities count as missing) beside `missing`
+    /// missing ones, keeping every value when there are at most `keep_up_to`.
+    pub fn from_values(mut values: Vec<f64>, missing: u64, keep_up_to: usize) -> Self {
+        let given = values.len();
+        values.retain(|value| value.is_finite());
+        let missing = missing + (given - values.len()) as u64;
+        values.sort_by(f64::total_cmp);
+        let count = values.len();
+        let mean = if count == 0 {
+            0.0
+        } else {
+            values.iter().sum::<f64>() / count as f64
+        };
+        let std = if count == 0 {
+            0.0
+        } else {
+            (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / count as f64).sqrt()
+        };
+        let mut levels: Vec<(f64, u64)> = Vec::new();
+        for &value in &values {
+            if let Some((last, n)) = levels.last_mut()
+                && *last == value
+            {
+                *n += 1;
+            } else if levels.len() > MAX_LEVELS {
+                break;
+            } else {
+                levels.push((value, 1));
+            }
+        }
+        let levels = (levels.len() <= MAX_LEVELS).then_some(levels);
+        let exact = count <= keep_up_to;
+        let values = if exact {
+            values
+        } else {
+            (0..QUANTILES)
+                .map(|k| quantile(&values, k as f64 / (QUANTILES - 1) as f64))
+                .collect()
+        };
+        Self {
+            count: count as u64,
+            missing,
+            mean,
+            std,
+            values,
+            exact,
+            levels,
+        }
+    }
+
+    /// The number of distinct values, when there are at most [`MAX_LEVELS`].
+    pub fn distinct(&self) -> Option<usize> {
+        self.levels.as_ref().map(Vec::len)
+    }
+}
+
+/// The `p` quantile of sorted values with numpy's default linear interpolation.
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    let position = p * (sorted.len() - 1) as f64;
+    let low = position.floor() as usize;
+    let high = (low + 1).min(sorted.len() - 1);
+    let fraction = position - low as f64;
+    sorted[low] + (sorted[high] - sorted[low]) * fraction
+}
+
+/// The profile of a categorical column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CategoricalProfile {
+    /// Values present.
+    pub count: u64,
+    /// Nulls.
+    pub missing: u64,
+    /// Each category and its count.
+    pub categories: BTreeMap<String, u64>,
+}
+
+impl CategoricalProfile {
+    /// Profiles categories (nulls as `None`).
+    pub fn from_values<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> Self {
+        let mut categories: BTreeMap<String, u64> = BTreeMap::new();
+        let mut missing = 0;
+        for value in values {
+            match value {
+                Some(value) => match categories.get_mut(value) {
+                    Some(count) => *count += 1,
+                    None => {
+                        categories.insert(value.to_owned(), 1);
+                    }
+                },
+                None => missing += 1,
+            }
+        }
+        Self {
+            count: categories.values().sum(),
+            missing,
+            categories,
+        }
+    }
+}
+
+/// How [`DataProfile::from_batches`] profiles columns.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ProfileOptions {
+    /// Numerical columns to profile as categories (for example codes such as a season).
+    pub categorical: Vec<String>,
+    /// Columns left out.
+    pub skip: Vec<String>,
+    /// Keep every value of columns with at most this many (default [`EXACT_UP_TO`]); windows
+    /// of production data are profiled with `usize::MAX`, so tests see their raw values.
+    pub keep_up_to: Option<usize>,
+}
+
+impl ProfileOptions {
+    /// Options profiling `categorical` as categories, every other column by its type.
+    pub fn with_categorical(categorical: Vec<String>) -> Self {
+        Self {
+            categorical,
+            ..Self::default()
+        }
+    }
+
+    /// The same options, keeping every value of each column.
+    #[must_use]
+    pub fn keeping_every_value(mut self) -> Self {
+        self.keep_up_to = Some(usize::MAX);
+        self
+    }
+}
+
+impl DataProfile {
+    /// Profiles the columns of `batches` (all of one schema): numbers as numerical columns;
+    /// text, booleans, dictionaries and the columns named in `options.categorical` as
+    /// categories. Columns of other types (dates, times, lists…) are left out.
+    pub fn from_batches(batches: &[RecordBatch], options: &ProfileOptions) -> Self {
+        let Some(first) = batches.first() else {
+            return Self {
+                rows: 0,
+                columns: Vec::new(),
+            };
+        };
+        let keep_up_to = options.keep_up_to.unwrap_or(EXACT_UP_TO);
+        let rows = batches.iter().map(|batch| batch.num_rows() as u64).sum();
+        let mut columns = Vec::new();
+        for (index, field) in first.schema().fields().iter().enumerate() {
+            let name = field.name();
+            if options.skip.iter().any(|skip| skip == name) {
+                continue;
+            }
+            let arrays: Vec<&ArrayRef> = batches.iter().map(|batch| batch.column(index)).collect();
+            let categorical = options.categorical.iter().any(|column| column == name);
+            if let Some(profile) = profile_arrays(&arrays, categorical, keep_up_to) {
+                columns.push((name.clone(), profile));
+            }
+        }
+        Self { rows, columns }
+    }
+
+    /// The profile of the column `name`.
+    pub fn column(&self, name: &str) -> Option<&ColumnProfile> {
+        self.columns
+            .iter()
+            .find(|(column, _)| column == name)
+            .map(|(_, profile)| profile)
+    }
+}
+
+/// Profiles one column split over `arrays`, or `None` for a type not profiled.
+pub fn profile_arrays(
+    arrays: &[&ArrayRef],
+    categorical: bool,
+    keep_up_to: usize,
+) -> Option<ColumnProfile> {
+    let data_type = arrays.first()?.data_type();
+    let as_text = categorical
+        || matches!(
+            data_type,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean
+        )
+        || matches!(data_type, DataType::Dictionary(..));
+    if as_text {
+        let mut texts: Vec<StringArray> = Vec::new();
+        for array in arrays {
+            let text = cast(array, &DataType::Utf8).ok()?;
+            texts.push(text.as_any().downcast_ref::<StringArray>()?.clone());
+        }
+        let profile = CategoricalProfile::from_values(texts.iter().flat_map(|text| text.iter()));
+        return Some(ColumnProfile::Categorical(profile));
+    }
+    if !data_type.is_numeric() {
+        return None;
+    }
+    let mut values = Vec::new();
+    let mut missing = 0;
+    for array in arrays {
+        let numbers = cast(array, &DataType::Float64).ok()?;
+        let numbers = numbers.as_any().downcast_ref::<Float64Array>()?;
+        for value in numbers {
+            match value {
+                Some(value) if value.is_finite() => values.push(value),
+                _ => missing += 1,
+            }
+        }
+    }
+    Some(ColumnProfile::Numerical(NumericalProfile::from_values(
+        values, missing, keep_up_to,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{BooleanArray, Int32Array};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn small_columns_keep_every_value_and_large_ones_quantiles() {
+        let small = NumericalProfile::from_values(vec![3.0, 1.0, f64::NAN, 2.0], 1, EXACT_UP_TO);
+        assert!(small.exact);
+        assert_eq!(small.values, vec![1.0, 2.0, 3.0]);
+        assert_eq!((small.count, small.missing), (3, 2));
+        assert_eq!(small.mean, 2.0);
+        assert!((small.std - (2.0_f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(small.distinct(), Some(3));
+
+        let large =
+            NumericalProfile::from_values((0..10_001).map(f64::from).collect(), 0, EXACT_UP_TO);
+        assert!(!large.exact);
+        assert_eq!(large.values.len(), QUANTILES);
+        assert_eq!(large.values[0], 0.0);
+        assert_eq!(large.values[500], 5_000.0);
+        assert_eq!(large.values[QUANTILES - 1], 10_000.0);
+        assert_eq!(large.levels, None);
+        // A profile is kilobytes, whatever the rows.
+        assert!(serde_json::to_string(&large).expect("serializes").len() < 30_000);
+    }
+
+    #[test]
+    fn batches_are_profiled_by_type_and_options() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("code", DataType::Int32, true),
+            Field::new("flag", DataType::Boolean, false),
+            Field::new("amount", DataType::Int32, true),
+        ]));
+        let batch = |codes: Vec<Option<i32>>, flags: Vec<bool>, amounts: Vec<Option<i32>>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int32Array::from(codes)),
+                    Arc::new(BooleanArray::from(flags)),
+                    Arc::new(Int32Array::from(amounts)),
+                ],
+            )
+            .expect("batch")
+        };
+        let batches = [
+            batch(
+                vec![Some(1), Some(2)],
+                vec![true, false],
+                vec![Some(5), None],
+            ),
+            batch(
+                vec![Some(1), None],
+                vec![true, true],
+                vec![Some(7), Some(9)],
+            ),
+        ];
+        let profile = DataProfile::from_batches(
+            &batches,
+            &ProfileOptions::with_categorical(vec!["code".into()]),
+        );
+        assert_eq!(profile.rows, 4);
+        let Some(ColumnProfile::Categorical(code)) = profile.column("code") else {
+            panic!("code is categorical: {profile:?}");
+        };
+        assert_eq!(code.categories.get("1"), Some(&2));
+        assert_eq!(code.missing, 1);
+        let Some(ColumnProfile::Categorical(flag)) = profile.column("flag") else {
+            panic!("booleans are categories");
+        };
+        assert_eq!(flag.categories.get("true"), Some(&3));
+        let Some(ColumnProfile::Numerical(amount)) = profile.column("amount") else {
+            panic!("numbers are numerical");
+        };
+        assert_eq!(amount.values, vec![5.0, 7.0, 9.0]);
+        assert_eq!(
+            profile.column("amount").map(ColumnProfile::missing_share),
+            Some(0.25)
+        );
+        let round_trip: DataProfile =
+            serde_json::from_str(&serde_json::to_string(&profile).expect("json")).expect("back");
+        assert_eq!(round_trip, profile);
+    }
+}
