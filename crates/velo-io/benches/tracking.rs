@@ -110,6 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 required: true,
             }],
             input_example: Some(mlmodel::example_of(&example, 2)?),
+            extra_files: Vec::new(),
         };
         model.write_into(local.path())?;
         std::fs::write(local.path().join("model.velo"), &payload)?;

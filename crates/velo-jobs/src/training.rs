@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use velo_core::{
+    drift::{
+        ColumnProfile, DataProfile, EXACT_UP_TO, NumericalProfile, ProfileOptions,
+        ReferenceProfile,
+    },
     metrics::Metric,
     splitters::{Splitter, TrainTestSplitter},
 };
@@ -177,8 +181,20 @@ impl TrainingJob {
             &predictions,
         )?;
 
-        let version =
-            self.save_and_register(context, run, model.as_ref(), &inputs.data, &target_name)?;
+        let profile = reference_profile(
+            &inputs_schema,
+            self.model.features(),
+            (&x_train, &y_train),
+            model.as_ref(),
+            &scores,
+        )?;
+        let version = self.save_and_register(
+            context,
+            run,
+            (model.as_ref(), &profile),
+            &inputs.data,
+            &target_name,
+        )?;
         let mut outcome = JobOutcome::new(self.run_config.name.clone());
         outcome.run_id = Some(run.id().to_owned());
         outcome.metrics = scores;
@@ -194,7 +210,7 @@ impl TrainingJob {
         &self,
         context: &JobContext,
         run: &ActiveRun,
-        model: &dyn velo_models::Model,
+        (model, profile): (&dyn velo_models::Model, &ReferenceProfile),
         inputs: &arrow::record_batch::RecordBatch,
         target_name: &str,
     ) -> Result<ModelVersion, JobError> {
@@ -217,6 +233,7 @@ impl TrainingJob {
             input_example: (self.saver.input_example_rows > 0)
                 .then(|| mlmodel::example_of(inputs, self.saver.input_example_rows))
                 .transpose()?,
+            extra_files: vec![(mlmodel::PROFILE_FILE.to_owned(), profile.to_json())],
         };
         let source = mlmodel::log_model(run.tracking(), run.info(), &description, &bytes)?;
         drop(bytes);
@@ -238,6 +255,44 @@ impl TrainingJob {
             &tags,
         )?)
     }
+}
+
+/// What the model version keeps of its training data for monitoring: profiles of the training
+/// inputs (the schema's index left out; the features' and schema's categorical columns as
+/// categories), of the model's predictions and of the targets on them, and the held-out
+/// metrics.
+fn reference_profile(
+    schema: &velo_core::schemas::Schema,
+    features: &velo_models::FeaturesConfig,
+    (x_train, y_train): (&arrow::record_batch::RecordBatch, &[f64]),
+    model: &dyn velo_models::Model,
+    scores: &BTreeMap<String, f64>,
+) -> Result<ReferenceProfile, JobError> {
+    let mut categorical = features.categoricals.clone();
+    for column in &schema.columns {
+        if column.data_type == velo_core::schemas::ColumnType::Categorical
+            && !categorical.contains(&column.name)
+        {
+            categorical.push(column.name.clone());
+        }
+    }
+    let mut options = ProfileOptions::with_categorical(categorical.clone());
+    options.skip.extend(schema.index.clone());
+    let inputs = DataProfile::from_batches(std::slice::from_ref(x_train), &options);
+    let mut profile = ReferenceProfile::new(inputs, categorical);
+    let predictions = model.predict(x_train)?;
+    profile.prediction = Some(ColumnProfile::Numerical(NumericalProfile::from_values(
+        predictions,
+        0,
+        EXACT_UP_TO,
+    )));
+    profile.target = Some(ColumnProfile::Numerical(NumericalProfile::from_values(
+        y_train.to_vec(),
+        0,
+        EXACT_UP_TO,
+    )));
+    profile.metrics = scores.clone();
+    Ok(profile)
 }
 
 /// The metrics every job computes unless told otherwise.

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use profile::{
     CategoricalProfile, ColumnProfile, DataProfile, EXACT_UP_TO, MAX_LEVELS, NumericalProfile,
-    ProfileOptions, QUANTILES, profile_arrays,
+    ProfileOptions, QUANTILES, ReferenceProfile, profile_arrays,
 };
 
 /// Reference columns with at most this many distinct numbers are compared as categories.
@@ -189,12 +189,13 @@ pub fn column_drift(
     let score = match method {
         DriftMethod::Ks => {
             let (reference, current) = numerical(reference, current, method)?;
-            let statistic = statistics::ks_statistic(&reference.values, &current.values);
+            let statistic = statistics::ks_statistic(&reference.points(), &current.points());
             statistics::ks_test(statistic, reference.count as usize, current.count as usize).p_value
         }
         DriftMethod::Wasserstein => {
             let (reference, current) = numerical(reference, current, method)?;
-            statistics::wasserstein(&reference.values, &current.values) / reference.std.max(0.001)
+            statistics::wasserstein(&reference.points(), &current.points())
+                / reference.std.max(0.001)
         }
         DriftMethod::ChiSquare => {
             let (reference, current) = counts(reference, current);
@@ -246,12 +247,12 @@ fn counts(reference: &ColumnProfile, current: &ColumnProfile) -> (Vec<f64>, Vec<
             .distinct()
             .is_none_or(|distinct| distinct > CATEGORICAL_UP_TO)
     {
-        let low = reference.values[0].min(current.values[0]);
-        let high = reference.values[reference.values.len() - 1]
-            .max(current.values[current.values.len() - 1]);
+        let (reference, current) = (reference.points(), current.points());
+        let low = reference[0].min(current[0]);
+        let high = reference[reference.len() - 1].max(current[current.len() - 1]);
         return (
-            statistics::histogram(&reference.values, low, high, BINS),
-            statistics::histogram(&current.values, low, high, BINS),
+            statistics::histogram(&reference, low, high, BINS),
+            statistics::histogram(&current, low, high, BINS),
         );
     }
     let (reference, current) = (categories(reference), categories(current));
@@ -281,8 +282,9 @@ fn categories(profile: &ColumnProfile) -> BTreeMap<String, f64> {
                     counts.insert(value.to_string(), count as f64);
                 }
             } else {
-                let weight = profile.count as f64 / profile.values.len() as f64;
-                for value in &profile.values {
+                let points = profile.points();
+                let weight = profile.count as f64 / points.len() as f64;
+                for value in points.iter() {
                     *counts.entry(value.to_string()).or_insert(0.0) += weight;
                 }
             }

@@ -1,5 +1,6 @@
 //! Compact profiles of datasets: what monitoring compares production data with.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use arrow::array::{Array, ArrayRef, Float64Array, StringArray};
@@ -15,8 +16,9 @@ pub const EXACT_UP_TO: usize = 1_000;
 /// Larger columns keep this many quantiles, at `0, 1/1000, …, 1`.
 pub const QUANTILES: usize = 1_001;
 
-/// Numerical columns keep their distinct values and counts when they have at most this many.
-pub const MAX_LEVELS: usize = 32;
+/// Numerical columns keep their distinct values and counts when they have at most this many
+/// (then a large column needs no quantiles: they follow from the counts).
+pub const MAX_LEVELS: usize = 256;
 
 /// The profile of a dataset: one entry per column, in the dataset's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,7 +82,8 @@ pub struct NumericalProfile {
     /// Their population standard deviation.
     pub std: f64,
     /// Sorted: every finite value (`exact`), else [`QUANTILES`] quantiles from the smallest
-    /// to the largest value (numpy's linear interpolation).
+    /// to the largest value (numpy's linear interpolation), else empty when `levels` holds the
+    /// distribution. Read through [`NumericalProfile::points`].
     pub values: Vec<f64>,
     /// Whether `values` holds every value.
     pub exact: bool,
@@ -123,6 +126,8 @@ impl NumericalProfile {
         let exact = count <= keep_up_to;
         let values = if exact {
             values
+        } else if levels.is_some() {
+            Vec::new()
         } else {
             (0..QUANTILES)
                 .map(|k| quantile(&values, k as f64 / (QUANTILES - 1) as f64))
@@ -142,6 +147,40 @@ impl NumericalProfile {
     /// The number of distinct values, when there are at most [`MAX_LEVELS`].
     pub fn distinct(&self) -> Option<usize> {
         self.levels.as_ref().map(Vec::len)
+    }
+
+    /// The sorted points standing for the column, each an equal share of its values: every
+    /// value (`exact`), else [`QUANTILES`] quantiles (from `levels` when the profile keeps
+    /// those instead).
+    pub fn points(&self) -> Cow<'_, [f64]> {
+        match &self.levels {
+            Some(levels) if self.values.is_empty() && self.count > 0 => {
+                let position_of = |p: f64| p * (self.count - 1) as f64;
+                // The value at a 0-based position of the sorted column.
+                let value_at = |index: u64| {
+                    let mut seen = 0;
+                    for &(value, count) in levels {
+                        seen += count;
+                        if index < seen {
+                            return value;
+                        }
+                    }
+                    levels.last().map_or(0.0, |&(value, _)| value)
+                };
+                Cow::Owned(
+                    (0..QUANTILES)
+                        .map(|k| {
+                            let position = position_of(k as f64 / (QUANTILES - 1) as f64);
+                            let low = position.floor() as u64;
+                            let high = (low + 1).min(self.count - 1);
+                            let (below, above) = (value_at(low), value_at(high));
+                            below + (above - below) * (position - low as f64)
+                        })
+                        .collect(),
+                )
+            }
+            _ => Cow::Borrowed(&self.values),
+        }
     }
 }
 
@@ -299,6 +338,75 @@ pub fn profile_arrays(
     )))
 }
 
+/// What a model version keeps of its training data, so that monitoring needs no access to
+/// the training files: profiles of the inputs it was trained on, of its predictions and of the
+/// targets on those rows, and its held-out metrics (the baseline of realised performance).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ReferenceProfile {
+    /// The format of this file ([`ReferenceProfile::FORMAT`] when written by this version).
+    pub format: u32,
+    /// The training inputs.
+    pub inputs: DataProfile,
+    /// The model's predictions on the training inputs.
+    pub prediction: Option<ColumnProfile>,
+    /// The training targets.
+    pub target: Option<ColumnProfile>,
+    /// The training job's metrics on its held-out split, by name.
+    pub metrics: BTreeMap<String, f64>,
+    /// Numerical input columns profiled as categories; windows are profiled alike.
+    pub categorical: Vec<String>,
+}
+
+impl ReferenceProfile {
+    /// The format this version writes and the newest it reads.
+    pub const FORMAT: u32 = 1;
+
+    /// A reference of the current format.
+    pub fn new(inputs: DataProfile, categorical: Vec<String>) -> Self {
+        Self {
+            format: Self::FORMAT,
+            inputs,
+            prediction: None,
+            target: None,
+            metrics: BTreeMap::new(),
+            categorical,
+        }
+    }
+
+    /// The reference as JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Plain data (strings, numbers, maps with string keys) always serializes.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads a reference written as JSON.
+    ///
+    /// # Errors
+    /// Malformed JSON, or a format newer than [`ReferenceProfile::FORMAT`] (naming both).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        let format: Format = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+        if format.format > Self::FORMAT {
+            return Err(format!(
+                "profile format {} is newer than this velo reads (format {})",
+                format.format,
+                Self::FORMAT
+            ));
+        }
+        serde_json::from_slice(bytes).map_err(|error| error.to_string())
+    }
+
+    /// How windows of production inputs are profiled to compare with this reference: the same
+    /// categorical columns, every value kept.
+    pub fn window_options(&self) -> ProfileOptions {
+        ProfileOptions::with_categorical(self.categorical.clone()).keeping_every_value()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -326,6 +434,17 @@ mod tests {
         assert_eq!(large.values[500], 5_000.0);
         assert_eq!(large.values[QUANTILES - 1], 10_000.0);
         assert_eq!(large.levels, None);
+        assert_eq!(large.points().len(), QUANTILES);
+        // Many rows of few values keep counts, and their quantiles follow from them.
+        let hours: Vec<f64> = (0..24_000).map(|i| f64::from(i % 24)).collect();
+        let hours = NumericalProfile::from_values(hours.clone(), 0, EXACT_UP_TO);
+        assert!(hours.values.is_empty() && hours.distinct() == Some(24));
+        let points = hours.points();
+        assert_eq!(
+            (points[0], points[500], points[QUANTILES - 1]),
+            (0.0, 11.5, 23.0)
+        );
+        assert!(serde_json::to_string(&hours).expect("serializes").len() < 1_000);
         // A profile is kilobytes, whatever the rows.
         assert!(serde_json::to_string(&large).expect("serializes").len() < 30_000);
     }
@@ -385,5 +504,17 @@ mod tests {
         let round_trip: DataProfile =
             serde_json::from_str(&serde_json::to_string(&profile).expect("json")).expect("back");
         assert_eq!(round_trip, profile);
+        let reference = ReferenceProfile::new(profile, vec!["code".into()]);
+        assert_eq!(
+            ReferenceProfile::from_json(&reference.to_json()).as_ref(),
+            Ok(&reference)
+        );
+        let newer = String::from_utf8(reference.to_json())
+            .expect("utf-8")
+            .replace("\"format\":1", "\"format\":2");
+        assert_eq!(
+            ReferenceProfile::from_json(newer.as_bytes()),
+            Err("profile format 2 is newer than this velo reads (format 1)".to_owned())
+        );
     }
 }

@@ -25,6 +25,9 @@ pub const INPUT_EXAMPLE_FILE: &str = "input_example.json";
 pub const SERVING_EXAMPLE_FILE: &str = "serving_input_example.json";
 /// The model file velo writes in a model directory, and assumes when a velo flavor names none.
 pub const MODEL_FILE: &str = "model.velo";
+/// The reference profile of the training data beside the model file
+/// ([`velo_core::drift::ReferenceProfile`]), read by monitoring.
+pub const PROFILE_FILE: &str = "profile.json";
 
 /// One column of a signature, in MLflow's colspec form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +124,8 @@ pub struct MlModel {
     pub outputs: Vec<ColSpec>,
     /// An input example (see [`example_of`]), if any.
     pub input_example: Option<serde_json::Value>,
+    /// More files of the model directory, by name (for example [`PROFILE_FILE`]).
+    pub extra_files: Vec<(String, Vec<u8>)>,
 }
 
 impl MlModel {
@@ -174,6 +179,18 @@ impl MlModel {
             write(dir, INPUT_EXAMPLE_FILE, text.as_bytes())?;
             let serving = serde_json::json!({ "dataframe_split": example });
             write(dir, SERVING_EXAMPLE_FILE, serving.to_string().as_bytes())?;
+        }
+        for (name, bytes) in &self.extra_files {
+            let segments = velo_mlflow::check_relative_path(name)?;
+            let path = segments
+                .iter()
+                .fold(dir.to_path_buf(), |path, segment| path.join(segment));
+            let parent = path.parent().unwrap_or(dir);
+            let file = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or(name);
+            write(parent, file, bytes)?;
         }
         Ok(json)
     }
@@ -342,6 +359,10 @@ pub fn log_model(
         (MLMODEL_FILE, yaml.as_bytes()),
     ];
     files.extend(examples.iter().map(|(name, text)| (*name, text.as_bytes())));
+    for (name, bytes) in &model.extra_files {
+        velo_mlflow::check_relative_path(name)?;
+        files.push((name.as_str(), bytes.as_slice()));
+    }
     tracking.log_artifact_files(&run.run_id, &model.artifact_path, &files)?;
     tracking.record_logged_model(&run.run_id, &document)?;
     Ok(format!(
@@ -400,6 +421,38 @@ pub fn load_model_bytes(
         mlmodel,
         bytes,
         location,
+    })
+}
+
+/// The reference profile a registered version keeps of its training data ([`PROFILE_FILE`]).
+///
+/// # Errors
+/// A version without one (trained before velo stored profiles: retrain it), or a damaged or
+/// newer-format profile; every error names the version.
+pub fn load_profile(
+    registry: &dyn super::ModelRegistry,
+    version: &super::ModelVersion,
+) -> Result<velo_core::drift::ReferenceProfile> {
+    let context = |error: RegistryError| RegistryError::Model {
+        name: version.name.clone(),
+        version: version.version.clone(),
+        source: Box::new(error),
+    };
+    let bytes = registry
+        .read_model_file(version, PROFILE_FILE)
+        .map_err(|error| {
+            context(RegistryError::NotFound {
+                what: format!(
+                    "{PROFILE_FILE}, the profile of the training data monitoring compares with \
+                     (versions trained before velo stored it have none: retrain), ({error})"
+                ),
+            })
+        })?;
+    velo_core::drift::ReferenceProfile::from_json(&bytes).map_err(|message| {
+        context(RegistryError::Corrupt {
+            path: PROFILE_FILE.into(),
+            message,
+        })
     })
 }
 
@@ -495,6 +548,7 @@ mod tests {
                 required: true,
             }],
             input_example: None,
+            extra_files: Vec::new(),
         };
         let yaml = serde_yaml::to_string(&model.to_json().unwrap()).unwrap();
         let file = parse(&yaml).unwrap();

@@ -48,6 +48,7 @@ fn description(run_id: &str) -> MlModel {
             required: true,
         }],
         input_example: Some(mlmodel::example_of(&batch, 2).unwrap()),
+        extra_files: Vec::new(),
     }
 }
 

@@ -139,6 +139,29 @@ fn the_six_jobs_run_from_rust_on_a_temporary_store() {
         ["plots/predicted_vs_actual.png", "plots/residuals.png"]
     );
     assert!(training.metrics["r2_score"] > 0.5, "{:?}", training.metrics);
+    // The version keeps a profile of its training data for monitoring: kilobytes, without the
+    // index, categorical columns as categories, and the held-out metrics as the baseline.
+    let store = FileStore::open(project.store()).unwrap();
+    let profile_bytes = store
+        .read_model_file(&version, velo_io::registries::mlmodel::PROFILE_FILE)
+        .unwrap();
+    assert!(
+        profile_bytes.len() < 200_000,
+        "{} bytes",
+        profile_bytes.len()
+    );
+    let profile = velo_io::registries::mlmodel::load_profile(&store, &version).unwrap();
+    assert!(profile.inputs.column("instant").is_none());
+    assert!(matches!(
+        profile.inputs.column("season"),
+        Some(velo_core::drift::ColumnProfile::Categorical(_))
+    ));
+    assert!(matches!(
+        profile.inputs.column("temp"),
+        Some(velo_core::drift::ColumnProfile::Numerical(_))
+    ));
+    assert_eq!(profile.metrics, training.metrics);
+    assert!(profile.prediction.is_some() && profile.target.is_some());
 
     project
         .run(&project.settings("promotion.yaml", |_| {}))
