@@ -86,6 +86,22 @@ pub enum JobError {
         /// Each failure: what failed and why.
         failures: Vec<String>,
     },
+    /// Monitoring found drift its policy fails on; everything was logged first.
+    #[error(
+        "{name} version {version}: the data drifted in {} of {windows} window(s): {}",
+        drifted.len(),
+        drifted.join("; ")
+    )]
+    Drift {
+        /// The registered model.
+        name: String,
+        /// The version.
+        version: String,
+        /// Windows compared.
+        windows: usize,
+        /// Each window that drifted, with its drifted columns.
+        drifted: Vec<String>,
+    },
     /// A report (JUnit XML, HTML) could not be encoded.
     #[error("cannot encode the {what}")]
     Report {

@@ -34,6 +34,7 @@
 pub mod common;
 mod context;
 mod error;
+mod html;
 mod job;
 pub mod plots;
 pub mod progress;
@@ -62,6 +63,7 @@ job::register_jobs! {
     scenarios::ScenariosJob: "Test a registered model on slices, perturbations, cases and extreme inputs.",
     stress::StressJob: "Load scoring servers step by step to find where they break.",
     benchmark::BenchmarkJob: "Rank models, baselines, the Champion and peers on the same folds.",
+    monitoring::MonitoringJob: "Compare windows of production data with the model's training profile.",
     kafka::KafkaInferenceJob: "Score a Kafka topic record by record, at least once.",
 }
 

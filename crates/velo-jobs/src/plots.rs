@@ -374,6 +374,92 @@ pub fn lines(
     })
 }
 
+/// Values per window (x: the windows' labels, in order), one line per named series, points
+/// red where `flagged`, and a dashed horizontal line at `threshold`, as PNG: monitoring over
+/// time.
+pub fn windows(
+    title: &str,
+    y_label: &str,
+    labels: &[String],
+    series: &[(String, Vec<f64>)],
+    flagged: &[bool],
+    threshold: Option<f64>,
+) -> Result<Vec<u8>, JobError> {
+    let n = labels.len().max(1);
+    render(|root| {
+        let values = || series.iter().flat_map(|(_, values)| values.iter().copied());
+        let y_range = span(values().chain(threshold).chain(Some(0.0)));
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 24))
+            .margin(16)
+            .x_label_area_size(56)
+            .y_label_area_size(80)
+            .build_cartesian_2d(-0.5..(n as f64 - 0.5), y_range)
+            .map_err(failed)?;
+        let label = |x: &f64| {
+            let index = x.round();
+            if (x - index).abs() < 1e-6 && index >= 0.0 {
+                labels.get(index as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_labels(n.min(12))
+            .x_label_formatter(&label)
+            .x_desc("window")
+            .y_desc(y_label)
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(failed)?;
+        if let Some(threshold) = threshold {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(-0.5, threshold), (n as f64 - 0.5, threshold)],
+                    8,
+                    6,
+                    RED.stroke_width(2),
+                ))
+                .map_err(failed)?
+                .label("threshold")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+        }
+        for (index, (name, values)) in series.iter().enumerate() {
+            let color = PALETTE[index % PALETTE.len()];
+            let points: Vec<(f64, f64, bool)> = values
+                .iter()
+                .enumerate()
+                .filter(|(_, y)| y.is_finite())
+                .map(|(x, y)| (x as f64, *y, flagged.get(x).copied().unwrap_or(false)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|p| (p.0, p.1)),
+                    color.stroke_width(3),
+                ))
+                .map_err(failed)?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+                });
+            chart
+                .draw_series(points.iter().map(|&(x, y, flag)| {
+                    Circle::new((x, y), 6, if flag { RED.filled() } else { color.filled() })
+                }))
+                .map_err(failed)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font((FONT, 16))
+            .draw()
+            .map_err(failed)?;
+        Ok(())
+    })
+}
+
 /// Logs the two charts of a fit on `run`: predictions against actual values
 /// (`plots/predicted_vs_actual.png`) and residuals against predictions (`plots/residuals.png`),
 /// titled with `title`.

@@ -19,6 +19,7 @@
 
 mod profile;
 pub mod statistics;
+mod windows;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,7 @@ pub use profile::{
     CategoricalProfile, ColumnProfile, DataProfile, EXACT_UP_TO, MAX_LEVELS, NumericalProfile,
     ProfileOptions, QUANTILES, ReferenceProfile, profile_arrays,
 };
+pub use windows::{Period, Window, WindowSpec, windows};
 
 /// Reference columns with at most this many distinct numbers are compared as categories.
 pub const CATEGORICAL_UP_TO: usize = 5;
@@ -291,6 +293,41 @@ fn categories(profile: &ColumnProfile) -> BTreeMap<String, f64> {
             counts
         }
     }
+}
+
+/// The method and threshold of one column, where they differ from the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSettings {
+    /// The method (default: Evidently's choice for the column's type and size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<DriftMethod>,
+    /// The threshold (default: the method's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+}
+
+/// The drift of each column of `reference` in `current`, in the reference's order, with the
+/// settings of `settings` where a column has some. A column `current` lacks is an
+/// [`DriftError::Empty`] of the current side.
+pub fn compare(
+    reference: &DataProfile,
+    current: &DataProfile,
+    settings: &BTreeMap<String, ColumnSettings>,
+) -> Vec<(String, Result<ColumnDrift, DriftError>)> {
+    reference
+        .columns
+        .iter()
+        .map(|(name, profile)| {
+            let setting = settings.get(name).copied().unwrap_or_default();
+            let drift = match current.column(name) {
+                Some(window) => column_drift(profile, window, setting.method, setting.threshold),
+                None => Err(DriftError::Empty { side: "current" }),
+            };
+            (name.clone(), drift)
+        })
+        .collect()
 }
 
 /// Whether a dataset drifted: the share of its columns that did, against a threshold.

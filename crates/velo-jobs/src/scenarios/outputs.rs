@@ -46,12 +46,7 @@ pub(crate) fn sweep_line(name: &str, sweep: &SweepReport) -> String {
     }
 }
 
-/// `value` with at most 4 significant decimals, for messages.
-pub(super) fn round(value: f64) -> String {
-    let text = format!("{value:.4}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    text.to_owned()
-}
+pub(super) use crate::html::round;
 
 /// Why a scenario failed: its failed checks' details, or its sweep's failure point.
 pub(super) fn scenario_reason(scenario: &ScenarioReport) -> String {

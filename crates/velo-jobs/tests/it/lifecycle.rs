@@ -214,6 +214,85 @@ fn the_six_jobs_run_from_rust_on_a_temporary_store() {
     assert_eq!(project.rows("outputs/scenarios.parquet"), 20);
     assert!(project.path("outputs/scenarios.xml").is_file());
     assert!(project.path("outputs/scenarios.html").is_file());
+
+    // Monitoring the test period against the training profile: a table row per window and
+    // column (and the predictions), realised metrics per window, the report.
+    let monitoring = project
+        .run(&project.settings("monitoring.yaml", |_| {}))
+        .unwrap();
+    let table = project.read("outputs/monitoring.parquet");
+    let windows = cast(
+        table.column_by_name("window").unwrap(),
+        &arrow::datatypes::DataType::UInt64,
+    )
+    .unwrap();
+    let windows = windows
+        .as_primitive::<arrow::datatypes::UInt64Type>()
+        .values()
+        .iter()
+        .max()
+        .copied()
+        .unwrap()
+        + 1;
+    assert!(windows >= 2, "{windows} windows");
+    // Seasonal data drifts in part against a year of it (a partial month, a month's weather),
+    // not in every window.
+    assert!(
+        monitoring.metrics["windows_drifted"] < windows as f64,
+        "{:?}",
+        monitoring.lines
+    );
+    let html = std::fs::read_to_string(project.path("outputs/monitoring.html")).unwrap();
+    assert!(html.contains("windows drifted") && html.contains("prediction"));
+    // Weather that never was: temperatures halved, humidity reversed. Every window drifts,
+    // naming the columns, and `fail_on_drift` fails the job after logging everything.
+    let inputs = project.read("data/inputs_test.parquet");
+    project.write("data/inputs_drifted.parquet", &reweathered(&inputs));
+    let drifted = project.run(&project.settings("monitoring.yaml", |value| {
+        value["job"]["inputs"]["path"] = project
+            .path("data/inputs_drifted.parquet")
+            .display()
+            .to_string()
+            .into();
+        value["job"]["fail_on_drift"] = true.into();
+        value["job"]["dataset_threshold"] = 0.3.into();
+    }));
+    match drifted {
+        Err(JobError::Drift {
+            drifted,
+            windows: compared,
+            ..
+        }) => {
+            assert_eq!(drifted.len() as u64, windows, "{drifted:?}");
+            assert_eq!(compared as u64, windows);
+            assert!(
+                drifted[0].contains("temp") && drifted[0].contains("hum"),
+                "{drifted:?}"
+            );
+        }
+        other => panic!("expected drift, got {other:?}"),
+    }
+}
+
+/// `batch` with `temp` and `atemp` halved and `hum` reversed (`1 - hum`).
+fn reweathered(batch: &RecordBatch) -> RecordBatch {
+    let mut columns = batch.columns().to_vec();
+    for (name, change) in [
+        ("temp", (|v: f64| v / 2.0) as fn(f64) -> f64),
+        ("atemp", |v| v / 2.0),
+        ("hum", |v| 1.0 - v),
+    ] {
+        let position = batch.schema().index_of(name).unwrap();
+        let original = &columns[position];
+        let wide = cast(original, &arrow::datatypes::DataType::Float64).unwrap();
+        let changed: arrow::array::Float64Array = wide
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .iter()
+            .map(|value| value.map(change))
+            .collect();
+        columns[position] = cast(&(Arc::new(changed) as ArrayRef), original.data_type()).unwrap();
+    }
+    RecordBatch::try_new(batch.schema(), columns).unwrap()
 }
 
 #[test]

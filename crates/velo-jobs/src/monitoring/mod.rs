@@ -1,0 +1,653 @@
+//! The monitoring job: production data against the reference its model was trained on, window
+//! by window.
+//!
+//! Each window of the inputs (by row count or calendar period) is profiled and compared with
+//! the reference profile the training job stored beside the model
+//! ([`velo_core::drift::ReferenceProfile`]): per column drift with Evidently's methods and
+//! defaults (or the config's), the share of drifted columns, the drift of the model's
+//! predictions, and, when labels are given, the window's realised metrics beside the training
+//! job's held-out ones. Results go to a table, the run's metrics (one step per window, so
+//! MLflow's UI draws drift over time), charts and an HTML report; `fail_on_drift` makes a
+//! drifted window fail the job, which the alerts service then reports.
+
+mod report;
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+
+use arrow::{
+    array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt64Array},
+    datatypes::{DataType, Field, Schema},
+    record_batch::RecordBatch,
+};
+use serde::{Deserialize, Serialize};
+use velo_core::{
+    drift::{
+        ColumnDrift, ColumnProfile, ColumnSettings, DataProfile, DatasetDrift, NumericalProfile,
+        ReferenceProfile, Window, WindowSpec,
+    },
+    metrics::MetricName,
+};
+use velo_io::{
+    datasets::{Reader, Writer},
+    registries::{Tag, mlmodel},
+    services::{RunConfig, tracking::ActiveRun},
+};
+
+use crate::{
+    JobContext, JobError, JobOutcome,
+    common::{
+        AliasOrVersion, SchemaFiles, Services, describe_reader, load_registered, read_labeled,
+        run_tracked, take_rows,
+    },
+    plots,
+};
+
+/// The name standing for the model's predictions in the table and the settings.
+pub const PREDICTION: &str = "prediction";
+
+/// Compare windows of production inputs (and, given labels, performance) with the reference
+/// profile the model version keeps of its training data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringJob {
+    /// The tracking run.
+    #[serde(default = "MonitoringJob::default_run_config")]
+    pub run_config: RunConfig,
+    /// Reads the production inputs.
+    pub inputs: Reader,
+    /// Reads their labels (joined on the index), when they have arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Reader>,
+    /// Schemas of the inputs (and of the targets, with `targets`).
+    pub schemas: SchemaFiles,
+    /// The model version whose reference the data is compared with.
+    #[serde(default)]
+    pub alias_or_version: AliasOrVersion,
+    /// How rows are grouped into windows: `{rows: 1000}` or `{column: dteday, every: month}`
+    /// (`hour`, `day`, `week`, `month`).
+    #[serde(default)]
+    pub window: WindowSpec,
+    /// Per column (or `prediction`), a method (`ks`, `wasserstein`, `chi_square`,
+    /// `jensen_shannon`, `psi`) and threshold other than the defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, ColumnSettings>,
+    /// Windows with fewer rows are reported but not judged (too few rows to tell drift from
+    /// noise: a day of hourly data differs from a year of it in every column).
+    #[serde(default = "MonitoringJob::default_min_rows")]
+    pub min_rows: usize,
+    /// Input columns left out of the comparison.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<String>,
+    /// The share of drifted columns at which a window's dataset drifts (Evidently: 0.5).
+    #[serde(default = "MonitoringJob::default_dataset_threshold")]
+    pub dataset_threshold: f64,
+    /// Metrics computed per window when labels are given (beside the training job's
+    /// held-out value of the same metric, when it computed it).
+    #[serde(default = "MonitoringJob::default_metrics")]
+    pub metrics: Vec<MetricName>,
+    /// Fail the job (so that `services.alerts` reports it) when a window's dataset drifts.
+    #[serde(default)]
+    pub fail_on_drift: bool,
+    /// Files written besides the run's artifacts.
+    #[serde(default)]
+    pub outputs: MonitoringOutputs,
+    /// Services.
+    #[serde(default)]
+    pub services: Services,
+}
+
+/// Files a [`MonitoringJob`] writes (each also logged on the run).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringOutputs {
+    /// One row per window and column (and the predictions): method, score, threshold, drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<Writer>,
+    /// The self-contained HTML report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
+}
+
+impl crate::Job for MonitoringJob {
+    const KIND: &'static str = "MonitoringJob";
+
+    fn services(&self) -> &Services {
+        &self.services
+    }
+
+    fn plan(&self) -> Vec<String> {
+        let window = match &self.window {
+            WindowSpec::Rows { rows } => format!("windows of {rows} rows"),
+            WindowSpec::Period { column, every } => {
+                format!("windows of one {every:?} of `{column}`").to_lowercase()
+            }
+        };
+        let mut plan = vec![
+            format!(
+                "load `{}` {} and the profile of its training data",
+                self.services.mlflow.registry_name, self.alias_or_version
+            ),
+            format!(
+                "read inputs from {}{}, in {window}",
+                describe_reader(&self.inputs),
+                self.targets
+                    .as_ref()
+                    .map(|t| format!(" with labels from {}", describe_reader(t)))
+                    .unwrap_or_default()
+            ),
+            format!(
+                "compare each window's columns and predictions with the reference; a window \
+                 drifts when {}% of its columns do",
+                self.dataset_threshold * 100.0
+            ),
+        ];
+        let files: Vec<String> = [
+            self.outputs
+                .table
+                .as_ref()
+                .map(|w| w.path().display().to_string()),
+            self.outputs.report.as_ref().map(|p| p.display().to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        plan.push(format!(
+            "log the results on the run{}{}",
+            if files.is_empty() {
+                String::new()
+            } else {
+                format!(" and write {}", files.join(", "))
+            },
+            if self.fail_on_drift {
+                "; fail when a window drifts"
+            } else {
+                ""
+            }
+        ));
+        plan
+    }
+
+    fn schemas(&self) -> Option<&SchemaFiles> {
+        Some(&self.schemas)
+    }
+
+    fn registered_model(&self) -> Option<AliasOrVersion> {
+        Some(self.alias_or_version.clone())
+    }
+
+    fn check(&self) -> Result<(), JobError> {
+        if !(self.dataset_threshold > 0.0 && self.dataset_threshold <= 1.0) {
+            return Err(JobError::Config(format!(
+                "`dataset_threshold` is {}, expected a share in (0, 1]",
+                self.dataset_threshold
+            )));
+        }
+        if let WindowSpec::Rows { rows: 0 } = self.window {
+            return Err(JobError::Config("`window.rows` must be positive".to_owned()));
+        }
+        if self.targets.is_some() && self.schemas.targets.is_none() {
+            return Err(JobError::Config(
+                "`targets` needs `schemas.targets` to find the target column".to_owned(),
+            ));
+        }
+        let schema = velo_io::datasets::load_schema(&self.schemas.inputs)?;
+        for name in self.columns.keys().chain(&self.skip) {
+            if name != PREDICTION && !schema.columns.iter().any(|c| &c.name == name) {
+                return Err(JobError::Config(format!(
+                    "column {name:?} of `columns`/`skip` is not in the inputs schema {} \
+                     (nor `{PREDICTION}`)",
+                    self.schemas.inputs.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the model and its reference profile, reads the inputs (and labels), compares
+    /// every window, logs and writes the results, then fails on drift when told to.
+    fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+        run_tracked(context, &self.run_config, self, |run| {
+            self.monitor(context, run)
+        })
+    }
+}
+
+/// One window's comparison.
+#[derive(Debug, Clone)]
+pub(crate) struct WindowReport {
+    /// The window's bounds and size.
+    pub(crate) start: String,
+    pub(crate) end: String,
+    pub(crate) rows: usize,
+    /// Per input column, its drift or why it could not be measured.
+    pub(crate) columns: Vec<(String, Result<ColumnDrift, String>)>,
+    /// The drift of the predictions.
+    pub(crate) prediction: Option<Result<ColumnDrift, String>>,
+    /// The share of drifted input columns.
+    pub(crate) dataset: DatasetDrift,
+    /// Realised metrics, with labels.
+    pub(crate) scores: BTreeMap<String, f64>,
+}
+
+impl WindowReport {
+    fn drifted_columns(&self) -> Vec<&str> {
+        self.columns
+            .iter()
+            .filter(|(_, drift)| drift.as_ref().is_ok_and(|d| d.drifted))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
+impl MonitoringJob {
+    fn default_run_config() -> RunConfig {
+        RunConfig::named("Monitoring")
+    }
+
+    fn default_min_rows() -> usize {
+        100
+    }
+
+    fn default_dataset_threshold() -> f64 {
+        DatasetDrift::DEFAULT_THRESHOLD
+    }
+
+    fn monitor(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
+        let (version, model) = load_registered(context, &self.alias_or_version)?;
+        let reference = mlmodel::load_profile(context.registry.as_ref(), &version)?;
+        run.set_tags(&[
+            Tag::new("velo.model.name", version.name.clone()),
+            Tag::new("velo.model.version", version.version.clone()),
+        ])?;
+        let (schema, inputs, labels) = match &self.targets {
+            Some(targets) => {
+                let labeled = read_labeled(
+                    <Self as crate::Job>::KIND,
+                    (&self.inputs, targets),
+                    &self.schemas,
+                    run,
+                    "monitoring",
+                    context.progress.as_ref(),
+                )?;
+                (labeled.schema, labeled.inputs, Some(labeled.y))
+            }
+            None => {
+                let schema = velo_io::datasets::load_schema(&self.schemas.inputs)?;
+                let reading = context.progress.start("reading inputs", None);
+                let inputs = self.inputs.read_validated(&schema)?;
+                drop(reading);
+                run.log_dataset(&inputs.lineage, "monitoring")?;
+                (schema, inputs, None)
+            }
+        };
+        let windows = velo_core::drift::windows(&inputs.data, &self.window)
+            .map_err(|message| JobError::Data(format!("{}: {message}", self.inputs.path().display())))?;
+        if windows.is_empty() {
+            return Err(JobError::Data(format!(
+                "{} has no rows to monitor",
+                self.inputs.path().display()
+            )));
+        }
+        let mut options = reference.window_options();
+        options.skip.extend(schema.index.clone());
+        options.skip.extend(self.skip.iter().cloned());
+        let mut reference_inputs = reference.inputs.clone();
+        reference_inputs
+            .columns
+            .retain(|(name, _)| !self.skip.contains(name));
+        let comparing = context
+            .progress
+            .start("comparing windows", Some(windows.len() as u64));
+        let mut reports = Vec::with_capacity(windows.len());
+        for window in &windows {
+            let batch = take_rows(&inputs.data, &window.rows)?;
+            let y: Option<Vec<f64>> = labels
+                .as_ref()
+                .map(|labels| window.rows.iter().map(|&row| labels[row]).collect());
+            reports.push(self.compare_window(
+                window,
+                &batch,
+                y.as_deref(),
+                (&reference, &reference_inputs),
+                (model.as_ref(), &options),
+            )?);
+            comparing.advance(1);
+        }
+        drop(comparing);
+
+        let title = format!("{} version {}", version.name, version.version);
+        let results = Results {
+            title: &title,
+            reference: &reference,
+            windows: &reports,
+            metrics: self.metric_names(),
+        };
+        results.log(run)?;
+        let table = results.table()?;
+        let html = report::html(&results)?;
+        let artifacts: [(&str, Vec<u8>); 2] = [
+            (
+                "monitoring/drift.parquet",
+                velo_io::datasets::parquet_bytes(&table, "monitoring/drift.parquet")?,
+            ),
+            ("monitoring/report.html", html.clone().into_bytes()),
+        ];
+        for (path, bytes) in &artifacts {
+            run.tracking().log_artifact(run.id(), path, bytes)?;
+        }
+        if let Some(writer) = &self.outputs.table {
+            writer.write(&table)?;
+        }
+        if let Some(path) = &self.outputs.report {
+            velo_io::datasets::write_file(path, html.as_bytes())?;
+        }
+
+        let drifted: Vec<String> = reports
+            .iter()
+            .filter(|w| w.dataset.drifted)
+            .map(|w| {
+                format!(
+                    "{} to {} ({} of {} columns: {})",
+                    w.start,
+                    w.end,
+                    w.dataset.drifted_columns,
+                    w.dataset.columns,
+                    w.drifted_columns().join(", ")
+                )
+            })
+            .collect();
+        if self.fail_on_drift && !drifted.is_empty() {
+            return Err(JobError::Drift {
+                name: version.name.clone(),
+                version: version.version.clone(),
+                windows: reports.len(),
+                drifted,
+            });
+        }
+        let mut outcome = JobOutcome::new(self.run_config.name.clone());
+        outcome.run_id = Some(run.id().to_owned());
+        let shares: Vec<f64> = reports.iter().map(|w| w.dataset.share).collect();
+        outcome.metrics.insert(
+            "drift_share_max".to_owned(),
+            shares.iter().copied().fold(0.0, f64::max),
+        );
+        outcome
+            .metrics
+            .insert("windows_drifted".to_owned(), drifted.len() as f64);
+        outcome.lines.push(format!(
+            "{title}: {} window(s), {} drifted{}",
+            reports.len(),
+            drifted.len(),
+            if drifted.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", drifted.join("; "))
+            }
+        ));
+        outcome.model_version = Some(version);
+        Ok(outcome)
+    }
+
+    fn metric_names(&self) -> Vec<MetricName> {
+        self.metrics.clone()
+    }
+
+    fn default_metrics() -> Vec<MetricName> {
+        vec![
+            MetricName::RootMeanSquaredError,
+            MetricName::MeanAbsoluteError,
+        ]
+    }
+
+    fn compare_window(
+        &self,
+        window: &Window,
+        batch: &RecordBatch,
+        y: Option<&[f64]>,
+        (reference, reference_inputs): (&ReferenceProfile, &DataProfile),
+        (model, options): (&dyn velo_models::Model, &velo_core::drift::ProfileOptions),
+    ) -> Result<WindowReport, JobError> {
+        let too_few = (batch.num_rows() < self.min_rows).then(|| {
+            format!(
+                "{} rows, under `min_rows` ({}): not judged",
+                batch.num_rows(),
+                self.min_rows
+            )
+        });
+        let current = DataProfile::from_batches(std::slice::from_ref(batch), options);
+        let columns: Vec<(String, Result<ColumnDrift, String>)> =
+            velo_core::drift::compare(reference_inputs, &current, &self.columns)
+                .into_iter()
+                .map(|(name, drift)| {
+                    let drift = match &too_few {
+                        Some(note) => Err(note.clone()),
+                        None => drift.map_err(|error| error.to_string()),
+                    };
+                    (name, drift)
+                })
+                .collect();
+        let dataset = DatasetDrift::of(
+            columns.iter().filter_map(|(_, drift)| drift.as_ref().ok()),
+            self.dataset_threshold,
+        );
+        let predictions = model.predict(batch)?;
+        let prediction = reference.prediction.as_ref().map(|expected| {
+            let current = ColumnProfile::Numerical(NumericalProfile::from_values(
+                predictions.clone(),
+                0,
+                usize::MAX,
+            ));
+            let settings = self.columns.get(PREDICTION).copied().unwrap_or_default();
+            match &too_few {
+                Some(note) => Err(note.clone()),
+                None => velo_core::drift::column_drift(
+                    expected,
+                    &current,
+                    settings.method,
+                    settings.threshold,
+                )
+                .map_err(|error| error.to_string()),
+            }
+        });
+        let mut scores = BTreeMap::new();
+        if let Some(y) = y {
+            for name in self.metric_names() {
+                scores.insert(name.as_str().to_owned(), name.compute(y, &predictions)?);
+            }
+        }
+        Ok(WindowReport {
+            start: window.start.clone(),
+            end: window.end.clone(),
+            rows: window.rows.len(),
+            columns,
+            prediction,
+            dataset,
+            scores,
+        })
+    }
+}
+
+/// The results of a monitoring run, with what the outputs need to present them.
+pub(crate) struct Results<'a> {
+    /// The model, in words.
+    pub(crate) title: &'a str,
+    /// Its reference.
+    pub(crate) reference: &'a ReferenceProfile,
+    /// The windows, in order.
+    pub(crate) windows: &'a [WindowReport],
+    /// The metrics computed per window (with labels).
+    pub(crate) metrics: Vec<MetricName>,
+}
+
+/// A metric key MLflow accepts (letters, digits, `_-./ `) for a column name.
+fn metric_key(prefix: &str, name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-./ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{prefix}.{clean}")
+}
+
+impl Results<'_> {
+    /// Logs one step per window: the drift share and drifted columns, each column's score,
+    /// the predictions' score, the realised metrics; and the charts.
+    fn log(&self, run: &ActiveRun) -> Result<(), JobError> {
+        for (step, window) in self.windows.iter().enumerate() {
+            let mut metrics: Vec<(String, f64)> = vec![
+                ("drift_share".to_owned(), window.dataset.share),
+                (
+                    "drifted_columns".to_owned(),
+                    window.dataset.drifted_columns as f64,
+                ),
+                ("rows".to_owned(), window.rows as f64),
+            ];
+            for (name, drift) in &window.columns {
+                if let Ok(drift) = drift
+                    && drift.score.is_finite()
+                {
+                    metrics.push((metric_key("drift", name), drift.score));
+                }
+            }
+            if let Some(Ok(drift)) = &window.prediction {
+                metrics.push(("prediction_drift".to_owned(), drift.score));
+            }
+            for (name, value) in &window.scores {
+                metrics.push((name.clone(), *value));
+            }
+            let logged: Vec<(&str, f64)> = metrics
+                .iter()
+                .filter(|(_, value)| value.is_finite())
+                .map(|(name, value)| (name.as_str(), *value))
+                .collect();
+            run.log_metrics(&logged, step as i64)?;
+        }
+        for (path, png) in self.charts()? {
+            run.tracking().log_artifact(run.id(), &path, &png)?;
+        }
+        Ok(())
+    }
+
+    /// The charts: the drift share per window (red where the window drifted, the threshold
+    /// dashed) and, with labels, each metric per window against the training job's held-out
+    /// value.
+    pub(crate) fn charts(&self) -> Result<Vec<(String, Vec<u8>)>, JobError> {
+        let labels: Vec<String> = self.windows.iter().map(|w| w.start.clone()).collect();
+        let flagged: Vec<bool> = self.windows.iter().map(|w| w.dataset.drifted).collect();
+        let threshold = self.windows.first().map(|w| w.dataset.threshold);
+        let shares = vec![(
+            "drifted columns".to_owned(),
+            self.windows.iter().map(|w| w.dataset.share).collect(),
+        )];
+        let mut charts = vec![(
+            "plots/drift_share.png".to_owned(),
+            plots::windows(
+                &format!("Share of drifted columns: {}", self.title),
+                "share of columns",
+                &labels,
+                &shares,
+                &flagged,
+                threshold,
+            )?,
+        )];
+        for name in &self.metrics {
+            let realised: Vec<f64> = self
+                .windows
+                .iter()
+                .map(|w| w.scores.get(name.as_str()).copied().unwrap_or(f64::NAN))
+                .collect();
+            if realised.iter().all(|value| value.is_nan()) {
+                continue;
+            }
+            let mut series = vec![("each window".to_owned(), realised)];
+            if let Some(baseline) = self.reference.metrics.get(name.as_str()) {
+                series.push((
+                    "training's held-out split".to_owned(),
+                    vec![*baseline; self.windows.len()],
+                ));
+            }
+            charts.push((
+                format!("plots/{}.png", name.as_str()),
+                plots::windows(
+                    &format!("{} per window: {}", name.as_str(), self.title),
+                    name.as_str(),
+                    &labels,
+                    &series,
+                    &[],
+                    None,
+                )?,
+            ));
+        }
+        Ok(charts)
+    }
+
+    /// One row per window and column (the predictions as `prediction`).
+    fn table(&self) -> Result<RecordBatch, JobError> {
+        let mut window = Vec::new();
+        let (mut start, mut end, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut column, mut method, mut score) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut threshold, mut drifted, mut note) = (Vec::new(), Vec::new(), Vec::new());
+        for (index, report) in self.windows.iter().enumerate() {
+            let prediction = report
+                .prediction
+                .as_ref()
+                .map(|drift| (PREDICTION.to_owned(), drift.clone()));
+            for (name, drift) in report.columns.iter().cloned().chain(prediction) {
+                window.push(index as u64);
+                start.push(report.start.clone());
+                end.push(report.end.clone());
+                rows.push(report.rows as u64);
+                column.push(name);
+                match drift {
+                    Ok(drift) => {
+                        method.push(Some(drift.method.name()));
+                        score.push(Some(drift.score));
+                        threshold.push(Some(drift.threshold));
+                        drifted.push(Some(drift.drifted));
+                        note.push(None);
+                    }
+                    Err(message) => {
+                        method.push(None);
+                        score.push(None);
+                        threshold.push(None);
+                        drifted.push(None);
+                        note.push(Some(message));
+                    }
+                }
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("window", DataType::UInt64, false),
+            Field::new("start", DataType::Utf8, false),
+            Field::new("end", DataType::Utf8, false),
+            Field::new("rows", DataType::UInt64, false),
+            Field::new("column", DataType::Utf8, false),
+            Field::new("method", DataType::Utf8, true),
+            Field::new("score", DataType::Float64, true),
+            Field::new("threshold", DataType::Float64, true),
+            Field::new("drifted", DataType::Boolean, true),
+            Field::new("note", DataType::Utf8, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(window)),
+            Arc::new(StringArray::from(start)),
+            Arc::new(StringArray::from(end)),
+            Arc::new(UInt64Array::from(rows)),
+            Arc::new(StringArray::from(column)),
+            Arc::new(StringArray::from(method)),
+            Arc::new(Float64Array::from(score)),
+            Arc::new(Float64Array::from(threshold)),
+            Arc::new(BooleanArray::from(drifted)),
+            Arc::new(StringArray::from(note)),
+        ];
+        RecordBatch::try_new(schema, columns).map_err(|source| JobError::Table {
+            action: "build the drift table".to_owned(),
+            source,
+        })
+    }
+}
