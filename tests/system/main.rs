@@ -16,6 +16,7 @@ mod crash;
 mod hostile;
 mod jobs;
 mod kafka;
+mod monitoring;
 mod scenarios;
 mod serve;
 mod stress;

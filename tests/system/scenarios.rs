@@ -26,7 +26,7 @@ fn paths(dir: &Path) -> String {
 }
 
 /// Debian's Chromium, or `None` (the rendering then skips visibly, except in CI or when `cargo xtask test` installed it).
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     let found = ["chromium", "chromium-browser"].iter().find_map(|name| {
         std::env::var_os("PATH").and_then(|path| {
             std::env::split_paths(&path)
@@ -50,7 +50,7 @@ fn skipped() {
 }
 
 /// Renders `page` headless: its DOM after layout, and a screenshot at `png`.
-fn render(chromium: &Path, page: &Path, png: &Path) -> String {
+pub(crate) fn render(chromium: &Path, page: &Path, png: &Path) -> String {
     let profile = tempfile::tempdir().unwrap();
     let flags = |command: &mut Command| {
         command
@@ -209,7 +209,7 @@ fn scenarios_fail_by_name_find_failure_points_and_render_a_report() {
 }
 
 /// Width and height of a PNG, from its header.
-fn image_size(png: &Path) -> (u32, u32) {
+pub(crate) fn image_size(png: &Path) -> (u32, u32) {
     let bytes = std::fs::read(png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
     let word =
