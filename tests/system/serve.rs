@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use arrow::array::{AsArray as _, RecordBatch};
+use arrow::array::{Array as _, AsArray as _, RecordBatch};
 use arrow::datatypes::Float64Type;
 use serde_json::{Value, json};
 use velo_io::datasets::Reader;
@@ -477,4 +477,134 @@ fn four_concurrent_maximal_bodies_keep_memory_bounded() {
         after < idle + 8 * body_bytes,
         "memory held after the requests: {after} from {idle}"
     );
+}
+
+/// Every Parquet file under the date partitions of `logs`.
+fn log_files(logs: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for partition in std::fs::read_dir(logs).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(partition.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = file.path();
+            if path.extension().is_some_and(|e| e == "parquet") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn scored_requests_are_logged_for_monitoring() {
+    let dir = tempfile::tempdir().unwrap();
+    model_store(dir.path());
+    let (data, store, logs) = (
+        dir.path().join("data"),
+        dir.path().join("mlruns"),
+        dir.path().join("logs"),
+    );
+    let log_dir = logs.display().to_string();
+    let mut server = Server::start(
+        &store,
+        &["--log-predictions", &log_dir, "--log-flush-s", "1"],
+    );
+    let rows = records(&read(&data.join("inputs_test.parquet")), "instant");
+    let client = reqwest::blocking::Client::new();
+    let mut answered_ids = Vec::new();
+    for (request, chunk) in rows.chunks(10).take(5).enumerate() {
+        let mut post = client
+            .post(server.url("/invocations"))
+            .header("content-type", "application/json")
+            .body(json!({ "dataframe_records": chunk }).to_string());
+        if request == 0 {
+            post = post.header("x-request-id", "client-7");
+        }
+        let response = post.send().unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        answered_ids.push(id);
+    }
+    assert_eq!(answered_ids[0], "client-7", "a client's own id is kept");
+    assert_ne!(answered_ids[1], answered_ids[2], "others get distinct ids");
+
+    // Within the flush interval the rows are on disk, whole, while the server runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log_files(&logs).is_empty() {
+        assert!(Instant::now() < deadline, "no log file was written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let early: usize = log_files(&logs).iter().map(|f| read(f).num_rows()).sum();
+    assert!(early > 0);
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("velo_serve_prediction_log_dropped_rows 0"),
+        "{metrics}"
+    );
+
+    // SIGTERM writes what waits: every scored row is logged once, with its request's id.
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(server.child.wait().unwrap().success());
+    let batches: Vec<RecordBatch> = log_files(&logs).iter().map(|f| read(f)).collect();
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(total, 50);
+    let mut ids: Vec<String> = batches
+        .iter()
+        .flat_map(|batch| {
+            let column = batch
+                .column_by_name("request_id")
+                .unwrap()
+                .as_string::<i32>();
+            (0..column.len())
+                .map(|row| column.value(row).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ids.dedup();
+    assert_eq!(ids, answered_ids);
+    let schema = batches[0].schema();
+    for column in [
+        "temp",
+        "prediction",
+        "model_name",
+        "model_version",
+        "logged_at",
+    ] {
+        assert!(schema.column_with_name(column).is_some(), "{column}");
+    }
+
+    // pandas reads the log directory as one frame, its date partition as a column.
+    if let Some(python) = std::env::var_os("VELO_PYTHON") {
+        let script = "import sys, pandas as pd; frame = pd.read_parquet(sys.argv[1]); \
+            print(len(frame), frame['model_version'].iloc[0], 'date' in frame.columns)";
+        let seen = Command::new(python)
+            .args(["-c", script])
+            .arg(&logs)
+            .output()
+            .unwrap();
+        assert!(
+            seen.status.success(),
+            "{}",
+            String::from_utf8_lossy(&seen.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "50 1 True");
+    }
 }

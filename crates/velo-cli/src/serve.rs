@@ -47,6 +47,14 @@ pub(crate) struct ServeArgs {
     /// Threads answering requests (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Log every scored request (inputs, prediction, model, version, request id, time) to
+    /// rolling Parquet files under this directory, partitioned by date; scoring never waits
+    /// on the log (rows it cannot keep up with are dropped and counted in `/metrics`).
+    #[arg(long, value_name = "DIR")]
+    log_predictions: Option<std::path::PathBuf>,
+    /// Seconds between writes of the prediction log's files.
+    #[arg(long, default_value_t = 10)]
+    log_flush_s: u64,
 }
 
 /// The registry `velo serve` reads: the flag, else where MLflow's variables put it (velo-io's
@@ -81,6 +89,11 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
             .max_parsing
             .unwrap_or_else(|| ServeOptions::default().max_parsing)
             .max(1),
+        prediction_log: args.log_predictions.as_ref().map(|dir| {
+            let mut config = velo_io::prediction_logs::PredictionLogConfig::new(dir);
+            config.flush_interval = Duration::from_secs(args.log_flush_s.max(1));
+            config
+        }),
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

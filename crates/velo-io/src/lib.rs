@@ -15,6 +15,7 @@ pub mod configs;
 pub mod datasets;
 mod error;
 mod files;
+pub mod prediction_logs;
 pub mod registries;
 pub mod services;
 

@@ -81,15 +81,29 @@ impl LoadedModel {
     /// [`ScoringError::BadRequest`] with the schema's violations (column, rows, rule) or the
     /// model's refusal.
     pub fn predict(&self, batch: &arrow::array::RecordBatch) -> Result<Vec<f64>, ScoringError> {
+        self.predict_inputs(batch)
+            .map(|(_, predictions)| predictions)
+    }
+
+    /// [`LoadedModel::predict`], also returning the inputs as the model read them (the
+    /// schema's columns, in its order and types): what a prediction log records.
+    ///
+    /// # Errors
+    /// As [`LoadedModel::predict`].
+    pub fn predict_inputs(
+        &self,
+        batch: &arrow::array::RecordBatch,
+    ) -> Result<(arrow::array::RecordBatch, Vec<f64>), ScoringError> {
         if batch.num_rows() == 0 {
-            return Ok(Vec::new());
+            return Ok((batch.clone(), Vec::new()));
         }
         let valid = self.schema.validate(batch).map_err(|error| {
             ScoringError::BadRequest(format!("the inputs break the model's schema: {error}"))
         })?;
-        self.model.predict(&valid).map_err(|error| {
+        let predictions = self.model.predict(&valid).map_err(|error| {
             ScoringError::BadRequest(format!("the model cannot predict these inputs: {error}"))
-        })
+        })?;
+        Ok((valid, predictions))
     }
 }
 
@@ -157,6 +171,19 @@ impl Scorer {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<(Arc<LoadedModel>, Vec<f64>), ScoringError> {
+        self.score_inputs(content_type, body)
+            .map(|scored| (scored.model, scored.predictions))
+    }
+
+    /// [`Scorer::score`], also returning the inputs as the model read them.
+    ///
+    /// # Errors
+    /// As [`Scorer::score`].
+    pub fn score_inputs(
+        &self,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<ScoredRequest, ScoringError> {
         let media = MediaType::parse(content_type)?;
         let model = self.current();
         // Records requests are read straight into the model's columns (memory a small multiple
@@ -173,9 +200,25 @@ impl Scorer {
             Some(batch) => batch,
             None => protocol::read_body(media, body)?,
         };
-        let predictions = model.predict(&batch)?;
-        Ok((model, predictions))
+        let (inputs, predictions) = model.predict_inputs(&batch)?;
+        Ok(ScoredRequest {
+            model,
+            inputs,
+            predictions,
+        })
     }
+}
+
+/// A scored request: the model that scored it, its validated inputs and their predictions.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ScoredRequest {
+    /// The model version that scored it.
+    pub model: Arc<LoadedModel>,
+    /// The inputs as the model read them.
+    pub inputs: arrow::array::RecordBatch,
+    /// One prediction per row.
+    pub predictions: Vec<f64>,
 }
 
 /// Fuzzing entry of the record parsers, not an API: reads `payload` as a one-record message

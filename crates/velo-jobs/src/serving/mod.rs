@@ -34,7 +34,10 @@ use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
 };
-use velo_io::registries::ModelUri;
+use velo_io::{
+    prediction_logs::{PredictionLog, PredictionLogConfig, RequestIds as LogIds, Scored},
+    registries::ModelUri,
+};
 
 use crate::scoring::{
     Scorer,
@@ -49,7 +52,48 @@ struct Server {
     scorer: Arc<Scorer>,
     metrics: Metrics,
     parsing: tokio::sync::Semaphore,
+    /// Where scored requests are logged, when they are.
+    log: Option<PredictionLog>,
+    /// Numbers the requests that come without an `x-request-id`.
+    requests: RequestIds,
 }
+
+/// Ids of requests that bring none: this process's start and a counter.
+#[derive(Debug)]
+struct RequestIds {
+    prefix: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_micros());
+        Self {
+            prefix: format!("{:x}-{:x}", started, std::process::id()),
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The request's own id (`x-request-id`, when it is short plain text), else a new one.
+    fn of(&self, headers: &HeaderMap) -> String {
+        headers
+            .get(REQUEST_ID)
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| !id.is_empty() && id.len() <= 128)
+            .map_or_else(
+                || {
+                    let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    format!("{}-{n}", self.prefix)
+                },
+                str::to_owned,
+            )
+    }
+}
+
+/// The header carrying a request's id, answered back (and logged with its predictions).
+const REQUEST_ID: &str = "x-request-id";
 
 /// How [`serve`] runs.
 #[derive(Debug, Clone)]
@@ -68,6 +112,9 @@ pub struct ServeOptions {
     /// The most large bodies (16 KiB and more) parsed and scored at once; more wait their
     /// turn, so that memory is bounded by this many bodies, not by the number of clients.
     pub max_parsing: usize,
+    /// Log every scored request (inputs, predictions, model, version, request id, time) to
+    /// rolling Parquet files, without ever waiting on the disk.
+    pub prediction_log: Option<PredictionLogConfig>,
 }
 
 impl Default for ServeOptions {
@@ -79,6 +126,7 @@ impl Default for ServeOptions {
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_parsing: std::thread::available_parallelism().map_or(2, usize::from),
+            prediction_log: None,
         }
     }
 }
@@ -110,10 +158,20 @@ impl Server {
     fn new(scorer: Arc<Scorer>, options: &ServeOptions) -> Self {
         let metrics = Metrics::new();
         exposition::set_version(&metrics.version, &scorer.current().version.version);
+        let log = options.prediction_log.clone().and_then(|config| {
+            let dir = config.dir.clone();
+            PredictionLog::start(config)
+                .inspect_err(|error| {
+                    tracing::error!(dir = %dir.display(), %error, "cannot log predictions");
+                })
+                .ok()
+        });
         Self {
             scorer,
             metrics,
             parsing: tokio::sync::Semaphore::new(options.max_parsing.max(1)),
+            log,
+            requests: RequestIds::new(),
         }
     }
 }
@@ -257,14 +315,15 @@ async fn invocations(
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
     let result = if body.len() < INLINE_BODY_BYTES {
-        scorer.score(content_type.as_deref(), &body)
+        scorer.score_inputs(content_type.as_deref(), &body)
     } else {
         // Large bodies wait for a parsing permit: memory is bounded by max_parsing bodies.
         let Ok(_permit) = server.parsing.acquire().await else {
             return (StatusCode::SERVICE_UNAVAILABLE, "the server is stopping").into_response();
         };
         let task = Arc::clone(scorer);
-        match tokio::task::spawn_blocking(move || task.score(content_type.as_deref(), &body)).await
+        match tokio::task::spawn_blocking(move || task.score_inputs(content_type.as_deref(), &body))
+            .await
         {
             Ok(result) => result,
             Err(error) => {
@@ -276,15 +335,31 @@ async fn invocations(
             }
         }
     };
+    let request_id = server.requests.of(&headers);
     let (status, rows, response) = match result {
-        Ok((model, predictions)) => {
+        Ok(scored) => {
+            let (model, predictions) = (scored.model, scored.predictions);
             let mut response = (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
                 protocol::predictions_json(&predictions),
             )
                 .into_response();
+            if let Some(log) = &server.log {
+                log.log(Scored::new(
+                    scored.inputs,
+                    predictions.clone(),
+                    (
+                        Arc::from(model.version.name.as_str()),
+                        Arc::from(model.version.version.as_str()),
+                    ),
+                    LogIds::Request(request_id.clone()),
+                ));
+            }
             let headers = response.headers_mut();
+            if let Ok(id) = HeaderValue::from_str(&request_id) {
+                headers.insert(REQUEST_ID, id);
+            }
             if let Ok(name) = HeaderValue::from_str(&model.version.name) {
                 headers.insert("x-velo-model-name", name);
             }
@@ -342,6 +417,11 @@ async fn version() -> impl IntoResponse {
 }
 
 async fn metrics(State(server): State<Arc<Server>>) -> impl IntoResponse {
+    if let Some(log) = &server.log {
+        let count = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        server.metrics.logged.set(count(log.logged_rows()));
+        server.metrics.dropped.set(count(log.dropped_rows()));
+    }
     (
         [(header::CONTENT_TYPE, exposition::CONTENT_TYPE)],
         server.metrics.exporter.encode(),
@@ -362,6 +442,8 @@ struct Metrics {
     latency: Histogram,
     version: Gauge,
     swaps: Counter,
+    logged: Gauge,
+    dropped: Gauge,
 }
 
 impl Metrics {
@@ -381,6 +463,14 @@ impl Metrics {
         );
         let version = exporter.gauge("model_version", "The registered version being served");
         let swaps = exporter.counter("model_swaps", "Times a new model version was swapped in");
+        let logged = exporter.gauge(
+            "prediction_log_rows",
+            "Scored rows written to the prediction log",
+        );
+        let dropped = exporter.gauge(
+            "prediction_log_dropped_rows",
+            "Scored rows the prediction log dropped (queue full or file not written)",
+        );
         Self {
             exporter,
             requests,
@@ -388,6 +478,8 @@ impl Metrics {
             latency,
             version,
             swaps,
+            logged,
+            dropped,
         }
     }
 
