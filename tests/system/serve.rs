@@ -591,6 +591,25 @@ fn scored_requests_are_logged_for_monitoring() {
         assert!(schema.column_with_name(column).is_some(), "{column}");
     }
 
+    // The monitoring job reads the log directly, cut into hours of `logged_at`.
+    let monitored = run_job(
+        "configs/monitoring.yaml",
+        &store.display().to_string(),
+        &format!(
+            "inputs: null, targets: null, logs: '{log_dir}', window: {{column: logged_at, every: hour}}, min_rows: 10, outputs: {{}}"
+        ),
+    );
+    assert_eq!(
+        monitored.code, 0,
+        "{}\n{}",
+        monitored.stdout, monitored.stderr
+    );
+    assert!(
+        monitored.stdout.contains("window(s)"),
+        "{}",
+        monitored.stdout
+    );
+
     // pandas reads the log directory as one frame, its date partition as a column.
     if let Some(python) = std::env::var_os("VELO_PYTHON") {
         let script = "import sys, pandas as pd; frame = pd.read_parquet(sys.argv[1]); \

@@ -119,6 +119,13 @@ impl Scored {
     /// # Errors
     /// Predictions or ids not one per row, or an input column named like a log column.
     pub fn to_batch(&self) -> Result<RecordBatch, String> {
+        self.check()?;
+        check_columns(&self.inputs.schema())?;
+        rows_batch(std::slice::from_ref(self))
+    }
+
+    /// Whether predictions and ids are one per row.
+    fn check(&self) -> Result<(), String> {
         let rows = self.inputs.num_rows();
         if self.predictions.len() != rows {
             return Err(format!(
@@ -126,52 +133,88 @@ impl Scored {
                 self.predictions.len()
             ));
         }
-        let (ids, positions): (Vec<&str>, Vec<u32>) = match &self.request_ids {
-            RequestIds::Request(id) => (vec![id.as_str(); rows], (0..rows as u32).collect()),
-            RequestIds::PerRow(ids) if ids.len() == rows => {
-                (ids.iter().map(String::as_str).collect(), vec![0; rows])
+        match &self.request_ids {
+            RequestIds::PerRow(ids) if ids.len() != rows => {
+                Err(format!("{} ids for {rows} rows", ids.len()))
             }
-            RequestIds::PerRow(ids) => {
-                return Err(format!("{} ids for {rows} rows", ids.len()));
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether inputs of `schema` can take the log's columns (none of their names is taken).
+fn check_columns(schema: &Schema) -> Result<(), String> {
+    match LOG_COLUMNS
+        .iter()
+        .find(|name| schema.column_with_name(name).is_some())
+    {
+        Some(clash) => Err(format!(
+            "the inputs have a column {clash:?}, which the log adds"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The log rows of checked scored batches whose inputs share one schema: the inputs
+/// concatenated, then the log's columns, built once for all rows.
+fn rows_batch(items: &[Scored]) -> Result<RecordBatch, String> {
+    let Some(first) = items.first() else {
+        return Err("no rows".to_owned());
+    };
+    let schema = first.inputs.schema();
+    let inputs = arrow::compute::concat_batches(&schema, items.iter().map(|item| &item.inputs))
+        .map_err(|e| e.to_string())?;
+    let rows = inputs.num_rows();
+    let mut predictions = Vec::with_capacity(rows);
+    let mut names = Vec::with_capacity(rows);
+    let mut versions = Vec::with_capacity(rows);
+    let mut ids: Vec<&str> = Vec::with_capacity(rows);
+    let mut positions: Vec<u32> = Vec::with_capacity(rows);
+    let mut times = Vec::with_capacity(rows);
+    for item in items {
+        let n = item.inputs.num_rows();
+        predictions.extend_from_slice(&item.predictions);
+        names.extend(std::iter::repeat_n(item.model_name.as_ref(), n));
+        versions.extend(std::iter::repeat_n(item.model_version.as_ref(), n));
+        match &item.request_ids {
+            RequestIds::Request(id) => {
+                ids.extend(std::iter::repeat_n(id.as_str(), n));
+                positions.extend(0..n as u32);
             }
-        };
-        let micros = self
+            RequestIds::PerRow(row_ids) => {
+                ids.extend(row_ids.iter().map(String::as_str));
+                positions.extend(std::iter::repeat_n(0, n));
+            }
+        }
+        let micros = item
             .at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_micros() as i64);
-        let schema = self.inputs.schema();
-        if let Some(clash) = LOG_COLUMNS
-            .iter()
-            .find(|name| schema.column_with_name(name).is_some())
-        {
-            return Err(format!(
-                "the inputs have a column {clash:?}, which the log adds"
-            ));
-        }
-        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.extend([
-            Field::new("prediction", DataType::Float64, false),
-            Field::new("model_name", DataType::Utf8, false),
-            Field::new("model_version", DataType::Utf8, false),
-            Field::new("request_id", DataType::Utf8, false),
-            Field::new("request_row", DataType::UInt32, false),
-            Field::new(
-                "logged_at",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ),
-        ]);
-        let mut columns: Vec<ArrayRef> = self.inputs.columns().to_vec();
-        columns.extend([
-            Arc::new(Float64Array::from(self.predictions.clone())) as ArrayRef,
-            Arc::new(StringArray::from(vec![self.model_name.as_ref(); rows])),
-            Arc::new(StringArray::from(vec![self.model_version.as_ref(); rows])),
-            Arc::new(StringArray::from(ids)),
-            Arc::new(UInt32Array::from(positions)),
-            Arc::new(TimestampMicrosecondArray::from(vec![micros; rows]).with_timezone("UTC")),
-        ]);
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
+        times.extend(std::iter::repeat_n(micros, n));
     }
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend([
+        Field::new("prediction", DataType::Float64, false),
+        Field::new("model_name", DataType::Utf8, false),
+        Field::new("model_version", DataType::Utf8, false),
+        Field::new("request_id", DataType::Utf8, false),
+        Field::new("request_row", DataType::UInt32, false),
+        Field::new(
+            "logged_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+    ]);
+    let mut columns: Vec<ArrayRef> = inputs.columns().to_vec();
+    columns.extend([
+        Arc::new(Float64Array::from(predictions)) as ArrayRef,
+        Arc::new(StringArray::from(names)),
+        Arc::new(StringArray::from(versions)),
+        Arc::new(StringArray::from(ids)),
+        Arc::new(UInt32Array::from(positions)),
+        Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
+    ]);
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
 }
 
 /// Counters of a log, shared with its writer thread.
@@ -280,20 +323,21 @@ impl Drop for PredictionLog {
     }
 }
 
-/// Rows waiting for their file.
+/// Scored batches waiting for their file (their inputs share one schema).
 struct Pending {
-    batches: Vec<RecordBatch>,
+    items: Vec<Scored>,
     rows: usize,
     since: Option<Instant>,
-    first_at: Option<SystemTime>,
+    /// The inputs' schema, checked to take the log's columns.
+    schema: Option<arrow::datatypes::SchemaRef>,
 }
 
 fn write_loop(receiver: &Receiver<Scored>, config: &PredictionLogConfig, counters: &Counters) {
     let mut pending = Pending {
-        batches: Vec::new(),
+        items: Vec::new(),
         rows: 0,
         since: None,
-        first_at: None,
+        schema: None,
     };
     let mut sequence = 0_u64;
     let mut flush = |pending: &mut Pending| {
@@ -301,10 +345,15 @@ fn write_loop(receiver: &Receiver<Scored>, config: &PredictionLogConfig, counter
             sequence += 1;
             write_pending(pending, config, counters, sequence);
         }
-        pending.batches.clear();
+        pending.items.clear();
         pending.rows = 0;
         pending.since = None;
-        pending.first_at = None;
+    };
+    let drop_rows = |scored: &Scored, reason: &str| {
+        tracing::warn!(%reason, "a scored batch cannot be logged");
+        counters
+            .dropped_rows
+            .fetch_add(scored.inputs.num_rows() as u64, Ordering::Relaxed);
     };
     loop {
         let wait = pending.since.map_or(Duration::from_secs(3_600), |since| {
@@ -312,27 +361,26 @@ fn write_loop(receiver: &Receiver<Scored>, config: &PredictionLogConfig, counter
         });
         match receiver.recv_timeout(wait) {
             Ok(scored) => {
-                let batch = match scored.to_batch() {
-                    Ok(batch) => batch,
-                    Err(reason) => {
-                        tracing::warn!(%reason, "a scored batch cannot be logged");
-                        counters
-                            .dropped_rows
-                            .fetch_add(scored.inputs.num_rows() as u64, Ordering::Relaxed);
+                if let Err(reason) = scored.check() {
+                    drop_rows(&scored, &reason);
+                    continue;
+                }
+                let schema = scored.inputs.schema();
+                let same = pending
+                    .schema
+                    .as_ref()
+                    .is_some_and(|known| Arc::ptr_eq(known, &schema) || **known == *schema);
+                if !same {
+                    if let Err(reason) = check_columns(&schema) {
+                        drop_rows(&scored, &reason);
                         continue;
                     }
-                };
-                if pending
-                    .batches
-                    .first()
-                    .is_some_and(|first| first.schema() != batch.schema())
-                {
                     flush(&mut pending);
+                    pending.schema = Some(schema);
                 }
-                pending.rows += batch.num_rows();
+                pending.rows += scored.inputs.num_rows();
                 pending.since.get_or_insert_with(Instant::now);
-                pending.first_at.get_or_insert(scored.at);
-                pending.batches.push(batch);
+                pending.items.push(scored);
                 if pending.rows >= config.max_rows_per_file {
                     flush(&mut pending);
                 }
@@ -347,7 +395,10 @@ fn write_loop(receiver: &Receiver<Scored>, config: &PredictionLogConfig, counter
 }
 
 fn write_pending(pending: &Pending, config: &PredictionLogConfig, counters: &Counters, n: u64) {
-    let at = pending.first_at.unwrap_or_else(SystemTime::now);
+    let at = pending
+        .items
+        .first()
+        .map_or_else(SystemTime::now, |item| item.at);
     let time: chrono::DateTime<chrono::Utc> = at.into();
     let micros = time.timestamp_micros();
     let path = config
@@ -358,14 +409,7 @@ fn write_pending(pending: &Pending, config: &PredictionLogConfig, counters: &Cou
             std::process::id()
         ));
     let rows = pending.rows as u64;
-    let written = pending
-        .batches
-        .first()
-        .ok_or_else(|| "no rows".to_owned())
-        .and_then(|first| {
-            arrow::compute::concat_batches(&first.schema(), &pending.batches)
-                .map_err(|e| e.to_string())
-        })
+    let written = rows_batch(&pending.items)
         .and_then(|batch| {
             crate::datasets::parquet_bytes(&batch, &path.display().to_string())
                 .map_err(|e| e.to_string())
@@ -382,6 +426,85 @@ fn write_pending(pending: &Pending, config: &PredictionLogConfig, counters: &Cou
             counters.dropped_rows.fetch_add(rows, Ordering::Relaxed);
         }
     }
+}
+
+/// The files of a prediction log directory: every `*.parquet` under its date partitions (or
+/// directly in it), in path order (date, then time of writing); temporary files are skipped.
+///
+/// # Errors
+/// The directory cannot be listed.
+pub fn log_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current)? {
+            let entry = entry?;
+            let path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads a prediction log directory into one batch (see [`log_files`]), or `None` when it
+/// holds no file yet.
+///
+/// # Errors
+/// A file that cannot be read, or files of different columns (a model version with other
+/// inputs: monitor it from its own directory), naming the file.
+pub fn read_logs(dir: &Path) -> Result<Option<RecordBatch>, crate::datasets::DatasetError> {
+    use crate::datasets::DatasetReader as _;
+    let files = log_files(dir).map_err(|source| crate::datasets::DatasetError::Io {
+        action: "list",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut batches: Vec<RecordBatch> = Vec::with_capacity(files.len());
+    for file in &files {
+        let batch = crate::datasets::ParquetReader::new(file).read()?.data;
+        if let Some(first) = batches.first()
+            && first.schema().fields() != batch.schema().fields()
+        {
+            let names = |batch: &RecordBatch| {
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(crate::datasets::DatasetError::Inconsistent {
+                path: file.clone(),
+                message: format!(
+                    "its columns ({}) differ from those of {} ({}): another model's inputs; \
+                     monitor each model's log on its own",
+                    names(&batch),
+                    files[0].display(),
+                    names(first)
+                ),
+            });
+        }
+        batches.push(batch);
+    }
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    arrow::compute::concat_batches(&first.schema(), &batches)
+        .map(Some)
+        .map_err(|source| crate::datasets::DatasetError::Arrow {
+            path: dir.to_path_buf(),
+            source: source.into(),
+        })
 }
 
 #[cfg(test)]
@@ -460,6 +583,9 @@ mod tests {
             .as_primitive::<arrow::datatypes::UInt32Type>();
         assert_eq!(rows.values().to_vec(), vec![0, 1, 0]);
         assert_eq!(batch.column(6).null_count(), 0);
+        let all = read_logs(dir.path()).unwrap().unwrap();
+        assert_eq!(all.num_rows(), 3);
+        assert!(read_logs(&dir.path().join("date=1999-01-01")).is_err());
     }
 
     #[test]
@@ -495,6 +621,14 @@ mod tests {
         assert_eq!(files(dir.path()).len(), 3);
         assert_eq!((log.dropped_rows(), log.errors()), (0, 0));
         log.close();
+        // Two models' inputs in one directory: read together, they are refused by name.
+        let error = read_logs(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("its columns (y, prediction") && error.contains("another model"),
+            "{error}"
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert!(read_logs(empty.path()).unwrap().is_none());
     }
 
     #[test]

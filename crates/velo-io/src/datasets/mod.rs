@@ -126,6 +126,14 @@ pub enum DatasetError {
         /// What is wrong.
         message: String,
     },
+    /// Files read together do not agree (their columns differ).
+    #[error("{path}: {message}")]
+    Inconsistent {
+        /// The file that disagrees.
+        path: PathBuf,
+        /// How, in words.
+        message: String,
+    },
     /// Batches pushed to a sink do not match the schema it was opened with.
     #[error(
         "cannot write {path}: batch columns {found} do not match the sink's columns {expected}"

@@ -36,8 +36,8 @@ use velo_io::{
 use crate::{
     JobContext, JobError, JobOutcome,
     common::{
-        AliasOrVersion, SchemaFiles, Services, describe_reader, load_registered, read_labeled,
-        run_tracked, take_rows,
+        AliasOrVersion, SchemaFiles, Services, describe_reader, load_registered, run_tracked,
+        take_rows,
     },
     plots,
 };
@@ -53,8 +53,13 @@ pub struct MonitoringJob {
     /// The tracking run.
     #[serde(default = "MonitoringJob::default_run_config")]
     pub run_config: RunConfig,
-    /// Reads the production inputs.
-    pub inputs: Reader,
+    /// Reads the production inputs (or give `logs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Reader>,
+    /// A prediction log directory (`velo serve --log-predictions`) to read the inputs from,
+    /// instead of `inputs`; its `logged_at` column can cut the windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<PathBuf>,
     /// Reads their labels (joined on the index), when they have arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Reader>,
@@ -129,7 +134,7 @@ impl crate::Job for MonitoringJob {
             ),
             format!(
                 "read inputs from {}{}, in {window}",
-                describe_reader(&self.inputs),
+                self.source(),
                 self.targets
                     .as_ref()
                     .map(|t| format!(" with labels from {}", describe_reader(t)))
@@ -184,6 +189,12 @@ impl crate::Job for MonitoringJob {
         }
         if let WindowSpec::Rows { rows: 0 } = self.window {
             return Err(JobError::Config("`window.rows` must be positive".to_owned()));
+        }
+        if self.inputs.is_some() == self.logs.is_some() {
+            return Err(JobError::Config(
+                "give either `inputs` (a dataset) or `logs` (a prediction log directory)"
+                    .to_owned(),
+            ));
         }
         if self.targets.is_some() && self.schemas.targets.is_none() {
             return Err(JobError::Config(
@@ -259,35 +270,76 @@ impl MonitoringJob {
             Tag::new("velo.model.name", version.name.clone()),
             Tag::new("velo.model.version", version.version.clone()),
         ])?;
-        let (schema, inputs, labels) = match &self.targets {
-            Some(targets) => {
-                let labeled = read_labeled(
-                    <Self as crate::Job>::KIND,
-                    (&self.inputs, targets),
-                    &self.schemas,
-                    run,
-                    "monitoring",
-                    context.progress.as_ref(),
-                )?;
-                (labeled.schema, labeled.inputs, Some(labeled.y))
+        let mut schema = velo_io::datasets::load_schema(&self.schemas.inputs)?;
+        let reading = context.progress.start("reading inputs", None);
+        let (raw, place) = match (&self.inputs, &self.logs) {
+            (Some(reader), _) => {
+                let read = reader.read()?;
+                run.log_dataset(&read.lineage, "monitoring")?;
+                (read.data, reader.path().to_path_buf())
             }
-            None => {
-                let schema = velo_io::datasets::load_schema(&self.schemas.inputs)?;
-                let reading = context.progress.start("reading inputs", None);
-                let inputs = self.inputs.read_validated(&schema)?;
-                drop(reading);
-                run.log_dataset(&inputs.lineage, "monitoring")?;
-                (schema, inputs, None)
+            (None, Some(dir)) => {
+                let batch = velo_io::prediction_logs::read_logs(dir)?.ok_or_else(|| {
+                    JobError::Data(format!(
+                        "the prediction log {} holds no file yet",
+                        dir.display()
+                    ))
+                })?;
+                run.set_tags(&[Tag::new("velo.monitoring.logs", dir.display().to_string())])?;
+                (batch, dir.clone())
+            }
+            (None, None) => {
+                return Err(JobError::Config(
+                    "give either `inputs` or `logs`".to_owned(),
+                ));
             }
         };
-        let windows = velo_core::drift::windows(&inputs.data, &self.window)
-            .map_err(|message| JobError::Data(format!("{}: {message}", self.inputs.path().display())))?;
-        if windows.is_empty() {
-            return Err(JobError::Data(format!(
-                "{} has no rows to monitor",
-                self.inputs.path().display()
-            )));
+        drop(reading);
+        if self.logs.is_some() {
+            // A log holds the inputs as the model read them, beside the log's own columns,
+            // and the index only when clients sent it: the schema is relaxed as serving
+            // relaxes it.
+            schema.strict = false;
+            schema.extra_columns = None;
+            if let Some(index) = schema.index.clone()
+                && raw.column_by_name(&index).is_none()
+            {
+                schema.columns.retain(|column| column.name != index);
+                schema.index = None;
+            }
         }
+        let data = schema.validate(&raw).map_err(|source| {
+            JobError::Data(format!(
+                "{} does not match the inputs schema {}: {source}",
+                place.display(),
+                self.schemas.inputs.display()
+            ))
+        })?;
+        // Validation keeps the rows one for one: a schema column cuts windows in its schema
+        // type (a date read as text becomes a date), another (a log's `logged_at`) as read.
+        let cut_on = match &self.window {
+            WindowSpec::Period { column, .. } if data.column_by_name(column).is_none() => &raw,
+            _ => &data,
+        };
+        let windows = velo_core::drift::windows(cut_on, &self.window)
+            .map_err(|message| JobError::Data(format!("{}: {message}", place.display())))?;
+        let labels = match &self.targets {
+            Some(targets) => {
+                let targets_path = self.schemas.targets.as_deref().ok_or_else(|| {
+                    JobError::Config("`targets` needs `schemas.targets`".to_owned())
+                })?;
+                let targets_schema = velo_io::datasets::load_schema(targets_path)?;
+                let read = targets.read_validated(&targets_schema)?;
+                run.log_dataset(&read.lineage, "monitoring")?;
+                let (_, y) = crate::common::target_values(&targets_schema, &read.data, targets_path)?;
+                Some(crate::common::align_targets(
+                    (&schema, &data, &place),
+                    (&targets_schema, &read.data, targets.path()),
+                    y,
+                )?)
+            }
+            None => None,
+        };
         let mut options = reference.window_options();
         options.skip.extend(schema.index.clone());
         options.skip.extend(self.skip.iter().cloned());
@@ -300,7 +352,7 @@ impl MonitoringJob {
             .start("comparing windows", Some(windows.len() as u64));
         let mut reports = Vec::with_capacity(windows.len());
         for window in &windows {
-            let batch = take_rows(&inputs.data, &window.rows)?;
+            let batch = take_rows(&data, &window.rows)?;
             let y: Option<Vec<f64>> = labels
                 .as_ref()
                 .map(|labels| window.rows.iter().map(|&row| labels[row]).collect());
@@ -386,6 +438,15 @@ impl MonitoringJob {
         ));
         outcome.model_version = Some(version);
         Ok(outcome)
+    }
+
+    /// Where the inputs come from, in words.
+    fn source(&self) -> String {
+        match (&self.inputs, &self.logs) {
+            (Some(reader), _) => describe_reader(reader),
+            (None, Some(dir)) => format!("the prediction log {}", dir.display()),
+            (None, None) => "nowhere (give `inputs` or `logs`)".to_owned(),
+        }
     }
 
     fn metric_names(&self) -> Vec<MetricName> {

@@ -34,6 +34,8 @@ pub struct LoadedModel {
     index: Option<String>,
     /// The columns one-record-per-message streams read (the schema's, then the index).
     records: records::RecordColumns,
+    /// The version's name and number, shared by every prediction log row.
+    names: (Arc<str>, Arc<str>),
 }
 
 impl LoadedModel {
@@ -54,13 +56,23 @@ impl LoadedModel {
                 .collect(),
             index.as_deref(),
         );
+        let names = (
+            Arc::from(version.name.as_str()),
+            Arc::from(version.version.as_str()),
+        );
         Self {
             version,
             model,
             schema,
             index,
             records,
+            names,
         }
+    }
+
+    /// The version's name and number, as prediction logs record them.
+    pub fn log_names(&self) -> (Arc<str>, Arc<str>) {
+        (Arc::clone(&self.names.0), Arc::clone(&self.names.1))
     }
 
     /// The columns read from each JSON record by the fast path of [`records`] (the Kafka

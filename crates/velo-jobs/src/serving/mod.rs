@@ -349,10 +349,7 @@ async fn invocations(
                 log.log(Scored::new(
                     scored.inputs,
                     predictions.clone(),
-                    (
-                        Arc::from(model.version.name.as_str()),
-                        Arc::from(model.version.version.as_str()),
-                    ),
+                    model.log_names(),
                     LogIds::Request(request_id.clone()),
                 ));
             }
