@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arrow::array::AsArray as _;
 use rdkafka::{
     ClientConfig, Message as _,
     consumer::{Consumer as _, StreamConsumer},
@@ -408,13 +409,25 @@ fn a_hundred_thousand_records_give_99_000_predictions_and_1_000_dead_letters() {
     assert_eq!(broken.len(), 1_000);
     produce(&broker.address, "inputs", &records);
 
+    let logs = dir.path().join("logs");
     let job = format!(
-        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, max_batch: 500, idle_timeout_ms: 3000, poll_interval_s: 0",
-        broker.address
+        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, max_batch: 500, idle_timeout_ms: 3000, poll_interval_s: 0, prediction_log: '{}'",
+        broker.address,
+        logs.display()
     );
     let first = run_job("configs/kafka_inference.yaml", &uri, &job);
     assert_eq!(first.code, 0, "{}", first.stderr);
     let good = records.len() - broken.len();
+    // The prediction log holds each scored record once, its source as its id.
+    let logged = velo_io::prediction_logs::read_logs(&logs).unwrap().unwrap();
+    assert_eq!(logged.num_rows(), good);
+    let ids = logged
+        .column_by_name("request_id")
+        .unwrap()
+        .as_string::<i32>();
+    let distinct: std::collections::BTreeSet<&str> = ids.iter().flatten().collect();
+    assert_eq!(distinct.len(), good);
+    assert!(distinct.iter().all(|id| id.starts_with("inputs/")));
     assert!(
         first.stdout.contains(&format!(
             "consumed {} records: {good} predictions to `predictions`, {} dead letters to `dead`",

@@ -86,6 +86,14 @@ pub struct KafkaInferenceJob {
     /// records in, out and dead-lettered, batch latency, consumer lag, model version.
     #[serde(default)]
     pub metrics_addr: Option<String>,
+    /// Log every scored record (its inputs, prediction, model, version, and its source
+    /// `topic/partition/offset` as `request_id`) to rolling Parquet files under this directory
+    /// (see `velo serve --log-predictions`); the stream never waits on the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_log: Option<std::path::PathBuf>,
+    /// Seconds between writes of the prediction log's files.
+    #[serde(default = "KafkaInferenceJob::default_log_flush_s")]
+    pub prediction_log_flush_s: u64,
     /// Seconds between the counts logged to the tracking run.
     #[serde(default = "KafkaInferenceJob::default_log_every_s")]
     pub log_every_s: u64,
@@ -152,6 +160,10 @@ impl KafkaInferenceJob {
     }
 
     fn default_log_every_s() -> u64 {
+        10
+    }
+
+    fn default_log_flush_s() -> u64 {
         10
     }
 

@@ -8,6 +8,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
+use velo_io::prediction_logs::{RequestIds, Scored};
+
 use crate::scoring::{
     LoadedModel,
     protocol::{self, ScoringError},
@@ -25,6 +27,11 @@ pub(super) struct Outputs {
     pub(super) bytes: Vec<u8>,
     /// The record each output answers, and where its value is in `bytes`.
     pub(super) values: Vec<(usize, Range<usize>)>,
+    /// Whether scored groups are kept for the prediction log.
+    pub(super) log: bool,
+    /// The scored groups of the last batch (with `log`): inputs, predictions and each
+    /// record's source (`topic/partition/offset`) as its id.
+    pub(super) scored: Vec<Scored>,
 }
 
 /// What an output record holds.
@@ -129,6 +136,7 @@ impl Outputs {
     pub(super) fn score(&mut self, model: &LoadedModel, batch: &Batch) -> Vec<(usize, String)> {
         self.bytes.clear();
         self.values.clear();
+        self.scored.clear();
         let columns = model.record_columns();
         let mut dead = Vec::new();
         let mut rows = Vec::with_capacity(batch.len());
@@ -221,8 +229,22 @@ impl Outputs {
             declined.extend(records.iter().map(|(position, _)| *position));
             return;
         };
-        match built.and_then(|rows| model.predict(&rows)) {
-            Ok(predictions) => self.write(model, batch, records, &predictions, dead, index),
+        match built.and_then(|rows| model.predict_inputs(&rows)) {
+            Ok((inputs, predictions)) => {
+                if self.log {
+                    let ids = records
+                        .iter()
+                        .map(|(position, _)| batch.source(*position).to_string())
+                        .collect();
+                    self.scored.push(Scored::new(
+                        inputs,
+                        predictions.clone(),
+                        model.log_names(),
+                        RequestIds::PerRow(ids),
+                    ));
+                }
+                self.write(model, batch, records, &predictions, dead, index);
+            }
 
             Err(error) if records.len() == 1 => dead.push((records[0].0, error.to_string())),
             Err(_) => {

@@ -165,7 +165,24 @@ impl KafkaInferenceJob {
         let mut logged = Counts::default();
         let mut last_refresh = Instant::now();
         let mut last_record = Instant::now();
-        let mut outputs = Outputs::default();
+        let log = match &self.prediction_log {
+            Some(dir) => {
+                let mut config = velo_io::prediction_logs::PredictionLogConfig::new(dir);
+                config.flush_interval = Duration::from_secs(self.prediction_log_flush_s.max(1));
+                let log = velo_io::prediction_logs::PredictionLog::start(config).map_err(
+                    |source| JobError::Runtime {
+                        action: format!("start the prediction log in {}", dir.display()),
+                        source: source.into(),
+                    },
+                )?;
+                Some(log)
+            }
+            None => None,
+        };
+        let mut outputs = Outputs {
+            log: log.is_some(),
+            ..Outputs::default()
+        };
         let tick = Duration::from_millis(100);
         loop {
             if stop.load(Ordering::SeqCst)
@@ -230,6 +247,11 @@ impl KafkaInferenceJob {
             stream.received += batch.len() as u64;
             let model = scorer.current();
             let dead = outputs.score(&model, &batch);
+            if let Some(log) = &log {
+                for scored in outputs.scored.drain(..) {
+                    log.log(scored);
+                }
+            }
 
             let in_flight = Arc::new(InFlight::new(outputs.len() + dead.len()));
             for (index, value) in outputs.iter() {
