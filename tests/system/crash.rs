@@ -36,9 +36,10 @@ fn check_whole(root: &Path, step: u64) {
     for run in store.list_runs(&experiment).unwrap() {
         store.get_run(&run.info.run_id).unwrap();
         let files = store.list_artifacts(&run.info.run_id, "model").unwrap();
-        // A whole model directory: MLmodel, the model file, the two examples, profile.json.
+        // A whole model directory: MLmodel, the model file, the two examples, profile.json and
+        // the loss estimator.
         assert!(
-            files.is_empty() || files.len() == 5,
+            files.is_empty() || files.len() == 6,
             "step {step}: partial model directory {files:?}"
         );
     }

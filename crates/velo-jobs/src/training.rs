@@ -181,17 +181,26 @@ impl TrainingJob {
             &predictions,
         )?;
 
-        let profile = reference_profile(
+        let mut profile = reference_profile(
             &inputs_schema,
             self.model.features(),
             (&x_train, &y_train),
             model.as_ref(),
             &scores,
         )?;
+        let estimator = loss_estimator(
+            &inputs_schema,
+            self.model.features(),
+            (&x_test, &y_test),
+            &predictions,
+        )?;
+        if estimator.is_some() {
+            profile.loss_estimator = Some(mlmodel::ESTIMATOR_FILE.to_owned());
+        }
         let version = self.save_and_register(
             context,
             run,
-            (model.as_ref(), &profile),
+            (model.as_ref(), &profile, estimator.as_deref()),
             &inputs.data,
             &target_name,
         )?;
@@ -210,7 +219,7 @@ impl TrainingJob {
         &self,
         context: &JobContext,
         run: &ActiveRun,
-        (model, profile): (&dyn velo_models::Model, &ReferenceProfile),
+        (model, profile, estimator): (&dyn velo_models::Model, &ReferenceProfile, Option<&[u8]>),
         inputs: &arrow::record_batch::RecordBatch,
         target_name: &str,
     ) -> Result<ModelVersion, JobError> {
@@ -233,7 +242,9 @@ impl TrainingJob {
             input_example: (self.saver.input_example_rows > 0)
                 .then(|| mlmodel::example_of(inputs, self.saver.input_example_rows))
                 .transpose()?,
-            extra_files: vec![(mlmodel::PROFILE_FILE.to_owned(), profile.to_json())],
+            extra_files: std::iter::once((mlmodel::PROFILE_FILE.to_owned(), profile.to_json()))
+                .chain(estimator.map(|bytes| (mlmodel::ESTIMATOR_FILE.to_owned(), bytes.to_vec())))
+                .collect(),
         };
         let source = mlmodel::log_model(run.tracking(), run.info(), &description, &bytes)?;
         drop(bytes);
@@ -293,6 +304,86 @@ fn reference_profile(
     )));
     profile.metrics = scores.clone();
     Ok(profile)
+}
+
+/// Held-out rows under which no loss estimator is fitted.
+const ESTIMATOR_MIN_ROWS: usize = 100;
+
+/// A gradient-boosting model of the squared error on the held-out rows, from their inputs and
+/// the model's prediction (NannyML's direct loss estimation): the artifact bytes, or `None`
+/// with fewer than [`ESTIMATOR_MIN_ROWS`] held-out rows.
+pub(crate) fn loss_estimator(
+    schema: &velo_core::schemas::Schema,
+    features: &velo_models::FeaturesConfig,
+    (x_test, y_test): (&arrow::record_batch::RecordBatch, &[f64]),
+    predictions: &[f64],
+) -> Result<Option<Vec<u8>>, JobError> {
+    if x_test.num_rows() < ESTIMATOR_MIN_ROWS {
+        return Ok(None);
+    }
+    let (schema, inputs) = with_prediction(schema, x_test, predictions)?;
+    let losses: Vec<f64> = y_test
+        .iter()
+        .zip(predictions)
+        .map(|(y, p)| (y - p) * (y - p))
+        .collect();
+    let config = velo_models::ModelConfig::GradientBoostingModel(
+        velo_models::boosting::GradientBoostingModel {
+            features: features.clone(),
+            ..Default::default()
+        },
+    );
+    let mut estimator = config.build(&schema);
+    estimator.fit(&inputs, &losses)?;
+    Ok(Some(estimator.to_artifact()?.to_bytes()?))
+}
+
+/// `schema` and `inputs` with the model's `predictions` as one more numerical column
+/// ([`velo_core::drift::ESTIMATOR_PREDICTION`]): what a loss estimator reads.
+pub(crate) fn with_prediction(
+    schema: &velo_core::schemas::Schema,
+    inputs: &arrow::record_batch::RecordBatch,
+    predictions: &[f64],
+) -> Result<(velo_core::schemas::Schema, arrow::record_batch::RecordBatch), JobError> {
+    let name = velo_core::drift::ESTIMATOR_PREDICTION;
+    let mut schema = schema.clone();
+    let column: velo_core::schemas::ColumnSpec =
+        serde_json::from_value(serde_json::json!({"name": name, "type": "float64"}))
+            .map_err(JobError::Encode)?;
+    schema.columns.retain(|existing| existing.name != name);
+    schema.columns.push(column);
+    let mut fields: Vec<arrow::datatypes::Field> = inputs
+        .schema()
+        .fields()
+        .iter()
+        .filter(|field| field.name() != name)
+        .map(|field| field.as_ref().clone())
+        .collect();
+    let mut columns: Vec<arrow::array::ArrayRef> = inputs
+        .schema()
+        .fields()
+        .iter()
+        .zip(inputs.columns())
+        .filter(|(field, _)| field.name() != name)
+        .map(|(_, column)| std::sync::Arc::clone(column))
+        .collect();
+    fields.push(arrow::datatypes::Field::new(
+        name,
+        arrow::datatypes::DataType::Float64,
+        false,
+    ));
+    columns.push(std::sync::Arc::new(arrow::array::Float64Array::from(
+        predictions.to_vec(),
+    )));
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )
+    .map_err(|source| JobError::Table {
+        action: "add the predictions to the inputs".to_owned(),
+        source,
+    })?;
+    Ok((schema, batch))
 }
 
 /// The metrics every job computes unless told otherwise.

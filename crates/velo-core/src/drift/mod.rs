@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use profile::{
-    CategoricalProfile, ColumnProfile, DataProfile, EXACT_UP_TO, MAX_LEVELS, NumericalProfile,
-    ProfileOptions, QUANTILES, ReferenceProfile, profile_arrays,
+    CategoricalProfile, ColumnProfile, DataProfile, ESTIMATOR_PREDICTION, EXACT_UP_TO, MAX_LEVELS,
+    NumericalProfile, ProfileOptions, QUANTILES, ReferenceProfile, profile_arrays,
 };
 pub use windows::{Period, Window, WindowSpec, windows};
 

@@ -356,7 +356,16 @@ pub struct ReferenceProfile {
     pub metrics: BTreeMap<String, f64>,
     /// Numerical input columns profiled as categories; windows are profiled alike.
     pub categorical: Vec<String>,
+    /// The model file, beside this profile, of a model of the squared error fitted on the
+    /// training job's held-out rows (their inputs and the model's prediction as
+    /// [`ESTIMATOR_PREDICTION`]): it estimates a window's error before labels arrive
+    /// (NannyML's direct loss estimation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_estimator: Option<String>,
 }
+
+/// The input column through which a loss estimator sees the model's prediction.
+pub const ESTIMATOR_PREDICTION: &str = "velo_prediction";
 
 impl ReferenceProfile {
     /// The format this version writes and the newest it reads.
@@ -371,6 +380,7 @@ impl ReferenceProfile {
             target: None,
             metrics: BTreeMap::new(),
             categorical,
+            loss_estimator: None,
         }
     }
 

@@ -25,6 +25,9 @@ pub const INPUT_EXAMPLE_FILE: &str = "input_example.json";
 pub const SERVING_EXAMPLE_FILE: &str = "serving_input_example.json";
 /// The model file velo writes in a model directory, and assumes when a velo flavor names none.
 pub const MODEL_FILE: &str = "model.velo";
+/// The loss estimator beside the model file (see
+/// [`velo_core::drift::ReferenceProfile::loss_estimator`]).
+pub const ESTIMATOR_FILE: &str = "loss_estimator.velo";
 /// The reference profile of the training data beside the model file
 /// ([`velo_core::drift::ReferenceProfile`]), read by monitoring.
 pub const PROFILE_FILE: &str = "profile.json";

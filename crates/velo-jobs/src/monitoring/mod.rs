@@ -45,6 +45,9 @@ use crate::{
 /// The name standing for the model's predictions in the table and the settings.
 pub const PREDICTION: &str = "prediction";
 
+/// The metric of the error the loss estimator expects before labels.
+pub const ESTIMATED: &str = "estimated_root_mean_squared_error";
+
 /// Compare windows of production inputs (and, given labels, performance) with the reference
 /// profile the model version keeps of its training data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -238,6 +241,8 @@ pub(crate) struct WindowReport {
     pub(crate) dataset: DatasetDrift,
     /// Realised metrics, with labels.
     pub(crate) scores: BTreeMap<String, f64>,
+    /// The RMSE the loss estimator expects, before labels.
+    pub(crate) estimated: Option<f64>,
 }
 
 impl WindowReport {
@@ -266,6 +271,14 @@ impl MonitoringJob {
     fn monitor(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
         let (version, model) = load_registered(context, &self.alias_or_version)?;
         let reference = mlmodel::load_profile(context.registry.as_ref(), &version)?;
+        let estimator = match &reference.loss_estimator {
+            Some(file) => {
+                let bytes = context.registry.read_model_file(&version, file)?;
+                let artifact = velo_models::artifact::Artifact::from_bytes(&bytes)?;
+                Some(velo_models::load_model(&artifact)?)
+            }
+            None => None,
+        };
         run.set_tags(&[
             Tag::new("velo.model.name", version.name.clone()),
             Tag::new("velo.model.version", version.version.clone()),
@@ -361,7 +374,7 @@ impl MonitoringJob {
                 &batch,
                 y.as_deref(),
                 (&reference, &reference_inputs),
-                (model.as_ref(), &options),
+                (model.as_ref(), estimator.as_deref(), &options),
             )?);
             comparing.advance(1);
         }
@@ -426,6 +439,20 @@ impl MonitoringJob {
         outcome
             .metrics
             .insert("windows_drifted".to_owned(), drifted.len() as f64);
+        // The estimate against the realised error, where both are known.
+        let gaps: Vec<f64> = reports
+            .iter()
+            .filter_map(|w| {
+                let realised = w.scores.get(MetricName::RootMeanSquaredError.as_str())?;
+                let estimated = w.estimated?;
+                (*realised > 0.0).then(|| (estimated - realised).abs() / realised)
+            })
+            .collect();
+        if !gaps.is_empty() {
+            let gap = gaps.iter().sum::<f64>() / gaps.len() as f64;
+            outcome.metrics.insert("estimate_relative_error".to_owned(), gap);
+            run.log_metrics(&[("estimate_relative_error", gap)], 0)?;
+        }
         outcome.lines.push(format!(
             "{title}: {} window(s), {} drifted{}",
             reports.len(),
@@ -466,7 +493,11 @@ impl MonitoringJob {
         batch: &RecordBatch,
         y: Option<&[f64]>,
         (reference, reference_inputs): (&ReferenceProfile, &DataProfile),
-        (model, options): (&dyn velo_models::Model, &velo_core::drift::ProfileOptions),
+        (model, estimator, options): (
+            &dyn velo_models::Model,
+            Option<&dyn velo_models::Model>,
+            &velo_core::drift::ProfileOptions,
+        ),
     ) -> Result<WindowReport, JobError> {
         let too_few = (batch.num_rows() < self.min_rows).then(|| {
             format!(
@@ -510,6 +541,17 @@ impl MonitoringJob {
                 .map_err(|error| error.to_string()),
             }
         });
+        let estimated = match estimator {
+            Some(estimator) if batch.num_rows() > 0 => {
+                let schema = estimator.inputs_schema().clone();
+                let (_, inputs) = crate::training::with_prediction(&schema, batch, &predictions)?;
+                let losses = estimator.predict(&inputs)?;
+                let mean = losses.iter().map(|loss| loss.max(0.0)).sum::<f64>()
+                    / losses.len() as f64;
+                Some(mean.sqrt())
+            }
+            _ => None,
+        };
         let mut scores = BTreeMap::new();
         if let Some(y) = y {
             for name in self.metric_names() {
@@ -524,6 +566,7 @@ impl MonitoringJob {
             prediction,
             dataset,
             scores,
+            estimated,
         })
     }
 }
@@ -581,6 +624,9 @@ impl Results<'_> {
             for (name, value) in &window.scores {
                 metrics.push((name.clone(), *value));
             }
+            if let Some(estimated) = window.estimated {
+                metrics.push((ESTIMATED.to_owned(), estimated));
+            }
             let logged: Vec<(&str, f64)> = metrics
                 .iter()
                 .filter(|(_, value)| value.is_finite())
@@ -616,6 +662,49 @@ impl Results<'_> {
                 threshold,
             )?,
         )];
+        if self.windows.iter().any(|w| w.estimated.is_some()) {
+            let mut series = vec![(
+                "estimated before labels".to_owned(),
+                self.windows
+                    .iter()
+                    .map(|w| w.estimated.unwrap_or(f64::NAN))
+                    .collect::<Vec<f64>>(),
+            )];
+            let realised: Vec<f64> = self
+                .windows
+                .iter()
+                .map(|w| {
+                    w.scores
+                        .get(MetricName::RootMeanSquaredError.as_str())
+                        .copied()
+                        .unwrap_or(f64::NAN)
+                })
+                .collect();
+            if realised.iter().any(|value| value.is_finite()) {
+                series.push(("realised".to_owned(), realised));
+            }
+            if let Some(baseline) = self
+                .reference
+                .metrics
+                .get(MetricName::RootMeanSquaredError.as_str())
+            {
+                series.push((
+                    "training's held-out split".to_owned(),
+                    vec![*baseline; self.windows.len()],
+                ));
+            }
+            charts.push((
+                "plots/estimated_error.png".to_owned(),
+                plots::windows(
+                    &format!("Root mean squared error, estimated and realised: {}", self.title),
+                    "root_mean_squared_error",
+                    &labels,
+                    &series,
+                    &[],
+                    None,
+                )?,
+            ));
+        }
         for name in &self.metrics {
             let realised: Vec<f64> = self
                 .windows

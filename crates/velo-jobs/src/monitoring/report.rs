@@ -39,6 +39,7 @@ pub(super) fn html(results: &Results<'_>) -> Result<String, JobError> {
         .map(|w| w.columns.iter().map(|(name, _)| name.as_str()).collect())
         .unwrap_or_default();
     let worst = windows.iter().map(|w| w.dataset.share).fold(0.0, f64::max);
+    let has_estimates = windows.iter().any(|w| w.estimated.is_some());
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -73,6 +74,7 @@ pub(super) fn html(results: &Results<'_>) -> Result<String, JobError> {
                     tr {
                         th { "window" } th { "rows" } th { "drifted columns" }
                         th { "dataset" } th { (PREDICTION) }
+                        @if has_estimates { th { "estimated RMSE" } }
                         @for name in &results.metrics { th { (name.as_str()) } }
                     }
                     @for window in windows {
@@ -84,6 +86,9 @@ pub(super) fn html(results: &Results<'_>) -> Result<String, JobError> {
                                 @if window.dataset.drifted { "drift" } @else { "stable" }
                             }
                             (cell(window.prediction.as_ref()))
+                            @if has_estimates {
+                                td.num { (window.estimated.map_or_else(|| "–".to_owned(), round)) }
+                            }
                             @for name in &results.metrics {
                                 td.num { (window.scores.get(name.as_str()).map_or_else(|| "–".to_owned(), |v| round(*v))) }
                             }
@@ -92,6 +97,7 @@ pub(super) fn html(results: &Results<'_>) -> Result<String, JobError> {
                     @if !results.reference.metrics.is_empty() && windows.iter().any(|w| !w.scores.is_empty()) {
                         tr {
                             td.detail { "training's held-out split" } td {} td {} td {} td {}
+                            @if has_estimates { td {} }
                             @for name in &results.metrics {
                                 td.num.detail { (results.reference.metrics.get(name.as_str()).map_or_else(|| "–".to_owned(), |v| round(*v))) }
                             }

@@ -162,6 +162,10 @@ fn the_six_jobs_run_from_rust_on_a_temporary_store() {
     ));
     assert_eq!(profile.metrics, training.metrics);
     assert!(profile.prediction.is_some() && profile.target.is_some());
+    assert_eq!(
+        profile.loss_estimator.as_deref(),
+        Some(velo_io::registries::mlmodel::ESTIMATOR_FILE)
+    );
 
     project
         .run(&project.settings("promotion.yaml", |_| {}))
@@ -220,6 +224,9 @@ fn the_six_jobs_run_from_rust_on_a_temporary_store() {
     let monitoring = project
         .run(&project.settings("monitoring.yaml", |_| {}))
         .unwrap();
+    // With labels, the loss estimator's RMSE is held against the realised one.
+    let gap = monitoring.metrics["estimate_relative_error"];
+    assert!(gap.is_finite() && gap < 1.0, "estimate off by {gap}");
     let table = project.read("outputs/monitoring.parquet");
     let windows = cast(
         table.column_by_name("window").unwrap(),
