@@ -510,7 +510,14 @@ fn scored_requests_are_logged_for_monitoring() {
     let log_dir = logs.display().to_string();
     let mut server = Server::start(
         &store,
-        &["--log-predictions", &log_dir, "--log-flush-s", "1"],
+        &[
+            "--log-predictions",
+            &log_dir,
+            "--log-flush-s",
+            "1",
+            "--drift-rows",
+            "1000",
+        ],
     );
     let rows = records(&read(&data.join("inputs_test.parquet")), "instant");
     let client = reqwest::blocking::Client::new();
@@ -552,6 +559,17 @@ fn scored_requests_are_logged_for_monitoring() {
         metrics.contains("velo_serve_prediction_log_dropped_rows 0"),
         "{metrics}"
     );
+    // Live drift of the 50 rows scored, against the version's training profile.
+    for expected in [
+        "velo_serve_drift_rows 50",
+        "velo_serve_feature_drift{column=\"temp\"}",
+        "velo_serve_feature_drifted{column=\"hum\"}",
+        "velo_serve_drift_share ",
+        "velo_serve_prediction_drift ",
+        "velo_serve_estimated_error ",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in {metrics}");
+    }
 
     // SIGTERM writes what waits: every scored row is logged once, with its request's id.
     let pid = server.child.id().to_string();

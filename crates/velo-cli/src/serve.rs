@@ -55,6 +55,11 @@ pub(crate) struct ServeArgs {
     /// Seconds between writes of the prediction log's files.
     #[arg(long, default_value_t = 10)]
     log_flush_s: u64,
+    /// Measure the drift of about this many latest scored rows against the served version's
+    /// training profile whenever `/metrics` is read (`velo_serve_feature_drift{column}`,
+    /// `_drift_share`, `_prediction_drift`, `_estimated_error`); 0 turns it off.
+    #[arg(long, default_value_t = 0)]
+    drift_rows: usize,
 }
 
 /// The registry `velo serve` reads: the flag, else where MLflow's variables put it (velo-io's
@@ -94,6 +99,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
             config.flush_interval = Duration::from_secs(args.log_flush_s.max(1));
             config
         }),
+        drift_rows: args.drift_rows,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

@@ -9,6 +9,7 @@
 //!
 //! Available with the `serve` feature.
 
+pub(crate) mod live;
 pub(crate) mod metrics;
 pub mod protocol;
 pub(crate) mod records;
@@ -36,10 +37,16 @@ pub struct LoadedModel {
     records: records::RecordColumns,
     /// The version's name and number, shared by every prediction log row.
     names: (Arc<str>, Arc<str>),
+    /// The profile of the version's training data and its loss estimator, when it has them.
+    reference: Option<live::Reference>,
 }
 
 impl LoadedModel {
-    fn new(version: ModelVersion, model: Box<dyn Model>) -> Self {
+    fn new(
+        version: ModelVersion,
+        model: Box<dyn Model>,
+        reference: Option<live::Reference>,
+    ) -> Self {
         let mut schema = model.inputs_schema().clone();
         schema.strict = false;
         schema.extra_columns = None;
@@ -67,7 +74,13 @@ impl LoadedModel {
             index,
             records,
             names,
+            reference,
         }
+    }
+
+    /// The profile of the version's training data and its loss estimator, when it has them.
+    pub(crate) fn reference(&self) -> Option<&live::Reference> {
+        self.reference.as_ref()
     }
 
     /// The version's name and number, as prediction logs record them.
@@ -134,10 +147,11 @@ impl Scorer {
     /// An unknown model, alias or version, or a model file that does not load.
     pub fn load(registry: Arc<dyn ModelRegistry>, uri: ModelUri) -> Result<Self, JobError> {
         let (version, model) = load_model_uri(registry.as_ref(), &uri)?;
+        let reference = live::Reference::load(registry.as_ref(), &version);
         Ok(Self {
             registry,
             uri,
-            current: RwLock::new(Arc::new(LoadedModel::new(version, model))),
+            current: RwLock::new(Arc::new(LoadedModel::new(version, model, reference))),
         })
     }
 
@@ -165,7 +179,8 @@ impl Scorer {
             return Ok(None);
         }
         let (version, model) = load_model_uri(self.registry.as_ref(), &self.uri)?;
-        let loaded = Arc::new(LoadedModel::new(version.clone(), model));
+        let reference = live::Reference::load(self.registry.as_ref(), &version);
+        let loaded = Arc::new(LoadedModel::new(version.clone(), model, reference));
         match self.current.write() {
             Ok(mut current) => *current = loaded,
             Err(poisoned) => *poisoned.into_inner() = loaded,

@@ -18,7 +18,7 @@
 
 use std::{
     future::Future,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicU64},
     time::{Duration, Instant},
 };
 
@@ -41,6 +41,7 @@ use velo_io::{
 
 use crate::scoring::{
     Scorer,
+    live::{self, Recent},
     metrics::{self as exposition, Exporter},
     protocol::{self, ScoringError},
 };
@@ -56,6 +57,8 @@ struct Server {
     log: Option<PredictionLog>,
     /// Numbers the requests that come without an `x-request-id`.
     requests: RequestIds,
+    /// The latest scored rows, for live drift (with `drift_rows`).
+    recent: Option<Recent>,
 }
 
 /// Ids of requests that bring none: this process's start and a counter.
@@ -115,6 +118,9 @@ pub struct ServeOptions {
     /// Log every scored request (inputs, predictions, model, version, request id, time) to
     /// rolling Parquet files, without ever waiting on the disk.
     pub prediction_log: Option<PredictionLogConfig>,
+    /// Measure the drift of about this many latest scored rows against the served version's
+    /// training profile whenever `/metrics` is read (0: never).
+    pub drift_rows: usize,
 }
 
 impl Default for ServeOptions {
@@ -127,6 +133,7 @@ impl Default for ServeOptions {
             max_connections: 1024,
             max_parsing: std::thread::available_parallelism().map_or(2, usize::from),
             prediction_log: None,
+            drift_rows: 0,
         }
     }
 }
@@ -172,6 +179,7 @@ impl Server {
             parsing: tokio::sync::Semaphore::new(options.max_parsing.max(1)),
             log,
             requests: RequestIds::new(),
+            recent: (options.drift_rows > 0).then(|| Recent::new(options.drift_rows)),
         }
     }
 }
@@ -345,6 +353,9 @@ async fn invocations(
                 protocol::predictions_json(&predictions),
             )
                 .into_response();
+            if let Some(recent) = &server.recent {
+                recent.push(&model.log_names().1, &scored.inputs, &predictions);
+            }
             if let Some(log) = &server.log {
                 log.log(Scored::new(
                     scored.inputs,
@@ -414,6 +425,15 @@ async fn version() -> impl IntoResponse {
 }
 
 async fn metrics(State(server): State<Arc<Server>>) -> impl IntoResponse {
+    if let Some(recent) = &server.recent {
+        let model = server.scorer.current();
+        if let (Some(reference), Some((inputs, predictions))) =
+            (model.reference(), recent.snapshot(&model.version.version))
+        {
+            let measured = live::measure(reference, &inputs, &predictions);
+            server.metrics.record_drift(&measured);
+        }
+    }
     if let Some(log) = &server.log {
         let count = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         server.metrics.logged.set(count(log.logged_rows()));
@@ -441,6 +461,17 @@ struct Metrics {
     swaps: Counter,
     logged: Gauge,
     dropped: Gauge,
+    feature_drift: Family<ColumnLabel, Gauge<f64, AtomicU64>>,
+    feature_drifted: Family<ColumnLabel, Gauge>,
+    drift_share: Gauge<f64, AtomicU64>,
+    prediction_drift: Gauge<f64, AtomicU64>,
+    estimated_error: Gauge<f64, AtomicU64>,
+    drift_rows: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ColumnLabel {
+    column: String,
 }
 
 impl Metrics {
@@ -468,6 +499,32 @@ impl Metrics {
             "prediction_log_dropped_rows",
             "Scored rows the prediction log dropped (queue full or file not written)",
         );
+        let feature_drift = exporter.register(
+            "feature_drift",
+            "Drift score of each input column over the latest rows (p-value or distance)",
+            Family::<ColumnLabel, Gauge<f64, AtomicU64>>::default(),
+        );
+        let feature_drifted = exporter.register(
+            "feature_drifted",
+            "Whether each input column drifted over the latest rows (1) or not (0)",
+            Family::<ColumnLabel, Gauge>::default(),
+        );
+        let drift_share = exporter.register(
+            "drift_share",
+            "Share of input columns that drifted over the latest rows",
+            Gauge::<f64, AtomicU64>::default(),
+        );
+        let prediction_drift = exporter.register(
+            "prediction_drift",
+            "Drift score of the predictions over the latest rows",
+            Gauge::<f64, AtomicU64>::default(),
+        );
+        let estimated_error = exporter.register(
+            "estimated_error",
+            "Root mean squared error the loss estimator expects over the latest rows",
+            Gauge::<f64, AtomicU64>::default(),
+        );
+        let drift_rows = exporter.gauge("drift_rows", "Latest rows the drift gauges measure");
         Self {
             exporter,
             requests,
@@ -477,7 +534,35 @@ impl Metrics {
             swaps,
             logged,
             dropped,
+            feature_drift,
+            feature_drifted,
+            drift_share,
+            prediction_drift,
+            estimated_error,
+            drift_rows,
         }
+    }
+
+    /// Sets the drift gauges to a measurement of the latest rows.
+    fn record_drift(&self, measured: &live::LiveDrift) {
+        for (column, score, drifted) in &measured.columns {
+            let label = ColumnLabel {
+                column: column.clone(),
+            };
+            self.feature_drift.get_or_create(&label).set(*score);
+            self.feature_drifted
+                .get_or_create(&label)
+                .set(i64::from(*drifted));
+        }
+        self.drift_share.set(measured.share);
+        if let Some(score) = measured.prediction {
+            self.prediction_drift.set(score);
+        }
+        if let Some(error) = measured.estimated {
+            self.estimated_error.set(error);
+        }
+        self.drift_rows
+            .set(i64::try_from(measured.rows).unwrap_or(i64::MAX));
     }
 
     fn observe(&self, status: u16, rows: usize, start: Instant) {
