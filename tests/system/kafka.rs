@@ -594,6 +594,14 @@ assert producer.flush(30) == 0
     ] {
         assert!(scraped.contains(line), "{line} in {scraped}");
     }
+    // Every Kafka metric the shipped dashboard and alerting rules query is exposed.
+    let exposed = crate::deploy::exposed(&scraped);
+    for name in crate::deploy::queried("velo_kafka_") {
+        assert!(
+            exposed.contains(&name),
+            "deploy/ queries {name}, not in {scraped}"
+        );
+    }
     assert!(child.wait().unwrap().success());
 
     let read = r#"

@@ -13,6 +13,7 @@
 mod alerts;
 mod benchmark;
 mod crash;
+mod deploy;
 mod hostile;
 mod jobs;
 mod kafka;

@@ -126,6 +126,13 @@ fn records(batch: &RecordBatch, drop: &str) -> Vec<serde_json::Map<String, Value
         .collect()
 }
 
+/// The first `n` test rows of `data` as JSON records, without the index.
+pub(crate) fn test_records(data: &Path, n: usize) -> Vec<serde_json::Map<String, Value>> {
+    let mut rows = records(&read(&data.join("inputs_test.parquet")), "instant");
+    rows.truncate(n);
+    rows
+}
+
 fn read(path: &Path) -> RecordBatch {
     let reader: Reader =
         serde_json::from_value(json!({"KIND": "ParquetReader", "path": path})).unwrap();

@@ -158,6 +158,7 @@ fn install() -> Result<()> {
     python::ensure_venv(&root())?;
     DESKTOP.ensure();
     BROWSER.ensure();
+    PROMETHEUS.ensure();
     ensure_tansu()?;
     Ok(())
 }
@@ -222,6 +223,13 @@ const BROWSER: AptSet = AptSet {
     programs: &["chromium"],
     packages: &["chromium"],
     test: "report rendering",
+};
+
+/// Debian's promtool, which checks and unit-tests `deploy/prometheus` (`tests/system/deploy.rs`).
+const PROMETHEUS: AptSet = AptSet {
+    programs: &["promtool"],
+    packages: &["prometheus"],
+    test: "alerting rules",
 };
 
 fn on_path(program: &str) -> bool {
@@ -339,6 +347,9 @@ fn test() -> Result<()> {
         }
         if BROWSER.ready() {
             command.env("VELO_BROWSER_IT", "1");
+        }
+        if PROMETHEUS.ready() {
+            command.env("VELO_PROMTOOL_IT", "1");
         }
         run(command)
     };
