@@ -64,6 +64,7 @@ job::register_jobs! {
     stress::StressJob: "Load scoring servers step by step to find where they break.",
     benchmark::BenchmarkJob: "Rank models, baselines, the Champion and peers on the same folds.",
     monitoring::MonitoringJob: "Compare windows of production data with the model's training profile.",
+    gate::GateJob: "Promote a challenger only if it beats the champion on labelled rows, by a margin.",
     kafka::KafkaInferenceJob: "Score a Kafka topic record by record, at least once.",
 }
 

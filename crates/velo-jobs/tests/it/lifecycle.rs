@@ -531,3 +531,83 @@ fn training_on_default_split(value: &mut serde_yaml::Value) {
     small_forest(value);
     value["job"]["splitter"]["test_size"] = 200.into();
 }
+
+/// A one-tree forest of depth 2: a model any real one beats.
+fn weak_forest(value: &mut serde_yaml::Value) {
+    value["job"]["model"]["n_estimators"] = 1.into();
+    value["job"]["model"]["max_depth"] = 2.into();
+}
+
+#[test]
+fn the_gate_promotes_a_better_challenger_and_keeps_a_worse_one() {
+    let project = Project::new(3_000);
+    let store = || FileStore::open(project.store()).unwrap();
+    let train = |edit: fn(&mut serde_yaml::Value)| {
+        project
+            .run(&project.settings("training.yaml", edit))
+            .unwrap()
+            .model_version
+            .unwrap()
+            .version
+    };
+    let decision = |version: &str| {
+        let version = store()
+            .get_model_version("bikes", version)
+            .unwrap()
+            .unwrap();
+        let tag = |key: &str| {
+            version
+                .tags
+                .iter()
+                .find(|tag| tag.key == key)
+                .map(|tag| tag.value.clone())
+        };
+        (
+            tag(velo_jobs::gate::DECISION_TAG),
+            tag(velo_jobs::gate::EVIDENCE_TAG),
+        )
+    };
+    let champion = || {
+        store()
+            .get_model_version_by_alias("bikes", "Champion")
+            .unwrap()
+            .unwrap()
+            .version
+    };
+
+    assert_eq!(train(weak_forest), "1");
+    project
+        .run(&project.settings("promotion.yaml", |_| {}))
+        .unwrap();
+    // A real forest challenges the weak champion and wins by far more than the margin.
+    assert_eq!(train(small_forest), "2");
+    store().set_alias("bikes", "Challenger", "2").unwrap();
+    let gate = project.run(&project.settings("gate.yaml", |_| {})).unwrap();
+    assert!(
+        gate.lines[0].starts_with("promoted bikes version 2 to Champion"),
+        "{:?}",
+        gate.lines
+    );
+    assert_eq!(champion(), "2");
+    let (tag, evidence) = decision("2");
+    assert_eq!(tag.as_deref(), Some("promoted"));
+    let evidence: serde_json::Value = serde_json::from_str(&evidence.unwrap()).unwrap();
+    assert_eq!(evidence["champion_version"], "1");
+    assert!(
+        evidence["interval"][0].as_f64().unwrap() > 0.01,
+        "{evidence}"
+    );
+
+    // A weak challenger is kept out, with its evidence; the champion stays.
+    assert_eq!(train(weak_forest), "3");
+    store().set_alias("bikes", "Challenger", "3").unwrap();
+    let gate = project.run(&project.settings("gate.yaml", |_| {})).unwrap();
+    assert!(
+        gate.lines[0].starts_with("kept bikes version 2 as Champion"),
+        "{:?}",
+        gate.lines
+    );
+    assert_eq!(champion(), "2");
+    assert_eq!(decision("3").0.as_deref(), Some("kept"));
+    assert!(gate.metrics["improvement_low"] < 0.01);
+}

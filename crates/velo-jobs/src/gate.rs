@@ -1,0 +1,276 @@
+//! The champion/challenger gate: promote a challenger only when it beats the champion on the
+//! same labelled rows, by a margin, with a paired bootstrap that says it is not luck.
+
+use serde::{Deserialize, Serialize};
+use velo_core::{metrics::MetricName, stats};
+use velo_io::{
+    datasets::Reader,
+    registries::Tag,
+    services::{RunConfig, tracking::ActiveRun},
+};
+
+use crate::{
+    JobContext, JobError, JobOutcome,
+    common::{
+        AliasOrVersion, Labeled, SchemaFiles, Services, describe_reader, load_registered,
+        read_labeled, run_tracked,
+    },
+};
+
+/// The tag on the challenger's version holding the decision (`promoted` or `kept`).
+pub const DECISION_TAG: &str = "velo.gate.decision";
+/// The tag on the challenger's version holding the decision's evidence (JSON).
+pub const EVIDENCE_TAG: &str = "velo.gate.evidence";
+
+/// Score the champion and a challenger on the same labelled rows (the latest window, never
+/// data either trained on) and move the champion's alias to the challenger only when it wins
+/// by `margin` over the whole bootstrap confidence interval; the decision and its evidence
+/// are recorded on the challenger's version and on a tracking run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GateJob {
+    /// The tracking run.
+    #[serde(default = "GateJob::default_run_config")]
+    pub run_config: RunConfig,
+    /// Reads the inputs of the labelled rows.
+    pub inputs: Reader,
+    /// Reads their targets.
+    pub targets: Reader,
+    /// Schemas of the inputs and targets.
+    pub schemas: SchemaFiles,
+    /// The alias of the model in production, moved on promotion.
+    #[serde(default = "GateJob::default_champion")]
+    pub champion: String,
+    /// The version challenging it.
+    #[serde(default = "GateJob::default_challenger")]
+    pub challenger: AliasOrVersion,
+    /// The metric compared.
+    #[serde(default = "GateJob::default_metric")]
+    pub metric: MetricName,
+    /// The relative improvement the challenger must show, as a share of the champion's metric
+    /// (0.01: 1% better), over the whole confidence interval.
+    #[serde(default = "GateJob::default_margin")]
+    pub margin: f64,
+    /// Rows resampled with replacement this many times.
+    #[serde(default = "GateJob::default_resamples")]
+    pub resamples: usize,
+    /// The confidence of the interval the margin must be below.
+    #[serde(default = "GateJob::default_confidence")]
+    pub confidence: f64,
+    /// Seeds the resampling.
+    #[serde(default)]
+    pub seed: u64,
+    /// Services.
+    #[serde(default)]
+    pub services: Services,
+}
+
+impl crate::Job for GateJob {
+    const KIND: &'static str = "GateJob";
+
+    fn services(&self) -> &Services {
+        &self.services
+    }
+
+    fn plan(&self) -> Vec<String> {
+        let name = &self.services.mlflow.registry_name;
+        vec![
+            format!(
+                "score `{name}@{}` and `{name}` {} on {} against {}",
+                self.champion,
+                self.challenger,
+                describe_reader(&self.inputs),
+                describe_reader(&self.targets)
+            ),
+            format!(
+                "promote the challenger to `{}` only if it improves {} by more than {}% over \
+                 the whole {}% interval of {} paired resamples; record the decision",
+                self.champion,
+                self.metric.as_str(),
+                self.margin * 100.0,
+                self.confidence * 100.0,
+                self.resamples
+            ),
+        ]
+    }
+
+    fn schemas(&self) -> Option<&SchemaFiles> {
+        Some(&self.schemas)
+    }
+
+    fn registered_model(&self) -> Option<AliasOrVersion> {
+        Some(self.challenger.clone())
+    }
+
+    fn check(&self) -> Result<(), JobError> {
+        if self.resamples == 0 {
+            return Err(JobError::Config("`resamples` must be positive".to_owned()));
+        }
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            return Err(JobError::Config(format!(
+                "`confidence` is {}, expected a share in (0, 1)",
+                self.confidence
+            )));
+        }
+        if !self.margin.is_finite() {
+            return Err(JobError::Config("`margin` must be a number".to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Loads both versions, scores them on the rows, bootstraps the improvement, records the
+    /// decision on the challenger's version and the run, and moves the alias on promotion.
+    fn run(&self, context: &JobContext) -> Result<JobOutcome, JobError> {
+        run_tracked(context, &self.run_config, self, |run| self.decide(context, run))
+    }
+}
+
+impl GateJob {
+    fn default_run_config() -> RunConfig {
+        RunConfig::named("Gate")
+    }
+
+    fn default_champion() -> String {
+        "Champion".to_owned()
+    }
+
+    fn default_challenger() -> AliasOrVersion {
+        AliasOrVersion::Alias("Challenger".to_owned())
+    }
+
+    fn default_metric() -> MetricName {
+        MetricName::RootMeanSquaredError
+    }
+
+    fn default_margin() -> f64 {
+        0.01
+    }
+
+    fn default_resamples() -> usize {
+        1_000
+    }
+
+    fn default_confidence() -> f64 {
+        0.95
+    }
+
+    fn decide(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
+        let name = context.mlflow.registry_name.clone();
+        let (champion, champion_model) =
+            load_registered(context, &AliasOrVersion::Alias(self.champion.clone()))?;
+        let (challenger, challenger_model) = load_registered(context, &self.challenger)?;
+        run.set_tags(&[
+            Tag::new("velo.model.name", name.clone()),
+            Tag::new("velo.gate.champion", champion.version.clone()),
+            Tag::new("velo.gate.challenger", challenger.version.clone()),
+        ])?;
+        let Labeled { inputs, y, .. } = read_labeled(
+            <Self as crate::Job>::KIND,
+            (&self.inputs, &self.targets),
+            &self.schemas,
+            run,
+            "gate",
+            context.progress.as_ref(),
+        )?;
+        let champion_predictions = champion_model.predict(&inputs.data)?;
+        let challenger_predictions = challenger_model.predict(&inputs.data)?;
+        let metric = self.metric;
+        let test = stats::paired_bootstrap(
+            &y,
+            (&champion_predictions, &challenger_predictions),
+            |y, p| metric.compute(y, p).map_err(|error| error.to_string()),
+            metric.greater_is_better(),
+            (self.resamples, self.confidence, self.margin, self.seed),
+        )
+        .map_err(JobError::Data)?;
+        let same = champion.version == challenger.version;
+        let promote = !same && test.low > self.margin;
+        let decision = if promote { "promoted" } else { "kept" };
+        let percent = |share: f64| format!("{:.1}%", share * 100.0);
+        let why = format!(
+            "{} = {:.4} against {:.4} for version {}: {} better ({}% interval {} to {}; margin \
+             {}; {} rows, {} resamples){}",
+            self.metric.as_str(),
+            test.challenger,
+            test.champion,
+            champion.version,
+            percent(test.improvement),
+            self.confidence * 100.0,
+            percent(test.low),
+            percent(test.high),
+            percent(self.margin),
+            y.len(),
+            test.resamples,
+            if same {
+                "; the challenger is the champion's version"
+            } else {
+                ""
+            },
+        );
+        let metric_name = self.metric.as_str();
+        let (champion_key, challenger_key) = (
+            format!("champion_{metric_name}"),
+            format!("challenger_{metric_name}"),
+        );
+        run.log_metrics(
+            &[
+                (champion_key.as_str(), test.champion),
+                (challenger_key.as_str(), test.challenger),
+                ("improvement", test.improvement),
+                ("improvement_low", test.low),
+                ("improvement_high", test.high),
+                ("not_better_share", test.not_better),
+                ("promoted", f64::from(u8::from(promote))),
+            ],
+            0,
+        )?;
+        let evidence = serde_json::json!({
+            "decision": decision,
+            "run_id": run.id(),
+            "champion_version": champion.version,
+            "metric": metric_name,
+            "champion": test.champion,
+            "challenger": test.challenger,
+            "improvement": test.improvement,
+            "interval": [test.low, test.high],
+            "confidence": self.confidence,
+            "margin": self.margin,
+            "rows": y.len(),
+            "resamples": test.resamples,
+        });
+        context
+            .registry
+            .set_model_version_tag(&name, &challenger.version, DECISION_TAG, decision)?;
+        context.registry.set_model_version_tag(
+            &name,
+            &challenger.version,
+            EVIDENCE_TAG,
+            &evidence.to_string(),
+        )?;
+        run.set_tags(&[Tag::new("velo.gate.decision", decision.to_owned())])?;
+        if promote {
+            context
+                .registry
+                .set_alias(&name, &self.champion, &challenger.version)?;
+        }
+        let mut outcome = JobOutcome::new(self.run_config.name.clone());
+        outcome.run_id = Some(run.id().to_owned());
+        outcome.metrics.insert("improvement".to_owned(), test.improvement);
+        outcome.metrics.insert("improvement_low".to_owned(), test.low);
+        outcome.lines.push(if promote {
+            format!(
+                "promoted {name} version {} to {}: {why}",
+                challenger.version, self.champion
+            )
+        } else {
+            format!(
+                "kept {name} version {} as {}; challenger version {}: {why}",
+                champion.version, self.champion, challenger.version
+            )
+        });
+        outcome.model_version = context
+            .registry
+            .get_model_version(&name, &challenger.version)?;
+        Ok(outcome)
+    }
+}
