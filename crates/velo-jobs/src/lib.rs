@@ -65,6 +65,7 @@ job::register_jobs! {
     benchmark::BenchmarkJob: "Rank models, baselines, the Champion and peers on the same folds.",
     monitoring::MonitoringJob: "Compare windows of production data with the model's training profile.",
     gate::GateJob: "Promote a challenger only if it beats the champion on labelled rows, by a margin.",
+    feedback::FeedbackLoopJob: "Replay production window by window: monitor, retrain by policy, gate, compare with a static model.",
     kafka::KafkaInferenceJob: "Score a Kafka topic record by record, at least once.",
 }
 

@@ -28,16 +28,22 @@ fn assert_usage_error(result: &Output, needles: &[&str]) {
 #[test]
 fn every_shipped_job_config_validates() {
     let mut kinds = std::collections::BTreeSet::new();
-    for entry in std::fs::read_dir(root().join("configs")).expect("configs/ exists") {
-        let path = entry.expect("entry").path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        if path.extension().is_none_or(|e| e != "yaml") || name == "data.yaml" {
-            continue;
+    // Top-level job configs, and those of `configs/feedback/`.
+    let mut names = Vec::new();
+    for dir in ["", "feedback/"] {
+        for entry in std::fs::read_dir(root().join("configs").join(dir)).expect("configs/ exists") {
+            let path = entry.expect("entry").path();
+            let file = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if path.extension().is_some_and(|e| e == "yaml") && file != "data.yaml" {
+                names.push(format!("{dir}{file}"));
+            }
         }
+    }
+    for name in names {
         let result = output(velo().args(["run", "--dry-run", &format!("configs/{name}")]));
         assert_eq!(result.code, 0, "{name}: {}", result.stderr);
         let kind = result

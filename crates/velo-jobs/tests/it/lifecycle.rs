@@ -611,3 +611,32 @@ fn the_gate_promotes_a_better_challenger_and_keeps_a_worse_one() {
     assert_eq!(decision("3").0.as_deref(), Some("kept"));
     assert!(gate.metrics["improvement_low"] < 0.01);
 }
+
+#[test]
+fn the_replayed_loop_beats_the_static_model() {
+    let project = Project::new(8_000);
+    let replay = project
+        .run(&project.settings("feedback/loop.yaml", |value| {
+            value["job"]["model"]["n_estimators"] = 20.into();
+            value["job"]["window"] = serde_yaml::from_str("{rows: 360}").unwrap();
+        }))
+        .unwrap();
+    let (static_error, loop_error) = (
+        replay.metrics["static_root_mean_squared_error"],
+        replay.metrics["loop_root_mean_squared_error"],
+    );
+    assert!(
+        loop_error <= static_error,
+        "loop {loop_error} against static {static_error}: {:#?}",
+        replay.lines
+    );
+    assert!(
+        replay.lines.iter().any(|line| line.contains("promoted")),
+        "{:#?}",
+        replay.lines
+    );
+    assert_eq!(
+        project.rows("outputs/feedback_loop.parquet"),
+        project.rows("data/inputs_test.parquet").div_ceil(360)
+    );
+}
