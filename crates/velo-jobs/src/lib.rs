@@ -64,6 +64,7 @@ job::register_jobs! {
     stress::StressJob: "Load scoring servers step by step to find where they break.",
     benchmark::BenchmarkJob: "Rank models, baselines, the Champion and peers on the same folds.",
     monitoring::MonitoringJob: "Compare windows of production data with the model's training profile.",
+    retraining::RetrainingJob: "Retrain a challenger when the latest labelled window drifted or degraded.",
     gate::GateJob: "Promote a challenger only if it beats the champion on labelled rows, by a margin.",
     feedback::FeedbackLoopJob: "Replay production window by window: monitor, retrain by policy, gate, compare with a static model.",
     kafka::KafkaInferenceJob: "Score a Kafka topic record by record, at least once.",

@@ -130,6 +130,17 @@ impl TrainingJob {
             "training",
             context.progress.as_ref(),
         )?;
+        self.train_on(context, run, labeled)
+    }
+
+    /// Fits, scores, logs and registers the model on `labeled` rows already read (the
+    /// retraining job's gathered data), in `run`.
+    pub(crate) fn train_on(
+        &self,
+        context: &JobContext,
+        run: &ActiveRun,
+        labeled: Labeled,
+    ) -> Result<JobOutcome, JobError> {
         labeled.check_leakage(self.model.features(), &self.leakage, run)?;
         let Labeled {
             schema: inputs_schema,

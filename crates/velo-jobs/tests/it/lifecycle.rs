@@ -640,3 +640,69 @@ fn the_replayed_loop_beats_the_static_model() {
         project.rows("data/inputs_test.parquet").div_ceil(360)
     );
 }
+
+#[test]
+fn retraining_follows_its_policy_registers_a_challenger_and_the_gate_decides() {
+    let project = Project::new(6_000);
+    let store = || FileStore::open(project.store()).unwrap();
+    // A weak champion, registered and promoted.
+    project
+        .run(&project.settings("training.yaml", |value| {
+            weak_forest(value);
+            value["job"]["splitter"]["test_size"] = 400.into();
+        }))
+        .unwrap();
+    project
+        .run(&project.settings("promotion.yaml", |_| {}))
+        .unwrap();
+    let small = |value: &mut serde_yaml::Value| {
+        value["job"]["training"]["model"]["n_estimators"] = 10.into();
+        value["job"]["training"]["splitter"]["test_size"] = 400.into();
+        value["job"]["window"] = serde_yaml::from_str("{rows: 500}").unwrap();
+    };
+    // A policy nothing triggers: no retraining, nothing registered.
+    let quiet = project
+        .run(&project.settings("feedback/retrain.yaml", |value| {
+            small(value);
+            value["job"]["policy"] =
+                serde_yaml::from_str("{drift_share: 1.01, degradation: 100.0}").unwrap();
+        }))
+        .unwrap();
+    assert!(
+        quiet.lines[0].starts_with("no retraining: window"),
+        "{:?}",
+        quiet.lines
+    );
+    assert_eq!(store().list_model_versions("bikes").unwrap().len(), 1);
+    // Forced: a challenger trained on the original and production rows, registered and
+    // aliased, with its reason.
+    let retrained = project
+        .run(&project.settings("feedback/retrain.yaml", |value| {
+            small(value);
+            value["job"]["force"] = true.into();
+        }))
+        .unwrap();
+    assert!(
+        retrained.lines[0].starts_with("retrained (") && retrained.lines[0].contains("forced"),
+        "{:?}",
+        retrained.lines
+    );
+    let challenger = store()
+        .get_model_version_by_alias("bikes", "Challenger")
+        .unwrap()
+        .unwrap();
+    assert_eq!(challenger.version, "2");
+    assert!(
+        challenger
+            .tags
+            .iter()
+            .any(|tag| tag.key == velo_jobs::retraining::REASON_TAG && tag.value.contains("forced"))
+    );
+    // The gate then promotes it over the weak champion.
+    let gate = project.run(&project.settings("gate.yaml", |_| {})).unwrap();
+    assert!(
+        gate.lines[0].starts_with("promoted bikes version 2"),
+        "{:?}",
+        gate.lines
+    );
+}
