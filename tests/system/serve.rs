@@ -652,3 +652,68 @@ fn scored_requests_are_logged_for_monitoring() {
         assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "50 1 True");
     }
 }
+
+#[test]
+fn a_shadow_model_scores_every_request_without_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    model_store(dir.path());
+    let logs = dir.path().join("logs");
+    let log_dir = logs.display().to_string();
+    let mut server = Server::start(
+        &dir.path().join("mlruns"),
+        &["--shadow", "models:/bikes/1", "--log-predictions", &log_dir],
+    );
+    let rows = test_records(&dir.path().join("data"), 10);
+    for _ in 0..2 {
+        let (status, body, version) = server.post(
+            "application/json",
+            json!({ "dataframe_records": rows }).to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(version.as_deref(), Some("1"), "the served model answers");
+        assert_eq!(predictions(&body).len(), 10);
+    }
+    let metrics = reqwest::blocking::get(server.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("velo_serve_shadow_rows_total 20"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("velo_serve_shadow_errors_total 0"),
+        "{metrics}"
+    );
+    // The same version in the shadow: it agrees to the bit.
+    assert!(
+        metrics.contains("velo_serve_shadow_absolute_difference_count 20"),
+        "{metrics}"
+    );
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(server.child.wait().unwrap().success());
+    let logged = velo_io::prediction_logs::read_logs(&logs).unwrap().unwrap();
+    assert_eq!(logged.num_rows(), 20);
+    let served = logged
+        .column_by_name("prediction")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let shadow = logged
+        .column_by_name("shadow_prediction")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    assert_eq!(shadow.null_count(), 0);
+    assert_eq!(served.values(), shadow.values());
+    let versions = logged
+        .column_by_name("shadow_version")
+        .unwrap()
+        .as_string::<i32>();
+    assert!(versions.iter().all(|version| version == Some("1")));
+}

@@ -60,6 +60,11 @@ pub(crate) struct ServeArgs {
     /// `_drift_share`, `_prediction_drift`, `_estimated_error`); 0 turns it off.
     #[arg(long, default_value_t = 0)]
     drift_rows: usize,
+    /// A model URI (a challenger, `models:/NAME@Challenger`) that scores every request in the
+    /// shadow: clients get the served model's answers; the shadow's go to the prediction log
+    /// (`shadow_prediction`, `shadow_version`) and `/metrics`.
+    #[arg(long, value_name = "MODEL_URI")]
+    shadow: Option<String>,
 }
 
 /// The registry `velo serve` reads: the flag, else where MLflow's variables put it (velo-io's
@@ -84,6 +89,22 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
     let scorer = Scorer::load(stores.registry, uri.clone())
         .with_context(|| format!("cannot load {uri} from {registry_uri}"))
         .map_err(Failure::Job)?;
+    let shadow = match &args.shadow {
+        Some(text) => {
+            let shadow_uri: ModelUri = text
+                .parse()
+                .with_context(|| format!("invalid --shadow `{text}`"))
+                .map_err(Failure::Usage)?;
+            let shadow_stores = registries::open_existing(&registry_uri)
+                .with_context(|| format!("cannot open the registry {registry_uri}"))
+                .map_err(Failure::Usage)?;
+            let scorer = Scorer::load(shadow_stores.registry, shadow_uri.clone())
+                .with_context(|| format!("cannot load the shadow {shadow_uri} from {registry_uri}"))
+                .map_err(Failure::Job)?;
+            Some(Arc::new(scorer))
+        }
+        None => None,
+    };
     let options = ServeOptions {
         poll_interval: (args.poll_interval > 0).then(|| Duration::from_secs(args.poll_interval)),
         max_body_bytes: args.max_body_mb.saturating_mul(1024 * 1024),
@@ -97,9 +118,11 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
         prediction_log: args.log_predictions.as_ref().map(|dir| {
             let mut config = velo_io::prediction_logs::PredictionLogConfig::new(dir);
             config.flush_interval = Duration::from_secs(args.log_flush_s.max(1));
+            config.shadow = shadow.is_some();
             config
         }),
         drift_rows: args.drift_rows,
+        shadow,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

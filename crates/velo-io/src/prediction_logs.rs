@@ -33,13 +33,15 @@ use arrow::{
 };
 
 /// The columns a log row adds to the model's inputs.
-pub const LOG_COLUMNS: [&str; 6] = [
+pub const LOG_COLUMNS: [&str; 8] = [
     "prediction",
     "model_name",
     "model_version",
     "request_id",
     "request_row",
     "logged_at",
+    "shadow_prediction",
+    "shadow_version",
 ];
 
 /// Where and how often a [`PredictionLog`] writes.
@@ -54,6 +56,9 @@ pub struct PredictionLogConfig {
     pub flush_interval: Duration,
     /// Scored batches the queue holds; more are dropped and counted.
     pub queue: usize,
+    /// Every row also holds `shadow_prediction` and `shadow_version` (null where the shadow
+    /// model did not answer): the log of a server scoring with a shadow model.
+    pub shadow: bool,
 }
 
 impl PredictionLogConfig {
@@ -65,6 +70,7 @@ impl PredictionLogConfig {
             max_rows_per_file: 100_000,
             flush_interval: Duration::from_secs(10),
             queue: 4_096,
+            shadow: false,
         }
     }
 }
@@ -85,6 +91,8 @@ pub struct Scored {
     pub request_ids: RequestIds,
     /// When it was scored.
     pub at: SystemTime,
+    /// A shadow model's predictions of the same rows and its version, when it answered.
+    pub shadow: Option<(Vec<f64>, Arc<str>)>,
 }
 
 /// The ids of a scored batch's rows.
@@ -111,7 +119,15 @@ impl Scored {
             model_version,
             request_ids,
             at: SystemTime::now(),
+            shadow: None,
         }
+    }
+
+    /// The same, with a shadow model's predictions and version.
+    #[must_use]
+    pub fn with_shadow(mut self, predictions: Vec<f64>, version: Arc<str>) -> Self {
+        self.shadow = Some((predictions, version));
+        self
     }
 
     /// The log rows of this batch: its inputs and the log's columns.
@@ -121,7 +137,7 @@ impl Scored {
     pub fn to_batch(&self) -> Result<RecordBatch, String> {
         self.check()?;
         check_columns(&self.inputs.schema())?;
-        rows_batch(std::slice::from_ref(self))
+        rows_batch(std::slice::from_ref(self), self.shadow.is_some())
     }
 
     /// Whether predictions and ids are one per row.
@@ -157,7 +173,7 @@ fn check_columns(schema: &Schema) -> Result<(), String> {
 
 /// The log rows of checked scored batches whose inputs share one schema: the inputs
 /// concatenated, then the log's columns, built once for all rows.
-fn rows_batch(items: &[Scored]) -> Result<RecordBatch, String> {
+fn rows_batch(items: &[Scored], shadow: bool) -> Result<RecordBatch, String> {
     let Some(first) = items.first() else {
         return Err("no rows".to_owned());
     };
@@ -214,6 +230,27 @@ fn rows_batch(items: &[Scored]) -> Result<RecordBatch, String> {
         Arc::new(UInt32Array::from(positions)),
         Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
     ]);
+    if shadow {
+        let mut predictions: Vec<Option<f64>> = Vec::with_capacity(rows);
+        let mut versions: Vec<Option<&str>> = Vec::with_capacity(rows);
+        for item in items {
+            let n = item.inputs.num_rows();
+            match &item.shadow {
+                Some((values, version)) if values.len() == n => {
+                    predictions.extend(values.iter().copied().map(Some));
+                    versions.extend(std::iter::repeat_n(Some(version.as_ref()), n));
+                }
+                _ => {
+                    predictions.extend(std::iter::repeat_n(None, n));
+                    versions.extend(std::iter::repeat_n(None, n));
+                }
+            }
+        }
+        fields.push(Field::new("shadow_prediction", DataType::Float64, true));
+        fields.push(Field::new("shadow_version", DataType::Utf8, true));
+        columns.push(Arc::new(Float64Array::from(predictions)));
+        columns.push(Arc::new(StringArray::from(versions)));
+    }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
 }
 
@@ -409,7 +446,7 @@ fn write_pending(pending: &Pending, config: &PredictionLogConfig, counters: &Cou
             std::process::id()
         ));
     let rows = pending.rows as u64;
-    let written = rows_batch(&pending.items)
+    let written = rows_batch(&pending.items, config.shadow)
         .and_then(|batch| {
             crate::datasets::parquet_bytes(&batch, &path.display().to_string())
                 .map_err(|e| e.to_string())
@@ -586,6 +623,35 @@ mod tests {
         let all = read_logs(dir.path()).unwrap().unwrap();
         assert_eq!(all.num_rows(), 3);
         assert!(read_logs(&dir.path().join("date=1999-01-01")).is_err());
+    }
+
+    #[test]
+    fn a_shadow_log_holds_the_shadow_predictions_or_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = PredictionLogConfig::new(dir.path());
+        config.shadow = true;
+        let log = PredictionLog::start(config).unwrap();
+        log.log(scored(vec![1, 2], "1", "a").with_shadow(vec![5.0, 6.0], "2".into()));
+        // The shadow refused this one: its rows are logged with nulls.
+        log.log(scored(vec![3], "1", "b"));
+        log.close();
+        let batch = read_logs(dir.path()).unwrap().unwrap();
+        let shadow = batch
+            .column_by_name("shadow_prediction")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert_eq!(
+            shadow.iter().collect::<Vec<_>>(),
+            vec![Some(5.0), Some(6.0), None]
+        );
+        let versions = batch
+            .column_by_name("shadow_version")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(
+            versions.iter().collect::<Vec<_>>(),
+            vec![Some("2"), Some("2"), None]
+        );
     }
 
     #[test]

@@ -59,6 +59,9 @@ struct Server {
     requests: RequestIds,
     /// The latest scored rows, for live drift (with `drift_rows`).
     recent: Option<Recent>,
+    /// A model scoring every request in the shadow of the served one (its answers are logged
+    /// and measured, never returned).
+    shadow: Option<Arc<Scorer>>,
 }
 
 /// Ids of requests that bring none: this process's start and a counter.
@@ -121,6 +124,10 @@ pub struct ServeOptions {
     /// Measure the drift of about this many latest scored rows against the served version's
     /// training profile whenever `/metrics` is read (0: never).
     pub drift_rows: usize,
+    /// A model (a challenger) that scores every request too, in the shadow: its predictions
+    /// go to the prediction log and the disagreement metrics, never to the client. Followed
+    /// on the poll interval like the served model.
+    pub shadow: Option<Arc<Scorer>>,
 }
 
 impl Default for ServeOptions {
@@ -134,6 +141,7 @@ impl Default for ServeOptions {
             max_parsing: std::thread::available_parallelism().map_or(2, usize::from),
             prediction_log: None,
             drift_rows: 0,
+            shadow: None,
         }
     }
 }
@@ -180,6 +188,7 @@ impl Server {
             log,
             requests: RequestIds::new(),
             recent: (options.drift_rows > 0).then(|| Recent::new(options.drift_rows)),
+            shadow: options.shadow.clone(),
         }
     }
 }
@@ -290,6 +299,19 @@ async fn poll(server: Arc<Server>, interval: Duration) {
             }
             Err(error) => tracing::warn!(%error, "the model refresh task failed"),
         }
+        if let Some(shadow) = server.shadow.as_ref().map(Arc::clone) {
+            match tokio::task::spawn_blocking(move || shadow.refresh()).await {
+                Ok(Ok(Some(version))) => tracing::info!(
+                    version = %version.version,
+                    "shadowing with a new model version"
+                ),
+                Ok(Ok(None)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot refresh the shadow model; the current one stays");
+                }
+                Err(error) => tracing::warn!(%error, "the shadow refresh task failed"),
+            }
+        }
     }
 }
 
@@ -356,13 +378,33 @@ async fn invocations(
             if let Some(recent) = &server.recent {
                 recent.push(&model.log_names().1, &scored.inputs, &predictions);
             }
+            // The shadow model scores the same validated rows; its failures are counted, never
+            // answered.
+            let shadow = server.shadow.as_ref().and_then(|shadow| {
+                let shadow_model = shadow.current();
+                match shadow_model.predict_inputs(&scored.inputs) {
+                    Ok((_, values)) => {
+                        server.metrics.observe_shadow(&predictions, &values);
+                        Some((values, shadow_model.log_names().1))
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "the shadow model refused a request");
+                        server.metrics.shadow_errors.inc();
+                        None
+                    }
+                }
+            });
             if let Some(log) = &server.log {
-                log.log(Scored::new(
+                let mut entry = Scored::new(
                     scored.inputs,
                     predictions.clone(),
                     model.log_names(),
                     LogIds::Request(request_id.clone()),
-                ));
+                );
+                if let Some((values, version)) = shadow {
+                    entry = entry.with_shadow(values, version);
+                }
+                log.log(entry);
             }
             let headers = response.headers_mut();
             if let Ok(id) = HeaderValue::from_str(&request_id) {
@@ -467,6 +509,9 @@ struct Metrics {
     prediction_drift: Gauge<f64, AtomicU64>,
     estimated_error: Gauge<f64, AtomicU64>,
     drift_rows: Gauge,
+    shadow_rows: Counter,
+    shadow_errors: Counter,
+    shadow_difference: Histogram,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -525,6 +570,17 @@ impl Metrics {
             Gauge::<f64, AtomicU64>::default(),
         );
         let drift_rows = exporter.gauge("drift_rows", "Latest rows the drift gauges measure");
+        let shadow_rows = exporter.counter("shadow_rows", "Rows the shadow model scored");
+        let shadow_errors = exporter.counter(
+            "shadow_errors",
+            "Requests the shadow model refused (the client got the served model's answer)",
+        );
+        // 0.01 to about 650, quadrupling: how far the shadow's predictions are from the served.
+        let shadow_difference = exporter.histogram(
+            "shadow_absolute_difference",
+            "Absolute difference between the shadow's and the served model's predictions",
+            (0.01, 4.0, 9),
+        );
         Self {
             exporter,
             requests,
@@ -540,6 +596,17 @@ impl Metrics {
             prediction_drift,
             estimated_error,
             drift_rows,
+            shadow_rows,
+            shadow_errors,
+            shadow_difference,
+        }
+    }
+
+    /// Counts a request the shadow model scored, and how far its predictions were.
+    fn observe_shadow(&self, served: &[f64], shadow: &[f64]) {
+        self.shadow_rows.inc_by(shadow.len() as u64);
+        for (a, b) in served.iter().zip(shadow) {
+            self.shadow_difference.observe((a - b).abs());
         }
     }
 
