@@ -64,6 +64,14 @@ impl Server {
         Self { child, base, lines }
     }
 
+    /// Sends SIGTERM and waits for the server to exit.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        self.child.wait().unwrap()
+    }
+
     /// The server's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
@@ -315,15 +323,7 @@ fn velo_serve_speaks_mlflows_scoring_protocol() {
 
     // SIGTERM stops it cleanly.
     let mut server = server;
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = server.child.wait().unwrap();
+    let status = server.terminate();
     assert!(status.success(), "{status}");
     let said: Vec<String> = server.lines.try_iter().collect();
     assert!(said.iter().any(|line| line == "stopped"), "{said:?}");
@@ -579,15 +579,8 @@ fn scored_requests_are_logged_for_monitoring() {
     }
 
     // SIGTERM writes what waits: every scored row is logged once, with its request's id.
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(server.child.wait().unwrap().success());
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
     let batches: Vec<RecordBatch> = log_files(&logs).iter().map(|f| read(f)).collect();
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     assert_eq!(total, 50);
@@ -690,15 +683,8 @@ fn a_shadow_model_scores_every_request_without_answering() {
         metrics.contains("velo_serve_shadow_absolute_difference_count 20"),
         "{metrics}"
     );
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(server.child.wait().unwrap().success());
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
     let logged = velo_io::prediction_logs::read_logs(&logs).unwrap().unwrap();
     assert_eq!(logged.num_rows(), 20);
     let served = logged
