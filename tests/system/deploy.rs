@@ -141,10 +141,7 @@ fn the_dashboard_queries_what_velo_serve_exposes() {
         serde_json::json!({ "dataframe_records": rows }).to_string(),
     );
     assert_eq!(status, 200, "{body}");
-    let text = reqwest::blocking::get(server.url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = server.metrics();
     let exposed = exposed(&text);
     let queried = queried("velo_serve_");
     assert!(queried.len() >= 10, "{queried:?}");

@@ -72,6 +72,13 @@ impl Server {
         self.child.wait().unwrap()
     }
 
+    /// The server's Prometheus exposition (`GET /metrics`).
+    pub(crate) fn metrics(&self) -> String {
+        reqwest::blocking::get(self.url("/metrics"))
+            .and_then(reqwest::blocking::Response::text)
+            .unwrap()
+    }
+
     /// The server's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
@@ -260,12 +267,7 @@ fn velo_serve_speaks_mlflows_scoring_protocol() {
         let response = client.get(server.url(path)).send().unwrap();
         assert_eq!(response.status().as_u16(), 200, "{path}");
     }
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = server.metrics();
     assert!(
         metrics.contains("velo_serve_requests_total{status=\"200\"} 5"),
         "{metrics}"
@@ -556,12 +558,7 @@ fn scored_requests_are_logged_for_monitoring() {
     }
     let early: usize = log_files(&logs).iter().map(|f| read(f).num_rows()).sum();
     assert!(early > 0);
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = server.metrics();
     assert!(
         metrics.contains("velo_serve_prediction_log_dropped_rows 0"),
         "{metrics}"
@@ -666,10 +663,7 @@ fn a_shadow_model_scores_every_request_without_answering() {
         assert_eq!(version.as_deref(), Some("1"), "the served model answers");
         assert_eq!(predictions(&body).len(), 10);
     }
-    let metrics = reqwest::blocking::get(server.url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = server.metrics();
     assert!(
         metrics.contains("velo_serve_shadow_rows_total 20"),
         "{metrics}"

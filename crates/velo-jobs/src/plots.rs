@@ -265,6 +265,19 @@ pub fn curve(
     })
 }
 
+/// Draws the legend of a chart's labelled series.
+fn legend<'a, 'b: 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, CT>,
+) -> Result<(), JobError> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font((FONT, 16))
+        .draw()
+        .map_err(failed)
+}
+
 /// Colours of the series of [`lines`], in order.
 const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -363,14 +376,7 @@ pub fn lines(
                 )
                 .map_err(failed)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font((FONT, 16))
-            .draw()
-            .map_err(failed)?;
-        Ok(())
+        legend(&mut chart)
     })
 }
 
@@ -449,14 +455,7 @@ pub fn windows(
                 }))
                 .map_err(failed)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font((FONT, 16))
-            .draw()
-            .map_err(failed)?;
-        Ok(())
+        legend(&mut chart)
     })
 }
 
