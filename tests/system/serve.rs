@@ -625,6 +625,126 @@ fn scored_requests_are_logged_for_monitoring() {
         monitored.stdout
     );
 
+    // Labels arrive later for the first three requests only, keyed by request id and row:
+    // the monitor joins them and scores the labelled rows alone, from the logged predictions.
+    let targets = read(&data.join("targets_test.parquet"));
+    let counts = arrow::compute::cast(
+        targets.column_by_name("cnt").unwrap(),
+        &arrow::datatypes::DataType::Float64,
+    )
+    .unwrap();
+    let counts = counts.as_primitive::<Float64Type>();
+    let (mut label_ids, mut label_rows, mut label_values) = (Vec::new(), Vec::new(), Vec::new());
+    for (request, id) in answered_ids.iter().enumerate().take(3) {
+        for row in 0..10 {
+            label_ids.push(id.clone());
+            label_rows.push(row as u32);
+            label_values.push(counts.value(request * 10 + row));
+        }
+    }
+    let labels = RecordBatch::try_from_iter([
+        (
+            "request_id",
+            Arc::new(arrow::array::StringArray::from(label_ids)) as arrow::array::ArrayRef,
+        ),
+        (
+            "request_row",
+            Arc::new(arrow::array::UInt32Array::from(label_rows)),
+        ),
+        (
+            "cnt",
+            Arc::new(arrow::array::Float64Array::from(label_values.clone())),
+        ),
+    ])
+    .unwrap();
+    let labels_path = dir.path().join("labels.parquet");
+    velo_io::datasets::Writer::ParquetWriter(velo_io::datasets::ParquetWriter::new(&labels_path))
+        .write(&labels)
+        .unwrap();
+    let logged_predictions: Vec<f64> = batches
+        .iter()
+        .flat_map(|batch| {
+            batch
+                .column_by_name("prediction")
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .values()
+                .to_vec()
+        })
+        .take(30)
+        .collect();
+    let expected_rmse = (label_values
+        .iter()
+        .zip(&logged_predictions)
+        .map(|(y, p)| (y - p).powi(2))
+        .sum::<f64>()
+        / 30.0)
+        .sqrt();
+    let joined = run_job(
+        "configs/monitoring.yaml",
+        &store.display().to_string(),
+        &format!(
+            "inputs: null, logs: '{log_dir}', targets: {{path: '{}'}}, join_on: [request_id, request_row], window: {{column: logged_at, every: hour}}, min_rows: 10, outputs: {{}}",
+            labels_path.display()
+        ),
+    );
+    assert_eq!(joined.code, 0, "{}\n{}", joined.stdout, joined.stderr);
+    assert!(
+        joined.stdout.contains("labelled_rows = 30"),
+        "{}",
+        joined.stdout
+    );
+    let reported: f64 = joined
+        .stdout
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("overall_root_mean_squared_error = ")
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (reported - expected_rmse).abs() < 1e-6 * expected_rmse.max(1.0),
+        "{reported} vs {expected_rmse}"
+    );
+
+    // A key labelled twice with different values is refused, naming the file and the key.
+    let twice = RecordBatch::try_from_iter([
+        (
+            "request_id",
+            Arc::new(arrow::array::StringArray::from(vec![
+                "client-7", "client-7",
+            ])) as arrow::array::ArrayRef,
+        ),
+        (
+            "request_row",
+            Arc::new(arrow::array::UInt32Array::from(vec![0, 0])),
+        ),
+        (
+            "cnt",
+            Arc::new(arrow::array::Float64Array::from(vec![1.0, 2.0])),
+        ),
+    ])
+    .unwrap();
+    velo_io::datasets::Writer::ParquetWriter(velo_io::datasets::ParquetWriter::new(&labels_path))
+        .write(&twice)
+        .unwrap();
+    let refused = run_job(
+        "configs/monitoring.yaml",
+        &store.display().to_string(),
+        &format!(
+            "inputs: null, logs: '{log_dir}', targets: {{path: '{}'}}, join_on: [request_id, request_row], window: {{rows: 25}}, outputs: {{}}",
+            labels_path.display()
+        ),
+    );
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("labels.parquet") && refused.stderr.contains("client-7 + 0 twice"),
+        "{}",
+        refused.stderr
+    );
+
     // pandas reads the log directory as one frame, its date partition as a column.
     if let Some(python) = std::env::var_os("VELO_PYTHON") {
         let script = "import sys, pandas as pd; frame = pd.read_parquet(sys.argv[1]); \

@@ -63,9 +63,15 @@ pub struct MonitoringJob {
     /// instead of `inputs`; its `logged_at` column can cut the windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<PathBuf>,
-    /// Reads their labels (joined on the index), when they have arrived.
+    /// Reads their labels, when they have arrived: joined on the schemas' index (every row
+    /// labelled), or on `join_on`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Reader>,
+    /// Columns present in both the inputs (or the log: `[request_id, request_row]`) and the
+    /// labels that identify a row. Labels joined this way may cover only some rows (they
+    /// arrive late): each window's metrics are computed over its labelled rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub join_on: Vec<String>,
     /// Schemas of the inputs (and of the targets, with `targets`).
     pub schemas: SchemaFiles,
     /// The model version whose reference the data is compared with.
@@ -140,7 +146,14 @@ impl crate::Job for MonitoringJob {
                 self.source(),
                 self.targets
                     .as_ref()
-                    .map(|t| format!(" with labels from {}", describe_reader(t)))
+                    .map(|t| {
+                        let on = if self.join_on.is_empty() {
+                            "the index".to_owned()
+                        } else {
+                            self.join_on.join(" + ")
+                        };
+                        format!(" with labels from {} joined on {on}", describe_reader(t))
+                    })
                     .unwrap_or_default()
             ),
             format!(
@@ -199,6 +212,12 @@ impl crate::Job for MonitoringJob {
                     .to_owned(),
             ));
         }
+        if !self.join_on.is_empty() && self.targets.is_none() {
+            return Err(JobError::Config(
+                "`join_on` names the columns joining `targets` to the inputs: give `targets`"
+                    .to_owned(),
+            ));
+        }
         if self.targets.is_some() && self.schemas.targets.is_none() {
             return Err(JobError::Config(
                 "`targets` needs `schemas.targets` to find the target column".to_owned(),
@@ -226,6 +245,9 @@ impl crate::Job for MonitoringJob {
     }
 }
 
+/// A window's labelled rows: their labels and predictions.
+type Labelled = (Vec<f64>, Vec<f64>);
+
 /// One window's comparison.
 #[derive(Debug, Clone)]
 pub(crate) struct WindowReport {
@@ -239,7 +261,9 @@ pub(crate) struct WindowReport {
     pub(crate) prediction: Option<Result<ColumnDrift, String>>,
     /// The share of drifted input columns.
     pub(crate) dataset: DatasetDrift,
-    /// Realised metrics, with labels.
+    /// The rows with a label.
+    pub(crate) labelled: usize,
+    /// Realised metrics over the labelled rows.
     pub(crate) scores: BTreeMap<String, f64>,
     /// The RMSE the loss estimator expects, before labels.
     pub(crate) estimated: Option<f64>,
@@ -336,20 +360,36 @@ impl MonitoringJob {
         };
         let windows = velo_core::drift::windows(cut_on, &self.window)
             .map_err(|message| JobError::Data(format!("{}: {message}", place.display())))?;
-        let labels = match &self.targets {
+        let labels: Option<Vec<Option<f64>>> = match &self.targets {
             Some(targets) => {
                 let targets_path = self.schemas.targets.as_deref().ok_or_else(|| {
                     JobError::Config("`targets` needs `schemas.targets`".to_owned())
                 })?;
                 let targets_schema = velo_io::datasets::load_schema(targets_path)?;
-                let read = targets.read_validated(&targets_schema)?;
-                run.log_dataset(&read.lineage, "monitoring")?;
-                let (_, y) = crate::common::target_values(&targets_schema, &read.data, targets_path)?;
-                Some(crate::common::align_targets(
-                    (&schema, &data, &place),
-                    (&targets_schema, &read.data, targets.path()),
-                    y,
-                )?)
+                if self.join_on.is_empty() {
+                    let read = targets.read_validated(&targets_schema)?;
+                    run.log_dataset(&read.lineage, "monitoring")?;
+                    let (_, y) =
+                        crate::common::target_values(&targets_schema, &read.data, targets_path)?;
+                    let y = crate::common::align_targets(
+                        (&schema, &data, &place),
+                        (&targets_schema, &read.data, targets.path()),
+                        y,
+                    )?;
+                    Some(y.into_iter().map(Some).collect())
+                } else {
+                    // Late labels carry the join key and the target, not the whole schema.
+                    let read = targets.read()?;
+                    run.log_dataset(&read.lineage, "monitoring")?;
+                    let (_, y) =
+                        crate::common::target_values(&targets_schema, &read.data, targets_path)?;
+                    Some(crate::common::join_labels(
+                        (&raw, &place),
+                        (&read.data, targets.path()),
+                        &self.join_on,
+                        &y,
+                    )?)
+                }
             }
             None => None,
         };
@@ -364,18 +404,22 @@ impl MonitoringJob {
             .progress
             .start("comparing windows", Some(windows.len() as u64));
         let mut reports = Vec::with_capacity(windows.len());
+        let (mut all_y, mut all_predictions) = (Vec::new(), Vec::new());
         for window in &windows {
             let batch = take_rows(&data, &window.rows)?;
-            let y: Option<Vec<f64>> = labels
+            let y: Option<Vec<Option<f64>>> = labels
                 .as_ref()
                 .map(|labels| window.rows.iter().map(|&row| labels[row]).collect());
-            reports.push(self.compare_window(
+            let (report, (labelled_y, labelled_predictions)) = self.compare_window(
                 window,
                 &batch,
                 y.as_deref(),
                 (&reference, &reference_inputs),
                 (model.as_ref(), estimator.as_deref(), &options),
-            )?);
+            )?;
+            reports.push(report);
+            all_y.extend(labelled_y);
+            all_predictions.extend(labelled_predictions);
             comparing.advance(1);
         }
         drop(comparing);
@@ -439,6 +483,20 @@ impl MonitoringJob {
         outcome
             .metrics
             .insert("windows_drifted".to_owned(), drifted.len() as f64);
+        if labels.is_some() {
+            // Over every labelled row, whatever its window.
+            outcome
+                .metrics
+                .insert("labelled_rows".to_owned(), all_y.len() as f64);
+            if !all_y.is_empty() {
+                for name in self.metric_names() {
+                    let value = name.compute(&all_y, &all_predictions)?;
+                    let key = format!("overall_{}", name.as_str());
+                    run.log_metrics(&[(key.as_str(), value)], 0)?;
+                    outcome.metrics.insert(key, value);
+                }
+            }
+        }
         // The estimate against the realised error, where both are known.
         let gaps: Vec<f64> = reports
             .iter()
@@ -491,14 +549,14 @@ impl MonitoringJob {
         &self,
         window: &Window,
         batch: &RecordBatch,
-        y: Option<&[f64]>,
+        y: Option<&[Option<f64>]>,
         (reference, reference_inputs): (&ReferenceProfile, &DataProfile),
         (model, estimator, options): (
             &dyn velo_models::Model,
             Option<&dyn velo_models::Model>,
             &velo_core::drift::ProfileOptions,
         ),
-    ) -> Result<WindowReport, JobError> {
+    ) -> Result<(WindowReport, Labelled), JobError> {
         let too_few = (batch.num_rows() < self.min_rows).then(|| {
             format!(
                 "{} rows, under `min_rows` ({}): not judged",
@@ -553,21 +611,32 @@ impl MonitoringJob {
             _ => None,
         };
         let mut scores = BTreeMap::new();
-        if let Some(y) = y {
+        let (labelled_y, labelled_predictions): (Vec<f64>, Vec<f64>) = y
+            .unwrap_or_default()
+            .iter()
+            .zip(&predictions)
+            .filter_map(|(label, prediction)| label.map(|label| (label, *prediction)))
+            .unzip();
+        if !labelled_y.is_empty() {
             for name in self.metric_names() {
-                scores.insert(name.as_str().to_owned(), name.compute(y, &predictions)?);
+                scores.insert(
+                    name.as_str().to_owned(),
+                    name.compute(&labelled_y, &labelled_predictions)?,
+                );
             }
         }
-        Ok(WindowReport {
+        let report = WindowReport {
             start: window.start.clone(),
             end: window.end.clone(),
             rows: window.rows.len(),
+            labelled: labelled_y.len(),
             columns,
             prediction,
             dataset,
             scores,
             estimated,
-        })
+        };
+        Ok((report, (labelled_y, labelled_predictions)))
     }
 }
 
@@ -611,6 +680,9 @@ impl Results<'_> {
                 ),
                 ("rows".to_owned(), window.rows as f64),
             ];
+            if !window.scores.is_empty() {
+                metrics.push(("labelled_rows".to_owned(), window.labelled as f64));
+            }
             for (name, drift) in &window.columns {
                 if let Ok(drift) = drift
                     && drift.score.is_finite()

@@ -40,6 +40,7 @@ pub(super) fn html(results: &Results<'_>) -> Result<String, JobError> {
         .unwrap_or_default();
     let worst = windows.iter().map(|w| w.dataset.share).fold(0.0, f64::max);
     let has_estimates = windows.iter().any(|w| w.estimated.is_some());
+    let has_labels = windows.iter().any(|w| !w.scores.is_empty());
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -72,7 +73,9 @@ pub(super) fn html(results: &Results<'_>) -> Result<String, JobError> {
                 h2 { "Windows" }
                 table {
                     tr {
-                        th { "window" } th { "rows" } th { "drifted columns" }
+                        th { "window" } th { "rows" }
+                        @if has_labels { th { "labelled" } }
+                        th { "drifted columns" }
                         th { "dataset" } th { (PREDICTION) }
                         @if has_estimates { th { "estimated RMSE" } }
                         @for name in &results.metrics { th { (name.as_str()) } }
@@ -81,6 +84,7 @@ pub(super) fn html(results: &Results<'_>) -> Result<String, JobError> {
                         tr {
                             td { (window_label(window)) }
                             td.num { (window.rows) }
+                            @if has_labels { td.num { (window.labelled) } }
                             td.num { (window.dataset.drifted_columns) " of " (window.dataset.columns) }
                             td class=(if window.dataset.drifted { "fail" } else { "pass" }) {
                                 @if window.dataset.drifted { "drift" } @else { "stable" }
@@ -97,6 +101,7 @@ pub(super) fn html(results: &Results<'_>) -> Result<String, JobError> {
                     @if !results.reference.metrics.is_empty() && windows.iter().any(|w| !w.scores.is_empty()) {
                         tr {
                             td.detail { "training's held-out split" } td {} td {} td {} td {}
+                            @if has_labels { td {} }
                             @if has_estimates { td {} }
                             @for name in &results.metrics {
                                 td.num.detail { (results.reference.metrics.get(name.as_str()).map_or_else(|| "–".to_owned(), |v| round(*v))) }
