@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--reference] [--tracking] [--chain [--package PATH]] [--scenarios] [--stress] [--leaderboard] [--runs N]
+//! `cargo xtask bench [--reference] [--tracking] [--chain [--package PATH]] [--scenarios] [--stress] [--leaderboard] [--monitoring] [--runs N]
 //! [--data-dir DIR] [--fuzz SECONDS]`: criterion benches; the side-by-side comparison with the
 //! reference harness `../shared/bench/sklearn_baseline.py` (as shipped, one core, and at its
 //! best with `--n-jobs -1`) and, after it, the tracking and registry comparison with MLflow's
@@ -7,7 +7,8 @@
 //! `velo serve` against `mlflow models serve` under wrk (`--serve`, see `serve_bench`); scenario
 //! testing's speed against a pandas peer (`--scenarios`); the stress job against velo's server and
 //! `mlflow models serve` side by side (`--stress`); velo's leaderboard with scikit-learn, LightGBM
-//! and XGBoost as peers on the same folds (`--leaderboard`); and
+//! and XGBoost as peers on the same folds (`--leaderboard`); the monitoring job over a day of
+//! logged predictions against Evidently (`--monitoring`, see `monitoring_bench`); and
 //! the loader fuzz targets in `fuzz/` (cargo fuzz).
 
 use std::{path::PathBuf, process::Command};
@@ -34,6 +35,8 @@ struct Options {
     stress: bool,
     /// Only the leaderboard: velo's models and the Python peers on the same folds.
     leaderboard: bool,
+    /// Only the monitoring job over a day of logged predictions, against Evidently.
+    monitoring: bool,
     /// Seconds each fuzz target runs, when fuzzing was asked for.
     fuzz: Option<u64>,
     runs: usize,
@@ -50,6 +53,7 @@ fn parse(args: &[String]) -> Result<Options> {
         scenarios: false,
         stress: false,
         leaderboard: false,
+        monitoring: false,
         fuzz: None,
         runs: 1,
         data_dir: root().join("../shared/data/bike-sharing"),
@@ -64,6 +68,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--scenarios" => options.scenarios = true,
             "--stress" => options.stress = true,
             "--leaderboard" => options.leaderboard = true,
+            "--monitoring" => options.monitoring = true,
             "--chain" => {
                 options.chain = Some(
                     std::env::var_os("VELO_REFERENCE_PACKAGE")
@@ -86,7 +91,7 @@ fn parse(args: &[String]) -> Result<Options> {
                 options.data_dir = iter.next().context("--data-dir needs a path")?.into();
             }
             other => bail!(
-                "unknown bench option `{other}` (expected --reference, --tracking, --chain, --package PATH, --serve, --kafka, --runs N, --data-dir DIR, --fuzz SECONDS)"
+                "unknown bench option `{other}` (expected --reference, --tracking, --chain, --package PATH, --serve, --kafka, --scenarios, --stress, --leaderboard, --monitoring, --runs N, --data-dir DIR, --fuzz SECONDS)"
             ),
         }
     }
@@ -196,6 +201,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             && !options.scenarios
             && !options.stress
             && !options.leaderboard
+            && !options.monitoring
         {
             return Ok(());
         }
@@ -214,6 +220,9 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     }
     if options.leaderboard {
         return crate::leaderboard_bench::compare(&options.data_dir);
+    }
+    if options.monitoring {
+        return crate::monitoring_bench::compare(&options.data_dir, options.runs);
     }
     if let Some(package) = &options.chain {
         return crate::chain_bench::compare(package, &options.data_dir, options.runs);

@@ -14,6 +14,7 @@ mod chain_bench;
 mod kafka_bench;
 mod layering;
 mod leaderboard_bench;
+mod monitoring_bench;
 mod python;
 mod serve_bench;
 mod tracking_bench;
@@ -62,8 +63,9 @@ tasks:
             suite on the bike test split and perturbation throughput on 10 M synthetic rows
             against a pandas peer; --stress runs configs/stress.yaml against velo's server and
             `mlflow models serve` side by side; --leaderboard runs configs/benchmark.yaml with
-            scikit-learn, LightGBM and XGBoost as peers on the same folds; --fuzz SECONDS runs
-            each fuzz target of
+            scikit-learn, LightGBM and XGBoost as peers on the same folds; --monitoring runs the
+            monitoring job over a day of logged predictions beside Evidently's drift preset;
+            --fuzz SECONDS runs each fuzz target of
             fuzz/ (artifact loaders, request bodies, Kafka records) that long with cargo fuzz
 ";
 

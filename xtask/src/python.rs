@@ -108,3 +108,36 @@ pub(crate) fn ensure_venv(root: &Path) -> Result<()> {
     std::fs::write(&stamp, wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
     Ok(())
 }
+
+/// Evidently and the pandas it supports (below 3), in a venv of their own beside the project's
+/// (`$VELO_VENV-evidently`): the monitoring bench's peer.
+pub(crate) const EVIDENTLY_REQUIREMENTS: &[&str] =
+    &["evidently==0.7.23", "pandas==2.3.3", "pyarrow==26.0.1"];
+
+/// A venv named `name` beside the project's, holding `packages` (installed once, stamped);
+/// returns its Python.
+pub(crate) fn ensure_side_venv(root: &Path, name: &str, packages: &[&str]) -> Result<PathBuf> {
+    let main = venv_dir(root);
+    let dir = main.with_file_name(format!(
+        "{}-{name}",
+        main.file_name()
+            .map_or_else(|| "venv".into(), |n| n.to_string_lossy())
+    ));
+    let python = if cfg!(windows) {
+        dir.join("Scripts").join("python.exe")
+    } else {
+        dir.join("bin").join("python")
+    };
+    let stamp = dir.join("velo-requirements.txt");
+    let wanted = packages.join("\n");
+    if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|done| done == wanted) {
+        return Ok(python);
+    }
+    let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    if !python.exists() {
+        crate::run(Command::new(&system_python).arg("-m").arg("venv").arg(&dir))?;
+    }
+    pip_install(&python, packages)?;
+    std::fs::write(&stamp, wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
+    Ok(python)
+}

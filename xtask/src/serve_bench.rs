@@ -33,7 +33,7 @@ pub(crate) struct Load {
 }
 
 /// A server process, killed with its process group on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
 }
 
@@ -57,12 +57,12 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Starts `command` in its own process group, logging to `log`, and waits for `/ping`.
-fn start(command: &mut Command, port: u16, log: &Path) -> Result<Server> {
+pub(crate) fn start(command: &mut Command, port: u16, log: &Path) -> Result<Server> {
     use std::os::unix::process::CommandExt as _;
     let file = std::fs::File::create(log)?;
     let child = command
@@ -436,7 +436,7 @@ fn venv_path() -> Result<std::ffi::OsString> {
 }
 
 /// Runs `command` in `dir` (not the workspace root, unlike `crate::run`).
-fn in_dir(command: &mut Command, dir: &Path) -> Result<()> {
+pub(crate) fn in_dir(command: &mut Command, dir: &Path) -> Result<()> {
     let shown = format!("{command:?}");
     eprintln!("xtask: $ (in {}) {shown}", dir.display());
     let status = command

@@ -317,6 +317,10 @@ fn reference_profile(
     Ok(profile)
 }
 
+/// The depth of the loss estimator's trees, and their number.
+const ESTIMATOR_MAX_DEPTH: usize = 5;
+const ESTIMATOR_TREES: usize = 100;
+
 /// Held-out rows under which no loss estimator is fitted.
 const ESTIMATOR_MIN_ROWS: usize = 100;
 
@@ -341,6 +345,13 @@ pub(crate) fn loss_estimator(
     let config = velo_models::ModelConfig::GradientBoostingModel(
         velo_models::boosting::GradientBoostingModel {
             features: features.clone(),
+            // Monitoring walks every logged row through it: shallow trees keep that cheap
+            // (a row walks each tree to its depth), and a few thousand held-out rows support
+            // no deeper ones.
+            max_depth: Some(ESTIMATOR_MAX_DEPTH),
+            // Boosting's default (1,000 iterations, early stopping only above 10,000 rows)
+            // would walk every row through 1,000 trees; NannyML's estimator has 100.
+            max_iter: ESTIMATOR_TREES,
             ..Default::default()
         },
     );

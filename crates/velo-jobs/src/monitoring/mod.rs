@@ -393,6 +393,15 @@ impl MonitoringJob {
             }
             None => None,
         };
+        // A log of this very version already holds its predictions: they are not recomputed.
+        let logged = if self.logs.is_some() {
+            logged_predictions(&raw, &version.name, &version.version)
+        } else {
+            None
+        };
+        if logged.is_some() {
+            run.set_tags(&[Tag::new("velo.monitoring.predictions", "logged")])?;
+        }
         let mut options = reference.window_options();
         options.skip.extend(schema.index.clone());
         options.skip.extend(self.skip.iter().cloned());
@@ -410,9 +419,12 @@ impl MonitoringJob {
             let y: Option<Vec<Option<f64>>> = labels
                 .as_ref()
                 .map(|labels| window.rows.iter().map(|&row| labels[row]).collect());
+            let logged: Option<Vec<f64>> = logged
+                .as_ref()
+                .map(|logged| window.rows.iter().map(|&row| logged[row]).collect());
             let (report, (labelled_y, labelled_predictions)) = self.compare_window(
                 window,
-                &batch,
+                (&batch, logged),
                 y.as_deref(),
                 (&reference, &reference_inputs),
                 (model.as_ref(), estimator.as_deref(), &options),
@@ -548,7 +560,7 @@ impl MonitoringJob {
     fn compare_window(
         &self,
         window: &Window,
-        batch: &RecordBatch,
+        (batch, logged): (&RecordBatch, Option<Vec<f64>>),
         y: Option<&[Option<f64>]>,
         (reference, reference_inputs): (&ReferenceProfile, &DataProfile),
         (model, estimator, options): (
@@ -580,7 +592,10 @@ impl MonitoringJob {
             columns.iter().filter_map(|(_, drift)| drift.as_ref().ok()),
             self.dataset_threshold,
         );
-        let predictions = model.predict(batch)?;
+        let predictions = match logged {
+            Some(logged) => logged,
+            None => model.predict(batch)?,
+        };
         let prediction = reference.prediction.as_ref().map(|expected| {
             let current = ColumnProfile::Numerical(NumericalProfile::from_values(
                 predictions.clone(),
@@ -638,6 +653,26 @@ impl MonitoringJob {
         };
         Ok((report, (labelled_y, labelled_predictions)))
     }
+}
+
+/// The predictions of a prediction log, when every row was scored by `name` version `version`
+/// (a log of another version, or of several, is scored afresh by the monitored one).
+fn logged_predictions(log: &RecordBatch, name: &str, version: &str) -> Option<Vec<f64>> {
+    use arrow::array::{Array as _, AsArray as _};
+    let all_equal = |column: &str, expected: &str| {
+        log.column_by_name(column)
+            .and_then(|array| array.as_string_opt::<i32>())
+            .is_some_and(|values| {
+                values.null_count() == 0 && values.iter().all(|value| value == Some(expected))
+            })
+    };
+    if !all_equal("model_name", name) || !all_equal("model_version", version) {
+        return None;
+    }
+    let predictions = log
+        .column_by_name(PREDICTION)?
+        .as_primitive_opt::<arrow::datatypes::Float64Type>()?;
+    (predictions.null_count() == 0).then(|| predictions.values().to_vec())
 }
 
 /// The results of a monitoring run, with what the outputs need to present them.
