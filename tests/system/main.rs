@@ -17,6 +17,7 @@ mod deploy;
 mod hostile;
 mod jobs;
 mod kafka;
+mod models;
 mod monitoring;
 mod scenarios;
 mod serve;

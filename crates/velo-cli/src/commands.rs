@@ -88,6 +88,13 @@ enum Command {
     /// Serve a registered model over HTTP with MLflow's scoring protocol (`POST /invocations`,
     /// `/ping`, `/health`, `/version`, `/metrics`), like `mlflow models serve`.
     Serve(crate::serve::ServeArgs),
+    /// Registered models: list, history with the alias log, diff two versions, roll back.
+    Models {
+        #[command(subcommand)]
+        command: crate::models::ModelsCommand,
+        #[command(flatten)]
+        store: crate::models::StoreArgs,
+    },
 }
 
 /// The jobs of the lifecycle, in the order `velo project` runs them (`configs/<job>.yaml`).
@@ -223,6 +230,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Failure> {
         Some(Command::Data(DataCommand::Validate { file, schema })) => validate(&file, &schema),
         Some(Command::Project { csv }) => project(csv.as_deref()),
         Some(Command::Serve(args)) => crate::serve::serve(&args),
+        Some(Command::Models { command, store }) => crate::models::run(&command, &store),
         Some(Command::Data(DataCommand::Synth {
             rows,
             seed,

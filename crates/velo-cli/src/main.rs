@@ -6,8 +6,10 @@
     reason = "the binary talks to the terminal"
 )]
 
+#[macro_use]
 mod commands;
 mod logging;
+mod models;
 mod progress;
 mod reference;
 mod serve;

@@ -42,6 +42,15 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// Who acts, for the alias log: `job` (and its run), by the context's user or the
+    /// process's `USER`.
+    pub fn actor(&self, job: &str, run_id: Option<&str>) -> String {
+        let user = self.run.user_name();
+        match run_id {
+            Some(run) => format!("{job} (run {run}) by {user}"),
+            None => format!("{job} by {user}"),
+        }
+    }
     /// Opens the stores named by `mlflow` (a directory for the embedded store, or an
     /// `http(s)://` server). A configuration loaded with velo-io's `ConfigLoader` has MLflow's
     /// variables applied already; one built in code can take them with

@@ -249,9 +249,14 @@ impl GateJob {
         )?;
         run.set_tags(&[Tag::new("velo.gate.decision", decision.to_owned())])?;
         if promote {
-            context
-                .registry
-                .set_alias(&name, &self.champion, &challenger.version)?;
+            velo_io::registries::history::move_alias(
+                context.registry.as_ref(),
+                &name,
+                &self.champion,
+                &challenger.version,
+                &context.actor("GateJob", Some(run.id())),
+                &format!("the gate promoted the challenger: {why}"),
+            )?;
         }
         let mut outcome = JobOutcome::new(self.run_config.name.clone());
         outcome.run_id = Some(run.id().to_owned());

@@ -36,6 +36,7 @@ mod context;
 mod error;
 mod html;
 mod job;
+pub mod models;
 pub mod plots;
 pub mod progress;
 #[cfg(feature = "serve")]

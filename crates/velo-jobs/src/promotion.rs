@@ -105,9 +105,33 @@ impl crate::Job for PromotionJob {
                 });
             }
         }
-        context
-            .registry
-            .set_alias(name, &self.alias, &version.version)?;
+        let reason = if self.thresholds.is_empty() {
+            match self.version {
+                Some(_) => "the version asked for".to_owned(),
+                None => "the latest version from a finished run".to_owned(),
+            }
+        } else {
+            let bounds: Vec<String> = self
+                .thresholds
+                .iter()
+                .map(|(metric, bound)| {
+                    format!(
+                        "{metric} {} {}",
+                        if bound.greater_is_better { ">=" } else { "<=" },
+                        bound.threshold
+                    )
+                })
+                .collect();
+            format!("thresholds met: {}", bounds.join(", "))
+        };
+        velo_io::registries::history::move_alias(
+            context.registry.as_ref(),
+            name,
+            &self.alias,
+            &version.version,
+            &context.actor("PromotionJob", None),
+            &reason,
+        )?;
         let mut outcome = JobOutcome::new("Promotion".to_owned());
         outcome.lines.push(format!(
             "{name}@{} -> version {}",

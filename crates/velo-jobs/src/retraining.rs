@@ -271,9 +271,14 @@ impl RetrainingJob {
         context
             .registry
             .set_model_version_tag(&name, &version.version, REASON_TAG, &reason)?;
-        context
-            .registry
-            .set_alias(&name, &self.alias, &version.version)?;
+        velo_io::registries::history::move_alias(
+            context.registry.as_ref(),
+            &name,
+            &self.alias,
+            &version.version,
+            &context.actor("RetrainingJob", Some(run.id())),
+            &format!("retrained: {reason}"),
+        )?;
         run.set_tags(&[Tag::new(REASON_TAG, reason.clone())])?;
         trained.lines.insert(0, format!("retrained ({reason}): {judged}"));
         trained.lines.push(format!(

@@ -152,6 +152,9 @@ pub struct Artifact {
     pub kind: String,
     /// The velo version that wrote it.
     pub velo_version: String,
+    /// The format version it was read in ([`FORMAT_VERSION`] for a new artifact; writing
+    /// always uses the current one).
+    pub format_version: u32,
     /// JSON documents by name.
     pub sections: BTreeMap<String, String>,
     /// Tensors by name.
@@ -170,6 +173,7 @@ impl Artifact {
         Self {
             kind: kind.to_owned(),
             velo_version: VELO_VERSION.to_owned(),
+            format_version: FORMAT_VERSION,
             ..Self::default()
         }
     }
@@ -412,6 +416,7 @@ impl Artifact {
         let mut artifact = Self {
             kind,
             velo_version,
+            format_version: version,
             sections,
             tensors: BTreeMap::new(),
         };

@@ -840,6 +840,13 @@ impl Model for BoostingModel {
         })
     }
 
+    fn structure(&self) -> std::collections::BTreeMap<String, u64> {
+        self.fitted
+            .as_ref()
+            .map(|fitted| crate::model::tree_structure(&fitted.trees))
+            .unwrap_or_default()
+    }
+
     fn to_artifact(&self) -> Result<Artifact, ModelError> {
         let fitted = self.require_fitted()?;
         let mut artifact = Artifact::new(KIND);

@@ -86,6 +86,34 @@ pub trait Model: Send + Sync + fmt::Debug {
     /// # Errors
     /// An unfitted model.
     fn to_artifact(&self) -> Result<Artifact, ModelError>;
+
+    /// Counts describing the fitted model's architecture, by name (`trees`, `nodes`, `leaves`,
+    /// `max_depth`; `layers`, `parameters`…), for diffs between versions; empty when unfitted
+    /// or for a model that says nothing.
+    fn structure(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
+}
+
+/// The counts of [`Model::structure`] for an ensemble of trees.
+pub(crate) fn tree_structure(trees: &[crate::tree::Tree]) -> BTreeMap<String, u64> {
+    let nodes: usize = trees.iter().map(|tree| tree.nodes().len()).sum();
+    let leaves = trees
+        .iter()
+        .flat_map(crate::tree::Tree::nodes)
+        .filter(|node| node.is_leaf())
+        .count();
+    let depth = trees
+        .iter()
+        .map(crate::tree::Tree::depth)
+        .max()
+        .unwrap_or(0);
+    BTreeMap::from([
+        ("trees".to_owned(), trees.len() as u64),
+        ("nodes".to_owned(), nodes as u64),
+        ("leaves".to_owned(), leaves as u64),
+        ("max_depth".to_owned(), depth as u64),
+    ])
 }
 
 /// Rows encoded at once when a model predicts: a larger batch is predicted slice by slice, so
@@ -250,6 +278,13 @@ impl Model for ForestModel {
             per_feature,
             per_column,
         })
+    }
+
+    fn structure(&self) -> BTreeMap<String, u64> {
+        self.fitted
+            .as_ref()
+            .map(|(_, forest)| tree_structure(forest.trees()))
+            .unwrap_or_default()
     }
 
     fn to_artifact(&self) -> Result<Artifact, ModelError> {

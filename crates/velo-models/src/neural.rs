@@ -782,6 +782,26 @@ impl Model for NeuralModel {
         })
     }
 
+    fn structure(&self) -> std::collections::BTreeMap<String, u64> {
+        let Some(fitted) = &self.fitted else {
+            return std::collections::BTreeMap::new();
+        };
+        let parameters: usize = fitted
+            .layers
+            .weights
+            .iter()
+            .map(|(weights, biases)| weights.len() + biases.len())
+            .sum();
+        std::collections::BTreeMap::from([
+            ("layers".to_owned(), fitted.layers.weights.len() as u64),
+            ("parameters".to_owned(), parameters as u64),
+            (
+                "inputs".to_owned(),
+                fitted.layers.widths.first().copied().unwrap_or(0) as u64,
+            ),
+        ])
+    }
+
     fn to_artifact(&self) -> Result<Artifact, ModelError> {
         let fitted = self.require_fitted()?;
         let mut artifact = Artifact::new(KIND);

@@ -21,6 +21,7 @@ pub use velo_mlflow::{
 };
 
 mod file_store;
+pub mod history;
 pub mod mlmodel;
 mod server;
 
@@ -62,6 +63,9 @@ pub enum RegistryError {
     /// An argument was refused before anything was written.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The alias log could not be written or read (see [`history`]).
+    #[error("{0}")]
+    AliasLog(String),
     /// A registered model version could not be read back.
     #[error("model version {name}/{version}")]
     Model {
@@ -209,6 +213,9 @@ pub trait ModelRegistry: fmt::Debug + Send + Sync {
     /// Every version, oldest first.
     fn list_model_versions(&self, name: &str) -> Result<Vec<ModelVersion>>;
 
+    /// The names of every registered model, sorted.
+    fn list_registered_models(&self) -> Result<Vec<String>>;
+
     /// A registered model, if it exists.
     fn get_registered_model(&self, name: &str) -> Result<Option<RegisteredModel>>;
 
@@ -220,6 +227,9 @@ pub trait ModelRegistry: fmt::Debug + Send + Sync {
 
     /// The version an alias points at, if the alias exists.
     fn get_model_version_by_alias(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>>;
+
+    /// Sets a tag of a registered model (creating nothing: the model must exist).
+    fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()>;
 
     /// Sets a tag of a version.
     fn set_model_version_tag(

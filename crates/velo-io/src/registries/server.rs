@@ -273,6 +273,25 @@ impl ModelRegistry for MlflowServer {
         })
     }
 
+    fn list_registered_models(&self) -> Result<Vec<String>> {
+        self.mlflow.run(async |client| {
+            let mut names = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let page = client
+                    .search_registered_models(None, Some(1000), token.as_deref())
+                    .await?;
+                names.extend(page.registered_models.into_iter().map(|model| model.name));
+                match page.next_page_token {
+                    Some(next) if !next.is_empty() => token = Some(next),
+                    _ => break,
+                }
+            }
+            names.sort();
+            Ok(names)
+        })
+    }
+
     fn get_registered_model(&self, name: &str) -> Result<Option<RegisteredModel>> {
         Ok(self
             .mlflow
@@ -283,6 +302,12 @@ impl ModelRegistry for MlflowServer {
         Ok(self
             .mlflow
             .run(async |client| client.set_alias(name, alias, version).await)?)
+    }
+
+    fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()> {
+        Ok(self
+            .mlflow
+            .run(async |client| client.set_registered_model_tag(name, key, value).await)?)
     }
 
     fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {

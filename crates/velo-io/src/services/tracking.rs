@@ -41,6 +41,22 @@ pub struct RunContext {
     pub samples_before_logging: usize,
 }
 
+impl RunContext {
+    /// The user: [`RunContext::user`], else the process's `USER`, `LOGNAME` or `USERNAME`,
+    /// else `unknown`.
+    pub fn user_name(&self) -> String {
+        self.user.clone().unwrap_or_else(process_user)
+    }
+}
+
+/// The user running the process (`USER`, `LOGNAME` or `USERNAME`), else `unknown`.
+pub fn process_user() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|key| std::env::var(key).ok().filter(|value| !value.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 impl Default for RunContext {
     fn default() -> Self {
         Self {
@@ -96,11 +112,7 @@ impl ActiveRun {
         context: &RunContext,
     ) -> Result<Self> {
         let experiment = tracking.get_or_create_experiment(experiment_name)?;
-        let user = context
-            .user
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".to_owned());
+        let user = context.user_name();
         let mut tags = vec![
             Tag::new("mlflow.source.name", context.source_name.clone()),
             Tag::new("mlflow.source.type", "LOCAL"),

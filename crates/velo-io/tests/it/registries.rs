@@ -238,6 +238,66 @@ fn exercise(tracking: &dyn Tracking, registry: &dyn ModelRegistry) {
     assert_eq!(first.run_id, run.run_id);
     assert_eq!(first.source, source);
     assert!(first.tags.contains(&Tag::new("kind", "forest")));
+    assert!(
+        registry
+            .list_registered_models()
+            .unwrap()
+            .contains(&"bikes".to_owned())
+    );
+
+    // The alias log: concurrent moves all recorded, none rewritten, the last one holding.
+    std::thread::scope(|scope| {
+        for writer in 0..4 {
+            scope.spawn(move || {
+                for step in 0..5 {
+                    let to = if (writer + step) % 2 == 0 { "1" } else { "2" };
+                    registries::history::move_alias(
+                        registry,
+                        "bikes",
+                        "Staged",
+                        to,
+                        &format!("writer {writer}"),
+                        &format!("step {step}"),
+                    )
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let log = registries::history::alias_log(registry, "bikes").unwrap();
+    assert_eq!(log.len(), 20);
+    for writer in 0..4 {
+        let steps: Vec<&str> = log
+            .iter()
+            .filter(|event| event.by == format!("writer {writer}"))
+            .map(|event| event.reason.as_str())
+            .collect();
+        assert_eq!(steps, ["step 0", "step 1", "step 2", "step 3", "step 4"]);
+    }
+    let holder = registry
+        .get_model_version_by_alias("bikes", "Staged")
+        .unwrap()
+        .unwrap();
+    assert!(
+        log.iter()
+            .any(|event| event.to.as_deref() == Some(holder.version.as_str()))
+    );
+    let removed = registries::history::remove_alias(registry, "bikes", "Staged", "test", "done")
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed.to, None);
+    let log = registries::history::alias_log(registry, "bikes").unwrap();
+    assert_eq!(
+        registries::history::holder_at(&log, "Staged", i64::MAX),
+        None,
+        "removed"
+    );
+    assert!(
+        registry
+            .get_model_version_by_alias("bikes", "Staged")
+            .unwrap()
+            .is_none()
+    );
     registry.set_alias("bikes", "Champion", "1").unwrap();
     let champion: ModelUri = "models:/bikes@Champion".parse().unwrap();
     assert_eq!(champion.resolve(registry).unwrap().version, "1");

@@ -186,6 +186,24 @@ impl ModelRegistry for FileStore {
             .collect()
     }
 
+    fn list_registered_models(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("models");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(RegistryError::io("list", &dir, error)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| RegistryError::io("list", &dir, error))?;
+            if entry.path().join("meta.yaml").is_file() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     fn get_registered_model(&self, name: &str) -> Result<Option<RegisteredModel>> {
         let model_dir = self.model_dir(name)?;
         let meta_path = model_dir.join("meta.yaml");
@@ -240,6 +258,20 @@ impl ModelRegistry for FileStore {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(RegistryError::io("read", &path, error)),
         }
+    }
+
+    fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()> {
+        check_key("tag", key)?;
+        let model_dir = self.model_dir(name)?;
+        if !model_dir.join("meta.yaml").is_file() {
+            return Err(RegistryError::NotFound {
+                what: format!("registered model {name} in {}", self.root.display()),
+            });
+        }
+        let path = key
+            .split('/')
+            .fold(model_dir.join("tags"), |p, s| p.join(s));
+        self.write_atomic(&path, value.as_bytes(), Durability::Synced)
     }
 
     fn set_model_version_tag(

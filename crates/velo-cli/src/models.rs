@@ -1,0 +1,342 @@
+//! `velo models list|history|diff|rollback`: registered versions, their history with the
+//! alias log, differences between two versions, and rolling an alias back (the work is
+//! `velo_jobs::models`'; this prints it).
+
+use anyhow::{Context as _, anyhow};
+use clap::{Args, Subcommand};
+use velo_io::registries::{self, Stores, history};
+use velo_jobs::models;
+
+use crate::commands::Failure;
+
+/// Where the store is, for every `velo models` command.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// The tracking store and registry: a directory (the embedded store) or an MLflow server
+    /// URL; `MLFLOW_TRACKING_URI` / `MLFLOW_REGISTRY_URI`, else `./mlruns`.
+    #[arg(long, global = true)]
+    store: Option<String>,
+}
+
+impl StoreArgs {
+    fn open(&self) -> Result<Stores, Failure> {
+        let service = velo_io::services::MlflowService::from_env();
+        let (tracking, registry) = match &self.store {
+            Some(uri) => (uri.clone(), uri.clone()),
+            None => (service.tracking_uri, service.registry_uri),
+        };
+        let stores = if tracking == registry {
+            registries::open_existing(&registry)
+        } else {
+            registries::open_existing(&tracking).and_then(|tracking| {
+                Ok(Stores {
+                    tracking: tracking.tracking,
+                    registry: registries::open_existing(&registry)?.registry,
+                })
+            })
+        };
+        stores
+            .with_context(|| format!("cannot open the store {registry}"))
+            .map_err(Failure::Usage)
+    }
+}
+
+/// The `velo models` commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelsCommand {
+    /// Registered models, or the versions of one: creation, run, kind, metrics, aliases.
+    List {
+        /// The registered model (all models when absent).
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every version of a model with its parameters, training data and metrics, and the log
+    /// of its aliases (who moved which alias from which version to which, when, why).
+    History {
+        /// The registered model.
+        name: String,
+        /// With `--at`: which version held this alias then.
+        #[arg(long)]
+        alias: Option<String>,
+        /// A time (2026-12-01T12:00Z, RFC 3339 or a date): with `--alias`, the version that
+        /// held the alias at that time.
+        #[arg(long, requires = "alias")]
+        at: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What differs between two versions: architecture, signature, training data, metrics
+    /// with deltas, feature importances.
+    Diff {
+        /// The registered model.
+        name: String,
+        /// The first version.
+        a: String,
+        /// The second version.
+        b: String,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "md")]
+        json: bool,
+        /// Print a Markdown table.
+        #[arg(long)]
+        md: bool,
+        /// Include the rows that are the same.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Move an alias back to the version it pointed at before (or `--to` a version), after
+    /// checking that version loads; recorded in the alias log.
+    Rollback {
+        /// The registered model.
+        name: String,
+        /// The alias to move.
+        #[arg(long, default_value = "Champion")]
+        alias: String,
+        /// The version to move it to (default: its previous holder in the alias log).
+        #[arg(long)]
+        to: Option<String>,
+        /// Why, for the alias log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+fn job_failure(error: velo_jobs::JobError) -> Failure {
+    match error {
+        velo_jobs::JobError::Config(message) => Failure::Usage(anyhow!(message)),
+        other => Failure::Job(other.into()),
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Failure::Job(e.into()))?;
+    crate::commands::emit(&format!("{text}\n"))
+}
+
+fn user() -> String {
+    velo_io::services::tracking::process_user()
+}
+
+/// Runs one `velo models` command.
+pub(crate) fn run(command: &ModelsCommand, store: &StoreArgs) -> Result<(), Failure> {
+    let stores = store.open()?;
+    let (tracking, registry) = (stores.tracking.as_ref(), stores.registry.as_ref());
+    match command {
+        ModelsCommand::List {
+            name: None,
+            json: as_json,
+        } => {
+            let names = registry
+                .list_registered_models()
+                .map_err(|e| Failure::Job(e.into()))?;
+            let mut rows = Vec::new();
+            for name in &names {
+                let versions = registry
+                    .list_model_versions(name)
+                    .map_err(|e| Failure::Job(e.into()))?;
+                let model = registry
+                    .get_registered_model(name)
+                    .map_err(|e| Failure::Job(e.into()))?;
+                let aliases: Vec<String> = model
+                    .map(|m| {
+                        m.aliases
+                            .iter()
+                            .map(|a| format!("{}={}", a.alias, a.version))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                rows.push(serde_json::json!({
+                    "name": name,
+                    "versions": versions.len(),
+                    "latest": versions.last().map(|v| v.version.clone()),
+                    "aliases": aliases,
+                }));
+            }
+            if *as_json {
+                return json(&rows);
+            }
+            say!("{:<24} {:>8} {:>7}  aliases", "model", "versions", "latest");
+            for row in &rows {
+                say!(
+                    "{:<24} {:>8} {:>7}  {}",
+                    row["name"].as_str().unwrap_or_default(),
+                    row["versions"],
+                    row["latest"].as_str().unwrap_or("–"),
+                    row["aliases"]
+                        .as_array()
+                        .map(|a| a
+                            .iter()
+                            .filter_map(|v| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        ModelsCommand::List {
+            name: Some(name),
+            json: as_json,
+        } => {
+            let found = models::history(tracking, registry, name).map_err(job_failure)?;
+            if *as_json {
+                return json(&found.versions);
+            }
+            print_versions(&found.versions)
+        }
+        ModelsCommand::History {
+            name,
+            alias: Some(alias),
+            at: Some(at),
+            json: as_json,
+        } => {
+            let at = history::parse_time(at).map_err(|e| Failure::Usage(anyhow!(e)))?;
+            let event = models::holder_at(registry, name, alias, at).map_err(job_failure)?;
+            if *as_json {
+                return json(&serde_json::json!({
+                    "name": name,
+                    "alias": alias,
+                    "at": history::format_ms(at),
+                    "version": event.as_ref().and_then(|e| e.to.clone()),
+                    "since": event,
+                }));
+            }
+            match event {
+                Some(event) => say!(
+                    "{name}@{alias} at {}: version {} (since {}, by {}: {})",
+                    history::format_ms(at),
+                    event.to.as_deref().unwrap_or("none"),
+                    event.time(),
+                    event.by,
+                    event.reason
+                ),
+                None => say!(
+                    "{name}@{alias} at {}: no version (the alias had been removed)",
+                    history::format_ms(at)
+                ),
+            }
+            Ok(())
+        }
+        ModelsCommand::History {
+            name,
+            json: as_json,
+            ..
+        } => {
+            let found = models::history(tracking, registry, name).map_err(job_failure)?;
+            if *as_json {
+                return json(&found);
+            }
+            print_versions(&found.versions)?;
+            say!("");
+            say!("alias log of {name}:");
+            if found.log.is_empty() {
+                say!("  (no alias move recorded)");
+            }
+            for event in &found.log {
+                say!(
+                    "  {}  {:<12} {} -> {}  by {}: {}",
+                    event.time(),
+                    event.alias,
+                    event.from.as_deref().unwrap_or("none"),
+                    event.to.as_deref().unwrap_or("none"),
+                    event.by,
+                    event.reason
+                );
+            }
+            Ok(())
+        }
+        ModelsCommand::Diff {
+            name,
+            a,
+            b,
+            json: as_json,
+            md,
+            all,
+        } => {
+            let diff = models::diff(tracking, registry, name, (a, b)).map_err(job_failure)?;
+            if *as_json {
+                return json(&diff);
+            }
+            if *md {
+                say_raw!("{}", diff.markdown(*all));
+            } else {
+                say_raw!("{}", diff.table(*all));
+            }
+            Ok(())
+        }
+        ModelsCommand::Rollback {
+            name,
+            alias,
+            to,
+            reason,
+        } => {
+            let by = format!("velo models rollback by {}", user());
+            let event = models::rollback(
+                registry,
+                name,
+                alias,
+                to.as_deref(),
+                (&by, reason.as_deref()),
+            )
+            .map_err(job_failure)?;
+            say!(
+                "{name}@{alias}: version {} -> version {}",
+                event.from.as_deref().unwrap_or("none"),
+                event.to.as_deref().unwrap_or("none")
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_versions(versions: &[models::VersionInfo]) -> Result<(), Failure> {
+    for info in versions {
+        let aliases = if info.aliases.is_empty() {
+            String::new()
+        } else {
+            format!("  @{}", info.aliases.join(" @"))
+        };
+        say!(
+            "version {}  {}  {}  run {} ({}){aliases}",
+            info.version,
+            info.created,
+            info.kind.as_deref().unwrap_or("?"),
+            info.run_id,
+            info.run_status.as_deref().unwrap_or("run unreadable")
+        );
+        let params: Vec<String> = info
+            .params
+            .iter()
+            .filter(|(key, _)| *key != "model.KIND")
+            .map(|(key, value)| format!("{}={value}", key.trim_start_matches("model.")))
+            .collect();
+        if !params.is_empty() {
+            say!("  params: {}", params.join(", "));
+        }
+        for lineage in &info.datasets {
+            say!(
+                "  data: {} {} ({} rows, digest {}) from {}",
+                lineage.context.as_deref().unwrap_or("input"),
+                lineage.name,
+                lineage
+                    .rows
+                    .map_or_else(|| "?".to_owned(), |rows| rows.to_string()),
+                lineage.digest,
+                lineage.source
+            );
+        }
+        let metrics: Vec<String> = info
+            .metrics
+            .iter()
+            .filter(|(key, _)| !key.starts_with("system/"))
+            .map(|(key, value)| format!("{key}={value:.4}"))
+            .collect();
+        if !metrics.is_empty() {
+            say!("  metrics: {}", metrics.join(", "));
+        }
+    }
+    Ok(())
+}
