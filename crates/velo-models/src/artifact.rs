@@ -161,6 +161,39 @@ pub struct Artifact {
     pub tensors: BTreeMap<String, Tensor>,
 }
 
+/// Rewrites a safetensors file's JSON header with its keys in sorted order: safetensors writes
+/// the metadata from a hash map, whose order changes from process to process, and an artifact
+/// must be the same bytes wherever and whenever the same model is written. The data section
+/// (its offsets are relative to the header's end) is kept as it is.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>, ModelError> {
+    const LENGTH: usize = 8;
+    let header_length = bytes
+        .get(..LENGTH)
+        .and_then(|prefix| <[u8; LENGTH]>::try_from(prefix).ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| LENGTH + n <= bytes.len())
+        .ok_or_else(|| invalid("the serialized header is truncated"))?;
+    let header = &bytes[LENGTH..LENGTH + header_length];
+    let mut entries: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header)
+        .map_err(|e| invalid(format!("cannot read back the serialized header: {e}")))?;
+    if let Some(metadata) = entries.get_mut("__metadata__") {
+        let sorted: BTreeMap<String, String> = serde_json::from_value(metadata.take())
+            .map_err(|e| invalid(format!("cannot read back the metadata: {e}")))?;
+        *metadata = serde_json::to_value(sorted)
+            .map_err(|e| invalid(format!("cannot write the metadata: {e}")))?;
+    }
+    let mut canonical = serde_json::to_vec(&entries)
+        .map_err(|e| invalid(format!("cannot write the header: {e}")))?;
+    canonical.resize(canonical.len().next_multiple_of(LENGTH), b' ');
+    let mut out =
+        Vec::with_capacity(LENGTH + canonical.len() + bytes.len() - LENGTH - header_length);
+    out.extend_from_slice(&(canonical.len() as u64).to_le_bytes());
+    out.extend_from_slice(&canonical);
+    out.extend_from_slice(&bytes[LENGTH + header_length..]);
+    Ok(out)
+}
+
 fn invalid(message: impl Into<String>) -> ModelError {
     ModelError::Artifact {
         message: message.into(),
@@ -347,8 +380,9 @@ impl Artifact {
                     .map_err(|e| invalid(format!("tensor `{name}`: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        safetensors::serialize(views, Some(info))
-            .map_err(|e| invalid(format!("cannot serialize: {e}")))
+        let bytes = safetensors::serialize(views, Some(info))
+            .map_err(|e| invalid(format!("cannot serialize: {e}")))?;
+        canonical_header(bytes)
     }
 
     /// Reads and checks an artifact: safetensors layout, format, version, hash, dtypes.

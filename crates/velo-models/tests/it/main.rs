@@ -1,4 +1,5 @@
 //! Integration tests of velo-models, one binary for the whole crate.
 
+mod golden;
 mod models;
 mod scenarios;
