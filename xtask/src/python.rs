@@ -1,6 +1,6 @@
 //! The project's Python environment, for interop tests (pandas, polars, pyarrow, the
-//! confluent-kafka client) and MLflow's own client and server (the tests start `mlflow server`
-//! from it).
+//! confluent-kafka client, onnxruntime and onnx for exported models) and MLflow's own client
+//! and server (the tests start `mlflow server` from it).
 
 use std::{
     path::{Path, PathBuf},
@@ -17,6 +17,8 @@ pub(crate) const REQUIREMENTS: &[&str] = &[
     "polars==2.1.0",
     "mlflow==3.17.2",
     "confluent-kafka==2.16.0",
+    "onnxruntime==1.32.0",
+    "onnx==1.23.2",
 ];
 
 /// Packages the benchmarks need (`--reference`, `--leaderboard`, …), installed on demand.
@@ -96,12 +98,12 @@ pub(crate) fn ensure_venv(root: &Path) -> Result<()> {
     let check = Command::new(&python)
         .args([
             "-c",
-            "import pandas, polars, pyarrow, mlflow, confluent_kafka",
+            "import pandas, polars, pyarrow, mlflow, confluent_kafka, onnxruntime, onnx",
         ])
         .status();
     if !check.is_ok_and(|status| status.success()) {
         bail!(
-            "the venv {} cannot import pandas, polars, pyarrow, mlflow and confluent_kafka",
+            "the venv {} cannot import pandas, polars, pyarrow, mlflow, confluent_kafka, onnxruntime and onnx",
             dir.display()
         );
     }

@@ -44,6 +44,7 @@ pub mod leakage;
 pub mod matrix;
 pub mod model;
 pub mod neural;
+pub mod onnx;
 pub mod scenarios;
 pub mod tree;
 

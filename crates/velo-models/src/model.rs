@@ -93,6 +93,16 @@ pub trait Model: Send + Sync + fmt::Debug {
     fn structure(&self) -> BTreeMap<String, u64> {
         BTreeMap::new()
     }
+
+    /// The fitted model and its feature pipeline as one ONNX graph (see [`crate::onnx`]).
+    ///
+    /// # Errors
+    /// An unfitted model, a kind with no ONNX form, or inputs ONNX cannot take (dates).
+    fn to_onnx(&self) -> Result<Vec<u8>, ModelError> {
+        Err(ModelError::Inputs {
+            message: format!("cannot export to ONNX: {} has no ONNX form", self.kind()),
+        })
+    }
 }
 
 /// The counts of [`Model::structure`] for an ensemble of trees.
@@ -278,6 +288,17 @@ impl Model for ForestModel {
             per_feature,
             per_column,
         })
+    }
+
+    fn to_onnx(&self) -> Result<Vec<u8>, ModelError> {
+        let (pipeline, forest) = self.require_fitted()?;
+        crate::onnx::tree_ensemble(
+            KIND,
+            pipeline,
+            &self.schema,
+            forest.trees(),
+            &crate::onnx::Aggregate::Average,
+        )
     }
 
     fn structure(&self) -> BTreeMap<String, u64> {

@@ -782,6 +782,23 @@ impl Model for NeuralModel {
         })
     }
 
+    fn to_onnx(&self) -> Result<Vec<u8>, ModelError> {
+        let fitted = self.require_fitted()?;
+        let activation = match self.config.activation {
+            Activation::Relu => crate::onnx::Activation::Relu,
+            Activation::Tanh => crate::onnx::Activation::Tanh,
+            Activation::Silu => crate::onnx::Activation::Silu,
+            Activation::Gelu => crate::onnx::Activation::Gelu,
+        };
+        crate::onnx::network(
+            &fitted.pipeline,
+            &self.schema,
+            &fitted.layers.weights,
+            activation,
+            (fitted.state.target_mean, fitted.state.target_std),
+        )
+    }
+
     fn structure(&self) -> std::collections::BTreeMap<String, u64> {
         let Some(fitted) = &self.fitted else {
             return std::collections::BTreeMap::new();

@@ -2,4 +2,5 @@
 
 mod golden;
 mod models;
+mod onnx;
 mod scenarios;
