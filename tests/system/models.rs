@@ -236,3 +236,112 @@ fn store_file(store: &Path, version: &str, name: &str) -> std::path::PathBuf {
     let source = found.source.strip_prefix("file://").unwrap();
     Path::new(source).join(name)
 }
+
+#[test]
+fn an_exported_model_scores_the_same_in_onnxruntime_and_mlflow_pyfunc() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_data(&data);
+    let store = dir.path().join("mlruns");
+    let uri = store.display().to_string();
+    let trained = run_job(
+        "configs/training.yaml",
+        &uri,
+        &format!(
+            "inputs: {{path: '{}'}}, targets: {{path: '{}'}}, model: {{n_estimators: 12, max_depth: 9}}, splitter: {{test_size: 240}}, saver: {{onnx: true}}",
+            data.join("inputs_train.parquet").display(),
+            data.join("targets_train.parquet").display()
+        ),
+    );
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    assert_eq!(run_job("configs/promotion.yaml", &uri, "").code, 0);
+    let mlmodel = std::fs::read_to_string(store_file(&store, "1", "MLmodel")).unwrap();
+    assert!(
+        mlmodel.contains("loader_module: mlflow.onnx")
+            && store_file(&store, "1", "model.onnx").is_file(),
+        "{mlmodel}"
+    );
+
+    // The CLI exports a version to a file; velo's own predictions are the reference.
+    let exported = dir.path().join("bikes.onnx");
+    let export = models(
+        &store,
+        &[
+            "export",
+            "models:/bikes@Champion",
+            "-o",
+            &exported.display().to_string(),
+        ],
+    );
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    assert!(export.stdout.contains("version 1"), "{}", export.stdout);
+    let predictions = dir.path().join("predictions.parquet");
+    let inferred = run_job(
+        "configs/inference.yaml",
+        &uri,
+        &format!(
+            "inputs: {{path: '{}'}}, outputs: {{path: '{}'}}",
+            data.join("inputs_test.parquet").display(),
+            predictions.display()
+        ),
+    );
+    assert_eq!(inferred.code, 0, "{}", inferred.stderr);
+
+    let Some(python) = std::env::var_os("VELO_MLFLOW_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "VELO_MLFLOW_PYTHON is required in CI"
+        );
+        eprintln!("SKIPPED: onnxruntime and MLflow's pyfunc need VELO_MLFLOW_PYTHON");
+        return;
+    };
+    // onnxruntime on the exported file, and MLflow's pyfunc on the registered version (its
+    // onnx flavor), against velo's predictions.
+    let script = r#"
+import sys, numpy as np, pandas as pd, onnxruntime as ort, mlflow
+onnx_file, inputs, predictions = sys.argv[1], sys.argv[2], sys.argv[3]
+frame = pd.read_parquet(inputs)
+if "instant" not in frame.columns:  # velo's Parquet keeps the index as pandas' index
+    frame = frame.reset_index()
+frame["dteday"] = pd.to_datetime(frame["dteday"])  # the signature's datetime
+velo = pd.read_parquet(predictions)["prediction"].to_numpy()
+session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+types = {"tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(float)": np.float32,
+         "tensor(double)": np.float64, "tensor(bool)": np.bool_}
+feeds = {i.name: frame[i.name].to_numpy().astype(types[i.type]) for i in session.get_inputs()}
+direct = session.run(["prediction"], feeds)[0]
+model = mlflow.pyfunc.load_model("models:/bikes@Champion")
+# MLflow's signature enforcement casts nothing narrower: the frame takes the signature's types.
+signature = model.metadata.get_input_schema()
+frame = frame.astype({c.name: c.type.to_numpy() for c in signature.inputs if c.name != "dteday"})
+pyfunc = np.asarray(model.predict(frame)["prediction"])
+def worst(values):
+    return float(np.max(np.abs(values - velo) / np.maximum(np.abs(velo), 1.0)))
+print(len(velo), worst(direct), worst(pyfunc))
+"#;
+    let seen = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(&exported)
+        .arg(data.join("inputs_test.parquet"))
+        .arg(&predictions)
+        .env("MLFLOW_TRACKING_URI", format!("file://{}", store.display()))
+        .env("MLFLOW_REGISTRY_URI", format!("file://{}", store.display()))
+        .env("MLFLOW_ALLOW_FILE_STORE", "true")
+        .output()
+        .unwrap();
+    assert!(
+        seen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seen.stderr)
+    );
+    let text = String::from_utf8_lossy(&seen.stdout);
+    let figures: Vec<f64> = text
+        .split_whitespace()
+        .map(|value| value.parse().unwrap())
+        .collect();
+    assert!(figures[0] > 100.0, "{text}");
+    assert!(
+        figures[1] <= 1e-6 && figures[2] <= 1e-6,
+        "relative differences: {text}"
+    );
+}

@@ -87,6 +87,18 @@ pub(crate) enum ModelsCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Export a registered model (`models:/NAME@ALIAS` or `models:/NAME/VERSION`) with its
+    /// feature pipeline to another format: one ONNX graph.
+    Export {
+        /// The model URI.
+        model_uri: String,
+        /// The format (only `onnx`).
+        #[arg(long, default_value = "onnx", value_parser = ["onnx"])]
+        format: String,
+        /// The file to write.
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+    },
     /// Move an alias back to the version it pointed at before (or `--to` a version), after
     /// checking that version loads; recorded in the alias log.
     Rollback {
@@ -265,6 +277,29 @@ pub(crate) fn run(command: &ModelsCommand, store: &StoreArgs) -> Result<(), Fail
             } else {
                 say_raw!("{}", diff.table(*all));
             }
+            Ok(())
+        }
+        ModelsCommand::Export {
+            model_uri,
+            format: _,
+            output,
+        } => {
+            let uri: registries::ModelUri = model_uri
+                .parse()
+                .with_context(|| format!("cannot read the model URI {model_uri:?}"))
+                .map_err(Failure::Usage)?;
+            let (version, bytes) = models::export_onnx(registry, &uri).map_err(job_failure)?;
+            velo_io::datasets::write_file(output, &bytes)
+                .with_context(|| format!("cannot write {}", output.display()))
+                .map_err(Failure::Job)?;
+            say!(
+                "{model_uri} (version {}) -> {} ({} bytes, ONNX opset {}, ai.onnx.ml {})",
+                version.version,
+                output.display(),
+                bytes.len(),
+                models::ONNX_OPSET,
+                models::ONNX_ML_OPSET
+            );
             Ok(())
         }
         ModelsCommand::Rollback {

@@ -15,6 +15,8 @@ use velo_io::registries::{
 
 use crate::JobError;
 
+pub use velo_models::onnx::{ML_OPSET as ONNX_ML_OPSET, OPSET as ONNX_OPSET};
+
 /// A dataset a version was trained or evaluated on, as its run recorded it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -581,4 +583,19 @@ impl VersionDiff {
         }
         out
     }
+}
+
+/// The registered model at `uri` and its feature pipeline as one ONNX graph (see
+/// [`velo_models::onnx`]).
+///
+/// # Errors
+/// An unknown model, alias or version, an artifact that cannot be loaded, or a model ONNX
+/// cannot express (naming why).
+pub fn export_onnx(
+    registry: &dyn ModelRegistry,
+    uri: &velo_io::registries::ModelUri,
+) -> Result<(ModelVersion, Vec<u8>), JobError> {
+    let (version, model) = crate::common::load_model_uri(registry, uri)?;
+    let bytes = model.to_onnx()?;
+    Ok((version, bytes))
 }

@@ -235,6 +235,11 @@ impl TrainingJob {
         target_name: &str,
     ) -> Result<ModelVersion, JobError> {
         let bytes = model.to_artifact()?.to_bytes()?;
+        let onnx = if self.saver.onnx {
+            Some(model.to_onnx()?)
+        } else {
+            None
+        };
         let outputs = match &self.schemas.outputs {
             Some(path) => vec![output_spec(&load_schema(path)?, path)?],
             None => vec![ColSpec {
@@ -255,6 +260,7 @@ impl TrainingJob {
                 .transpose()?,
             extra_files: std::iter::once((mlmodel::PROFILE_FILE.to_owned(), profile.to_json()))
                 .chain(estimator.map(|bytes| (mlmodel::ESTIMATOR_FILE.to_owned(), bytes.to_vec())))
+                .chain(onnx.map(|bytes| (mlmodel::ONNX_FILE.to_owned(), bytes)))
                 .collect(),
         };
         let source = mlmodel::log_model(run.tracking(), run.info(), &description, &bytes)?;
@@ -423,6 +429,11 @@ pub struct Saver {
     /// Rows of the inputs kept as the model's input example.
     #[serde(default = "Saver::default_example_rows")]
     pub input_example_rows: usize,
+    /// Also store the model and its feature pipeline as one ONNX graph (`model.onnx`), with
+    /// MLflow's `onnx` and `python_function` flavors: `mlflow.pyfunc.load_model` then scores
+    /// the version in Python through onnxruntime.
+    #[serde(default)]
+    pub onnx: bool,
 }
 
 impl Saver {
@@ -440,6 +451,7 @@ impl Default for Saver {
         Self {
             path: Self::default_path(),
             input_example_rows: Self::default_example_rows(),
+            onnx: false,
         }
     }
 }

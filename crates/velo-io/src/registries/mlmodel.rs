@@ -32,6 +32,14 @@ pub const ESTIMATOR_FILE: &str = "loss_estimator.velo";
 /// ([`velo_core::drift::ReferenceProfile`]), read by monitoring.
 pub const PROFILE_FILE: &str = "profile.json";
 
+/// The ONNX graph of the model, when the version has one: with it among the extra files, the
+/// `MLmodel` declares MLflow's `onnx` flavor and a `python_function` flavor loaded by
+/// `mlflow.onnx`, so that `mlflow.pyfunc.load_model` scores the version with onnxruntime.
+pub const ONNX_FILE: &str = "model.onnx";
+
+/// The ONNX package version the `onnx` flavor names (the graphs use opset 19, IR version 9).
+const ONNX_VERSION: &str = "1.23.2";
+
 /// One column of a signature, in MLflow's colspec form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColSpec {
@@ -159,6 +167,18 @@ impl MlModel {
                 "params": null,
             },
         });
+        if self.extra_files.iter().any(|(name, _)| name == ONNX_FILE) {
+            model["flavors"]["onnx"] = serde_json::json!({
+                "onnx_version": ONNX_VERSION,
+                "data": ONNX_FILE,
+                "providers": ["CPUExecutionProvider"],
+                "code": null,
+            });
+            model["flavors"]["python_function"] = serde_json::json!({
+                "loader_module": "mlflow.onnx",
+                "data": ONNX_FILE,
+            });
+        }
         if self.input_example.is_some() {
             model["saved_input_example_info"] = serde_json::json!({
                 "artifact_path": INPUT_EXAMPLE_FILE,
