@@ -538,7 +538,7 @@ fn ctrl_c_ends_the_open_run_as_killed() {
 
 /// Copies `configs/` into `dir`, with small forests so that a debug build runs the lifecycle
 /// in seconds.
-fn small_project(dir: &Path) {
+pub(crate) fn small_project(dir: &Path) {
     let mut pending = vec![(crate::root().join("configs"), dir.join("configs"))];
     while let Some((from, to)) = pending.pop() {
         std::fs::create_dir_all(&to).unwrap();

@@ -19,6 +19,7 @@ mod jobs;
 mod kafka;
 mod models;
 mod monitoring;
+mod sandbox;
 mod scenarios;
 mod serve;
 mod stress;

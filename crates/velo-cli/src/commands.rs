@@ -65,6 +65,10 @@ enum Command {
         /// Load and validate only; print what would run.
         #[arg(long)]
         dry_run: bool,
+        /// Run sandboxed: read the configured store, but write every run, version, alias and
+        /// output file to `.velo/sandboxes/NAME` (NAME defaults to `default`).
+        #[arg(long, num_args = 0..=1, default_missing_value = "default", value_name = "NAME")]
+        sandbox: Option<String>,
     },
     /// Inspect configurations.
     #[command(subcommand)]
@@ -88,6 +92,14 @@ enum Command {
     /// Serve a registered model over HTTP with MLflow's scoring protocol (`POST /invocations`,
     /// `/ping`, `/health`, `/version`, `/metrics`), like `mlflow models serve`.
     Serve(crate::serve::ServeArgs),
+    /// Sandboxes (`velo run --sandbox NAME`): list them, compare one with production, promote
+    /// one of its versions into production, or drop it.
+    Sandbox {
+        #[command(subcommand)]
+        command: crate::models::SandboxCommand,
+        #[command(flatten)]
+        store: crate::models::StoreArgs,
+    },
     /// Registered models: list, history with the alias log, diff two versions, roll back.
     Models {
         #[command(subcommand)]
@@ -202,7 +214,11 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Failure> {
         None => Err(Failure::Usage(anyhow::anyhow!(
             "no command given (see `velo --help`)"
         ))),
-        Some(Command::Run { config, dry_run }) => run(&config, dry_run),
+        Some(Command::Run {
+            config,
+            dry_run,
+            sandbox,
+        }) => run(&config, dry_run, sandbox.as_deref()),
         Some(Command::Config(ConfigCommand::Show { config })) => show(&config),
         Some(Command::Schema { markdown: false }) => print_json(&velo_jobs::settings_schema()),
         Some(Command::Schema { markdown: true }) => {
@@ -231,6 +247,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Failure> {
         Some(Command::Project { csv }) => project(csv.as_deref()),
         Some(Command::Serve(args)) => crate::serve::serve(&args),
         Some(Command::Models { command, store }) => crate::models::run(&command, &store),
+        Some(Command::Sandbox { command, store }) => crate::models::sandbox(&command, &store),
         Some(Command::Data(DataCommand::Synth {
             rows,
             seed,
@@ -273,7 +290,7 @@ fn project(csv: Option<&Path>) -> Result<(), Failure> {
             extras: Vec::new(),
             profile: None,
         };
-        run(&config, false)?;
+        run(&config, false, None)?;
     }
     Ok(())
 }
@@ -317,8 +334,21 @@ fn print_json(value: &serde_json::Value) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run(config: &ConfigArgs, dry_run: bool) -> Result<(), Failure> {
-    let settings = config.load()?.value;
+fn run(config: &ConfigArgs, dry_run: bool, sandbox: Option<&str>) -> Result<(), Failure> {
+    let mut settings = config.load()?.value;
+    let sandbox = sandbox
+        .or(settings.job.services().mlflow.sandbox.as_deref())
+        .map(str::to_owned);
+    if let Some(name) = &sandbox {
+        velo_io::registries::sandbox::check_name(name).map_err(|e| Failure::Usage(e.into()))?;
+        let dir = velo_jobs::sandbox::sandbox_dir(std::path::Path::new("."), name);
+        settings.job = velo_jobs::sandbox::sandboxed(&settings.job, name, &dir)
+            .map_err(|e| Failure::Usage(e.into()))?;
+        say!(
+            "sandbox {name}: reading the configured store, writing to {}",
+            dir.display()
+        );
+    }
     let job = &settings.job;
     crate::logging::init(&job.services().logger).map_err(Failure::Usage)?;
     tracing::info!(kind = job.kind(), "configuration loaded");

@@ -19,6 +19,18 @@ pub(crate) struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The stores, opened for writing (created when missing).
+    fn open_writable(&self) -> Result<Stores, Failure> {
+        let service = velo_io::services::MlflowService::from_env();
+        let (tracking, registry) = match &self.store {
+            Some(uri) => (uri.clone(), uri.clone()),
+            None => (service.tracking_uri, service.registry_uri),
+        };
+        registries::open_pair(&tracking, &registry)
+            .with_context(|| format!("cannot open the store {registry}"))
+            .map_err(Failure::Usage)
+    }
+
     fn open(&self) -> Result<Stores, Failure> {
         let service = velo_io::services::MlflowService::from_env();
         let (tracking, registry) = match &self.store {
@@ -38,6 +50,118 @@ impl StoreArgs {
         stores
             .with_context(|| format!("cannot open the store {registry}"))
             .map_err(Failure::Usage)
+    }
+}
+
+/// The `velo sandbox` commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SandboxCommand {
+    /// The sandboxes of this directory.
+    List,
+    /// What a sandbox holds against production: its versions, its runs, the aliases it moved.
+    Diff {
+        /// The sandbox.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy one of a sandbox's versions into production: a new production version (on a run
+    /// tagged with the sandbox, its run and version), optionally aliased.
+    Promote {
+        /// The sandbox.
+        name: String,
+        /// The registered model.
+        #[arg(long, default_value = "bikes")]
+        model: String,
+        /// The sandbox's version to promote.
+        #[arg(long)]
+        version: String,
+        /// Point this production alias at the new version (logged in the alias log).
+        #[arg(long)]
+        alias: Option<String>,
+        /// The production experiment of the promotion's run.
+        #[arg(long, default_value = "bikes")]
+        experiment: String,
+    },
+    /// Remove a sandbox and everything it wrote.
+    Drop {
+        /// The sandbox.
+        name: String,
+    },
+}
+
+/// Runs one `velo sandbox` command.
+pub(crate) fn sandbox(command: &SandboxCommand, store: &StoreArgs) -> Result<(), Failure> {
+    use velo_jobs::sandbox as sandboxes;
+    let root = std::path::Path::new(".");
+    match command {
+        SandboxCommand::List => {
+            let names = sandboxes::list(root).map_err(job_failure)?;
+            if names.is_empty() {
+                say!("no sandbox in {}", sandboxes::SANDBOXES);
+            }
+            for name in names {
+                say!("{name}  {}", sandboxes::sandbox_dir(root, &name).display());
+            }
+            Ok(())
+        }
+        SandboxCommand::Diff {
+            name,
+            json: as_json,
+        } => {
+            let summary = sandboxes::summary(root, name, store.open()?).map_err(job_failure)?;
+            if *as_json {
+                return json(&summary);
+            }
+            say!(
+                "sandbox {name} ({}): {} run(s)",
+                summary.dir.display(),
+                summary.runs
+            );
+            for (model, version, run) in &summary.versions {
+                say!("  + version {model}/{version} (sandbox run {run})");
+            }
+            for (model, alias, was, is) in &summary.aliases {
+                say!(
+                    "  ~ {model}@{alias}: production {} , sandbox {}",
+                    was.as_deref().unwrap_or("none"),
+                    is.as_deref().unwrap_or("none")
+                );
+            }
+            Ok(())
+        }
+        SandboxCommand::Promote {
+            name,
+            model,
+            version,
+            alias,
+            experiment,
+        } => {
+            let by = format!("velo sandbox promote by {}", user());
+            let promoted = sandboxes::promote(
+                root,
+                name,
+                (model, version),
+                (experiment, alias.as_deref(), &by),
+                store.open_writable()?,
+            )
+            .map_err(job_failure)?;
+            say!(
+                "sandbox {name} version {version} -> {model} version {}{}",
+                promoted.version,
+                alias
+                    .as_deref()
+                    .map(|alias| format!(" (@{alias})"))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        SandboxCommand::Drop { name } => {
+            let dir = sandboxes::drop_sandbox(root, name).map_err(job_failure)?;
+            say!("removed {}", dir.display());
+            Ok(())
+        }
     }
 }
 

@@ -261,6 +261,7 @@ fn main() {
         registry_uri: store,
         experiment_name: "bikes".to_owned(),
         registry_name: "bikes".to_owned(),
+        sandbox: None,
     };
     let max_batch = arg("--max-batch").map_or(10_000, |v| v.parse::<usize>().unwrap());
     let job = |input: &str, output: &str, records: usize| -> JobConfig {

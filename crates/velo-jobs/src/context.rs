@@ -55,8 +55,27 @@ impl JobContext {
     /// `http(s)://` server). A configuration loaded with velo-io's `ConfigLoader` has MLflow's
     /// variables applied already; one built in code can take them with
     /// [`MlflowService::with_env_overrides`].
+    ///
+    /// With `mlflow.sandbox`, the stores are the sandbox `.velo/sandboxes/<name>` (under the
+    /// working directory) over the configured ones: reads see both, writes go to the sandbox
+    /// only (see [`crate::sandbox`]).
     pub fn open(mlflow: &MlflowService, run: RunContext) -> Result<Self, JobError> {
-        let stores = registries::open_pair(&mlflow.tracking_uri, &mlflow.registry_uri)?;
+        let stores = match &mlflow.sandbox {
+            None => registries::open_pair(&mlflow.tracking_uri, &mlflow.registry_uri)?,
+            Some(name) => {
+                // Production is opened for reading: nothing is created or recovered there.
+                let tracking = registries::open_existing(&mlflow.tracking_uri)?;
+                let production = if mlflow.registry_uri == mlflow.tracking_uri {
+                    tracking
+                } else {
+                    registries::Stores {
+                        tracking: tracking.tracking,
+                        registry: registries::open_existing(&mlflow.registry_uri)?.registry,
+                    }
+                };
+                crate::sandbox::open(std::path::Path::new("."), name, production)?.stores()
+            }
+        };
         Ok(Self {
             tracking: stores.tracking,
             registry: stores.registry,

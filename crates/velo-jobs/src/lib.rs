@@ -39,6 +39,7 @@ mod job;
 pub mod models;
 pub mod plots;
 pub mod progress;
+pub mod sandbox;
 #[cfg(feature = "serve")]
 pub mod scoring;
 #[cfg(feature = "serve")]

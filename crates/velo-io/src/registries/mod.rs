@@ -23,6 +23,7 @@ pub use velo_mlflow::{
 mod file_store;
 pub mod history;
 pub mod mlmodel;
+pub mod sandbox;
 mod server;
 
 pub use file_store::FileStore;

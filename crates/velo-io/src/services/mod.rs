@@ -120,6 +120,10 @@ pub struct MlflowService {
     /// The registered model name.
     #[serde(default = "MlflowService::default_name")]
     pub registry_name: String,
+    /// Run sandboxed (`velo run --sandbox NAME`): read the stores above, but write every run,
+    /// artifact, version, alias and tag to the sandbox store in `.velo/sandboxes/NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
 }
 
 /// One field of [`MlflowService`] set from an MLflow environment variable.
@@ -223,6 +227,7 @@ impl Default for MlflowService {
             registry_uri: Self::default_uri(),
             experiment_name: Self::default_name(),
             registry_name: Self::default_name(),
+            sandbox: None,
         }
     }
 }

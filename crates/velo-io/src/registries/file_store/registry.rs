@@ -91,17 +91,19 @@ impl FileStore {
     }
 }
 
-impl ModelRegistry for FileStore {
-    fn location(&self) -> String {
-        self.root.display().to_string()
-    }
-
-    fn create_model_version(
+impl FileStore {
+    /// Registers a version as [`ModelRegistry::create_model_version`] does, numbered after
+    /// `floor` at least (a sandbox numbers its versions after production's).
+    ///
+    /// # Errors
+    /// As [`ModelRegistry::create_model_version`].
+    pub fn create_model_version_after(
         &self,
         name: &str,
         source: &str,
         run_id: &str,
         tags: &[Tag],
+        floor: u64,
     ) -> Result<ModelVersion> {
         let model_dir = self.ensure_registered_model(name)?;
         for tag in tags {
@@ -114,6 +116,7 @@ impl ModelRegistry for FileStore {
                 .last()
                 .copied()
                 .unwrap_or(0)
+                .max(floor)
                 + 1;
             let now = now_ms();
             let meta = VersionMeta {
@@ -155,6 +158,30 @@ impl ModelRegistry for FileStore {
         Err(invalid(format!(
             "cannot allocate a version of model {name:?}"
         )))
+    }
+
+    /// Creates the registered model `name` when it does not exist yet.
+    ///
+    /// # Errors
+    /// A bad name or a store that cannot be written.
+    pub fn ensure_model(&self, name: &str) -> Result<()> {
+        self.ensure_registered_model(name).map(|_| ())
+    }
+}
+
+impl ModelRegistry for FileStore {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create_model_version(
+        &self,
+        name: &str,
+        source: &str,
+        run_id: &str,
+        tags: &[Tag],
+    ) -> Result<ModelVersion> {
+        self.create_model_version_after(name, source, run_id, tags, 0)
     }
 
     fn get_model_version(&self, name: &str, version: &str) -> Result<Option<ModelVersion>> {
