@@ -222,6 +222,10 @@ pub(crate) enum ModelsCommand {
         /// The file to write.
         #[arg(short, long)]
         output: std::path::PathBuf,
+        /// The ai.onnx.ml opset of tree ensembles: 3 (`TreeEnsembleRegressor`, float output,
+        /// any onnxruntime) or 5 (`TreeEnsemble`, double output, onnxruntime 1.20+).
+        #[arg(long, default_value = "3", value_parser = ["3", "5"])]
+        ml_opset: String,
     },
     /// Move an alias back to the version it pointed at before (or `--to` a version), after
     /// checking that version loads; recorded in the alias log.
@@ -407,12 +411,22 @@ pub(crate) fn run(command: &ModelsCommand, store: &StoreArgs) -> Result<(), Fail
             model_uri,
             format: _,
             output,
+            ml_opset,
         } => {
+            let (opset, options) = if ml_opset == "5" {
+                (
+                    models::ONNX_ML_OPSET_V5,
+                    models::OnnxOptions::with_ml_opset(models::OnnxMlOpset::V5),
+                )
+            } else {
+                (models::ONNX_ML_OPSET, models::OnnxOptions::default())
+            };
             let uri: registries::ModelUri = model_uri
                 .parse()
                 .with_context(|| format!("cannot read the model URI {model_uri:?}"))
                 .map_err(Failure::Usage)?;
-            let (version, bytes) = models::export_onnx(registry, &uri).map_err(job_failure)?;
+            let (version, bytes) =
+                models::export_onnx(registry, &uri, &options).map_err(job_failure)?;
             velo_io::datasets::write_file(output, &bytes)
                 .with_context(|| format!("cannot write {}", output.display()))
                 .map_err(Failure::Job)?;
@@ -422,7 +436,7 @@ pub(crate) fn run(command: &ModelsCommand, store: &StoreArgs) -> Result<(), Fail
                 output.display(),
                 bytes.len(),
                 models::ONNX_OPSET,
-                models::ONNX_ML_OPSET
+                opset
             );
             Ok(())
         }

@@ -15,7 +15,10 @@ use velo_io::registries::{
 
 use crate::JobError;
 
-pub use velo_models::onnx::{ML_OPSET as ONNX_ML_OPSET, OPSET as ONNX_OPSET};
+pub use velo_models::onnx::{
+    ML_OPSET as ONNX_ML_OPSET, ML_OPSET_V5 as ONNX_ML_OPSET_V5, MlOpset as OnnxMlOpset,
+    OPSET as ONNX_OPSET, Options as OnnxOptions,
+};
 
 /// A dataset a version was trained or evaluated on, as its run recorded it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -594,8 +597,9 @@ impl VersionDiff {
 pub fn export_onnx(
     registry: &dyn ModelRegistry,
     uri: &velo_io::registries::ModelUri,
+    options: &velo_models::onnx::Options,
 ) -> Result<(ModelVersion, Vec<u8>), JobError> {
     let (version, model) = crate::common::load_model_uri(registry, uri)?;
-    let bytes = model.to_onnx()?;
+    let bytes = model.to_onnx(options)?;
     Ok((version, bytes))
 }

@@ -236,7 +236,7 @@ impl TrainingJob {
     ) -> Result<ModelVersion, JobError> {
         let bytes = model.to_artifact()?.to_bytes()?;
         let onnx = if self.saver.onnx {
-            Some(model.to_onnx()?)
+            Some(model.to_onnx(&velo_models::onnx::Options::default())?)
         } else {
             None
         };

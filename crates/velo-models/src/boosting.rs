@@ -840,16 +840,19 @@ impl Model for BoostingModel {
         })
     }
 
-    fn to_onnx(&self) -> Result<Vec<u8>, ModelError> {
+    fn to_onnx(&self, options: &crate::onnx::Options) -> Result<Vec<u8>, ModelError> {
         let fitted = self.require_fitted()?;
         crate::onnx::tree_ensemble(
             KIND,
             &fitted.pipeline,
             &self.schema,
             &fitted.trees,
-            &crate::onnx::Aggregate::Sum {
-                base: fitted.state.baseline,
-            },
+            (
+                &crate::onnx::Aggregate::Sum {
+                    base: fitted.state.baseline,
+                },
+                options,
+            ),
         )
     }
 

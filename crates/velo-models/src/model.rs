@@ -98,7 +98,8 @@ pub trait Model: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// An unfitted model, a kind with no ONNX form, or inputs ONNX cannot take (dates).
-    fn to_onnx(&self) -> Result<Vec<u8>, ModelError> {
+    fn to_onnx(&self, options: &crate::onnx::Options) -> Result<Vec<u8>, ModelError> {
+        let _ = options;
         Err(ModelError::Inputs {
             message: format!("cannot export to ONNX: {} has no ONNX form", self.kind()),
         })
@@ -290,14 +291,14 @@ impl Model for ForestModel {
         })
     }
 
-    fn to_onnx(&self) -> Result<Vec<u8>, ModelError> {
+    fn to_onnx(&self, options: &crate::onnx::Options) -> Result<Vec<u8>, ModelError> {
         let (pipeline, forest) = self.require_fitted()?;
         crate::onnx::tree_ensemble(
             KIND,
             pipeline,
             &self.schema,
             forest.trees(),
-            &crate::onnx::Aggregate::Average,
+            (&crate::onnx::Aggregate::Average, options),
         )
     }
 

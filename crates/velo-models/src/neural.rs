@@ -782,7 +782,9 @@ impl Model for NeuralModel {
         })
     }
 
-    fn to_onnx(&self) -> Result<Vec<u8>, ModelError> {
+    fn to_onnx(&self, options: &crate::onnx::Options) -> Result<Vec<u8>, ModelError> {
+        // A network has no tree ensemble: the ml opset does not matter.
+        let _ = options;
         let fitted = self.require_fitted()?;
         let activation = match self.config.activation {
             Activation::Relu => crate::onnx::Activation::Relu,

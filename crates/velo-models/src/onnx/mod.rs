@@ -48,6 +48,33 @@ const IR_VERSION: i64 = 9;
 /// The graph's output.
 pub const OUTPUT: &str = "prediction";
 
+/// Which ai.onnx.ml operator holds a tree ensemble.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MlOpset {
+    /// ml opset 3's `TreeEnsembleRegressor` (`float` output; every onnxruntime since 1.11).
+    #[default]
+    V3,
+    /// ml opset 5's `TreeEnsemble` (`double` in and out, splits as a tensor; onnxruntime
+    /// 1.20 and later).
+    V5,
+}
+
+/// How a model is exported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// The operator of tree ensembles.
+    pub ml_opset: MlOpset,
+}
+
+impl Options {
+    /// Options with tree ensembles as `ml_opset` says.
+    pub fn with_ml_opset(ml_opset: MlOpset) -> Self {
+        Self { ml_opset }
+    }
+}
+
 fn unsupported(message: String) -> ModelError {
     ModelError::Inputs {
         message: format!("cannot export to ONNX: {message}"),
@@ -394,7 +421,7 @@ impl Graph {
     }
 
     /// The finished model's bytes.
-    fn into_bytes(self, doc: &str) -> Vec<u8> {
+    fn into_bytes(self, doc: &str, ml_opset: i64) -> Vec<u8> {
         let model = ModelProto {
             ir_version: IR_VERSION,
             opset_import: vec![
@@ -404,7 +431,7 @@ impl Graph {
                 },
                 OperatorSetIdProto {
                     domain: "ai.onnx.ml".to_owned(),
-                    version: ML_OPSET,
+                    version: ml_opset,
                 },
             ],
             producer_name: "velo".to_owned(),
@@ -449,10 +476,19 @@ pub(crate) fn tree_ensemble(
     pipeline: &FeaturePipeline,
     schema: &Schema,
     trees: &[Tree],
-    aggregate: &Aggregate,
+    (aggregate, options): (&Aggregate, &Options),
 ) -> Result<Vec<u8>, ModelError> {
     let mut graph = Graph::default();
     let features = graph.features(pipeline, schema)?;
+    if options.ml_opset == MlOpset::V5 {
+        let wide = graph.cast(&features, data_type::DOUBLE);
+        let scores = tree_ensemble_v5(&mut graph, &wide, trees, aggregate);
+        graph.output(&scores);
+        return Ok(graph.into_bytes(
+            &format!("velo {kind}: feature pipeline and {} trees", trees.len()),
+            ML_OPSET_V5,
+        ));
+    }
     let (mut tree_ids, mut node_ids, mut feature_ids, mut modes) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut thresholds, mut trues, mut falses, mut missing) =
@@ -514,10 +550,105 @@ pub(crate) fn tree_ensemble(
     let wide = graph.cast(&features, data_type::DOUBLE);
     let scores = graph.node("TreeEnsembleRegressor", "ai.onnx.ml", &[&wide], attributes);
     graph.output(&scores);
-    Ok(graph.into_bytes(&format!(
-        "velo {kind}: feature pipeline and {} trees",
-        trees.len()
-    )))
+    Ok(graph.into_bytes(
+        &format!("velo {kind}: feature pipeline and {} trees", trees.len()),
+        ML_OPSET,
+    ))
+}
+
+/// The ml opset of [`MlOpset::V5`].
+pub const ML_OPSET_V5: i64 = 5;
+
+/// A `TreeEnsemble` (ml opset 5) over the `double` features `input`: interior nodes and leaves
+/// in separate arrays, splits as a `double` tensor, `double` scores (a single-leaf tree gets a
+/// split at +inf whose branches both reach its leaf). Returns the scores' name, `[N, 1]`.
+fn tree_ensemble_v5(
+    graph: &mut Graph,
+    input: &str,
+    trees: &[Tree],
+    aggregate: &Aggregate,
+) -> String {
+    let (mut roots, mut features, mut splits, mut modes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut trues, mut true_leafs, mut falses, mut false_leafs, mut missing) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut leaf_targets, mut leaf_weights) = (Vec::new(), Vec::new());
+    for tree in trees {
+        let nodes = tree.nodes();
+        // Positions of each node among the interior nodes or among the leaves.
+        let mut position = vec![0_i64; nodes.len()];
+        let (mut interior, mut leaves) = (features.len() as i64, leaf_weights.len() as i64);
+        for (index, node) in nodes.iter().enumerate() {
+            if node.is_leaf() {
+                position[index] = leaves;
+                leaves += 1;
+            } else {
+                position[index] = interior;
+                interior += 1;
+            }
+        }
+        let start_leaves = leaf_weights.len() as i64;
+        for node in nodes {
+            if node.is_leaf() {
+                leaf_targets.push(0);
+                leaf_weights.push(node.value);
+            }
+        }
+        roots.push(features.len() as i64);
+        if nodes.first().is_some_and(crate::tree::Node::is_leaf) {
+            features.push(0);
+            splits.push(f64::INFINITY);
+            modes.push(0);
+            trues.push(start_leaves);
+            true_leafs.push(1);
+            falses.push(start_leaves);
+            false_leafs.push(1);
+            missing.push(0);
+            continue;
+        }
+        for node in nodes.iter().filter(|node| !node.is_leaf()) {
+            let (left, right) = (&nodes[node.left as usize], &nodes[node.right as usize]);
+            features.push(i64::from(node.feature));
+            splits.push(f64::from(node.threshold));
+            modes.push(0);
+            trues.push(position[node.left as usize]);
+            true_leafs.push(i64::from(left.is_leaf()));
+            falses.push(position[node.right as usize]);
+            false_leafs.push(i64::from(right.is_leaf()));
+            missing.push(0);
+        }
+    }
+    let modes_tensor = TensorProto {
+        dims: vec![modes.len() as i64],
+        data_type: data_type::UINT8,
+        int32_data: modes,
+        ..TensorProto::default()
+    };
+    let average = matches!(aggregate, Aggregate::Average);
+    let attributes = vec![
+        attribute_int("aggregate_function", if average { 0 } else { 1 }),
+        attribute_ints("leaf_targetids", leaf_targets),
+        attribute_tensor("leaf_weights", doubles(leaf_weights)),
+        attribute_int("n_targets", 1),
+        attribute_ints("nodes_falseleafs", false_leafs),
+        attribute_ints("nodes_falsenodeids", falses),
+        attribute_ints("nodes_featureids", features),
+        attribute_ints("nodes_missing_value_tracks_true", missing),
+        attribute_tensor("nodes_modes", modes_tensor),
+        attribute_tensor("nodes_splits", doubles(splits)),
+        attribute_ints("nodes_trueleafs", true_leafs),
+        attribute_ints("nodes_truenodeids", trues),
+        attribute_int("post_transform", 0),
+        attribute_ints("tree_roots", roots),
+    ];
+    let scores = graph.node("TreeEnsemble", "ai.onnx.ml", &[input], attributes);
+    match aggregate {
+        Aggregate::Average => scores,
+        Aggregate::Sum { base } => {
+            let base = graph.scalar_double(*base);
+            graph.node("Add", "", &[&scores, &base], Vec::new())
+        }
+    }
 }
 
 /// The activation of a network's hidden layers, in ONNX operators.
@@ -587,8 +718,11 @@ pub(crate) fn network(
     let scaled = graph.node("Mul", "", &[&wide, &std_value], Vec::new());
     let restored = graph.node("Add", "", &[&scaled, &mean_value], Vec::new());
     graph.output(&restored);
-    Ok(graph.into_bytes(&format!(
-        "velo NeuralNetModel: feature pipeline and {} layers",
-        layers.len()
-    )))
+    Ok(graph.into_bytes(
+        &format!(
+            "velo NeuralNetModel: feature pipeline and {} layers",
+            layers.len()
+        ),
+        ML_OPSET,
+    ))
 }
