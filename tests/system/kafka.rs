@@ -848,3 +848,58 @@ fn a_job_without_a_broker_fails_after_its_connect_timeout() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_sandboxed_stream_reads_a_copy_of_the_input_and_writes_only_sandbox_topics() {
+    let Some((broker, dir, uri)) = setup("Kafka in a sandbox", 1) else {
+        return;
+    };
+    for topic in ["sandbox.trial.predictions", "sandbox.trial.dead"] {
+        broker.create_topic(topic, 1);
+    }
+    let base = inputs_records(&dir.path().join("data"));
+    let records: Vec<(String, Vec<u8>)> = (0..200).map(|i| numbered_record(&base, i)).collect();
+    produce(&broker.address, "inputs", &records);
+    crate::jobs::small_project(dir.path());
+    let job = format!(
+        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, idle_timeout_ms: 3000, poll_interval_s: 0",
+        broker.address
+    );
+    let sandboxed = Command::new(crate::velo_binary())
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "configs/kafka_inference.yaml",
+            "--sandbox",
+            "trial",
+            "-e",
+        ])
+        .arg(format!(
+            "job: {{{job}, services: {{mlflow: {{tracking_uri: '{uri}', registry_uri: '{uri}'}}}}}}"
+        ))
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("MLFLOW_REGISTRY_URI")
+        .output()
+        .unwrap();
+    assert!(
+        sandboxed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sandboxed.stderr)
+    );
+    assert_eq!(
+        read_all(&broker.address, "sandbox.trial.predictions", 200).len(),
+        200
+    );
+    assert!(
+        read_until_idle(&broker.address, "predictions", Duration::from_secs(2)).is_empty(),
+        "nothing reached production's topic"
+    );
+    // Production's consumer group did not move: the production job still scores every record.
+    let production = job_command(&uri, &job).output().unwrap();
+    assert!(
+        production.status.success(),
+        "{}",
+        String::from_utf8_lossy(&production.stderr)
+    );
+    assert_eq!(read_all(&broker.address, "predictions", 200).len(), 200);
+}

@@ -35,6 +35,11 @@ pub fn open(root: &Path, name: &str, production: Stores) -> Result<Sandbox, JobE
     Ok(Sandbox::open(name, sandbox_dir(root, name), production)?)
 }
 
+/// The prefix of a sandbox's Kafka topics and consumer groups: `sandbox.<name>.`.
+pub fn topic_prefix(name: &str) -> String {
+    format!("sandbox.{name}.")
+}
+
 /// Where an output path goes in a sandbox: under `<sandbox>/outputs`, keeping a relative path's
 /// shape (an absolute path keeps its components below the root).
 fn redirected(dir: &Path, path: &str) -> String {
@@ -73,8 +78,10 @@ fn rewrite(value: &mut serde_json::Value, dir: &Path, key: Option<&str>) {
 }
 
 /// The job as it runs in sandbox `name` (directory `dir`): its store is the sandbox over the
-/// configured one (`services.mlflow.sandbox`), and the files of its `outputs` go under
-/// `<dir>/outputs`.
+/// configured one (`services.mlflow.sandbox`), the files of its `outputs` (and a stream's
+/// prediction log) go under `<dir>/outputs`, and a stream's output and dead-letter topics and
+/// consumer group take the prefix `sandbox.<name>.` (it reads production's input topic under
+/// its own group, so production's offsets never move).
 ///
 /// # Errors
 /// A job whose configuration does not survive the rewrite (a bug, named).
@@ -89,6 +96,21 @@ pub fn sandboxed(job: &JobConfig, name: &str, dir: &Path) -> Result<JobConfig, J
                 Some("outputs")
             };
             rewrite(outputs, dir, top);
+        }
+        // A stream reads production's input with a consumer group of its own (production's
+        // offsets do not move) and writes to the sandbox's topics only.
+        for key in ["output_topic", "dead_letter_topic"] {
+            if let Some(serde_json::Value::String(topic)) = map.get_mut(key) {
+                *topic = format!("{}{topic}", topic_prefix(name));
+            }
+        }
+        if let Some(serde_json::Value::String(group)) = map.get_mut("group_id") {
+            *group = format!("{}{group}", topic_prefix(name));
+        }
+        if let Some(log) = map.get_mut("prediction_log")
+            && log.is_string()
+        {
+            rewrite(log, dir, None);
         }
         let services = map
             .entry("services")
