@@ -470,6 +470,38 @@ fn the_same_configs_run_against_a_live_mlflow_server() {
     let dir = tempfile::tempdir().unwrap();
     synthetic_data(&dir.path().join("data"));
     lifecycle(server.uri(), &dir.path().join("data"));
+    // `velo models` reads the server's registry and the alias log kept in its tags.
+    let history = output(
+        velo()
+            .args([
+                "models",
+                "history",
+                "bikes",
+                "--json",
+                "--store",
+                server.uri(),
+            ])
+            .env_remove("MLFLOW_TRACKING_URI"),
+    );
+    assert_eq!(history.code, 0, "{}", history.stderr);
+    let history: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let log = history["log"].as_array().unwrap();
+    assert!(!log.is_empty(), "{history}");
+    let last = log.last().unwrap();
+    let champion = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| {
+            v["aliases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "Champion")
+        })
+        .unwrap();
+    assert_eq!(last["to"], champion["version"], "{history}");
+    assert!(champion["metrics"]["root_mean_squared_error"].is_f64());
 }
 
 #[cfg(unix)]

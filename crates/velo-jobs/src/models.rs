@@ -173,16 +173,25 @@ pub fn history(
     registry: &dyn ModelRegistry,
     name: &str,
 ) -> Result<History, JobError> {
-    if registry.get_registered_model(name)?.is_none() {
+    let Some(model) = registry.get_registered_model(name)? else {
         return Err(RegistryError::NotFound {
             what: format!("registered model {name} in {}", registry.location()),
         }
         .into());
-    }
+    };
+    // MLflow's version search leaves aliases out: they come from the registered model.
     let versions = registry
         .list_model_versions(name)?
-        .iter()
-        .map(|version| describe(tracking, registry, version))
+        .into_iter()
+        .map(|mut version| {
+            version.aliases = model
+                .aliases
+                .iter()
+                .filter(|alias| alias.version == version.version)
+                .map(|alias| alias.alias.clone())
+                .collect();
+            describe(tracking, registry, &version)
+        })
         .collect();
     let log = history::alias_log(registry, name)?;
     Ok(History {
