@@ -187,3 +187,110 @@ fn a_sandboxed_lifecycle_leaves_production_untouched_until_promoted() {
     assert_eq!(unknown.code, 2, "{}", unknown.stdout);
     assert!(unknown.stderr.contains("no sandbox"), "{}", unknown.stderr);
 }
+
+#[test]
+fn a_sandbox_over_a_live_mlflow_server_writes_nothing_to_it() {
+    let Some(server) =
+        velo_mlflow::test_server::TestServer::start_or_skip("a sandbox over a live server")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    small_project(project);
+    synthetic_data(&project.join("data"));
+    let uri = server.uri();
+    let on_server =
+        format!("job: {{services: {{mlflow: {{tracking_uri: '{uri}', registry_uri: '{uri}'}}}}}}");
+    let trained = in_project(
+        project,
+        &[
+            "run",
+            "configs/training.yaml",
+            "-e",
+            "job: {splitter: {test_size: 240}}",
+            "-e",
+            &on_server,
+        ],
+    );
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    assert_eq!(
+        in_project(
+            project,
+            &["run", "configs/promotion.yaml", "-e", &on_server]
+        )
+        .code,
+        0
+    );
+    let stores = registries::open(uri).unwrap();
+    let listing = || {
+        let experiment = stores.tracking.get_or_create_experiment("bikes").unwrap();
+        let mut runs: Vec<(String, String)> = stores
+            .tracking
+            .list_runs(&experiment)
+            .unwrap()
+            .into_iter()
+            .map(|run| (run.info.run_id, format!("{:?}", run.info.status)))
+            .collect();
+        runs.sort();
+        let versions: Vec<String> = stores
+            .registry
+            .list_model_versions("bikes")
+            .unwrap()
+            .into_iter()
+            .map(|version| version.version)
+            .collect();
+        let model = stores
+            .registry
+            .get_registered_model("bikes")
+            .unwrap()
+            .unwrap();
+        let mut tags: Vec<(String, String)> = model
+            .tags
+            .into_iter()
+            .map(|tag| (tag.key, tag.value))
+            .collect();
+        tags.sort();
+        (runs, versions, format!("{:?}", model.aliases), tags)
+    };
+    let before = listing();
+    let trained = in_project(
+        project,
+        &[
+            "run",
+            "configs/training.yaml",
+            "--sandbox",
+            "remote",
+            "-e",
+            "job: {splitter: {test_size: 240}}",
+            "-e",
+            &on_server,
+        ],
+    );
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    let promoted = in_project(
+        project,
+        &[
+            "run",
+            "configs/promotion.yaml",
+            "--sandbox",
+            "remote",
+            "-e",
+            &on_server,
+        ],
+    );
+    assert_eq!(promoted.code, 0, "{}", promoted.stderr);
+    assert_eq!(
+        listing(),
+        before,
+        "the server's runs, versions, aliases or tags changed"
+    );
+    let summary = in_project(
+        project,
+        &["sandbox", "diff", "remote", "--json", "--store", uri],
+    );
+    assert_eq!(summary.code, 0, "{}", summary.stderr);
+    let summary: Value = serde_json::from_str(&summary.stdout).unwrap();
+    assert_eq!(summary["versions"][0][1], "2", "{summary}");
+    assert_eq!(summary["aliases"], json!([["bikes", "Champion", "1", "2"]]));
+}
