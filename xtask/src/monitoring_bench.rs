@@ -20,9 +20,12 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     bench::json_of,
-    python, root,
+    cargo_bin, python, root, run,
     serve_bench::{free_port, in_dir, in_scratch, start, velo_project},
 };
+
+/// Rows of the drift measurement.
+const DRIFT_ROWS: u64 = 10_000_000;
 
 /// Rows of the day, and of each hour.
 const DAY_ROWS: usize = 240_000;
@@ -145,7 +148,48 @@ pub(crate) fn compare(data_dir: &Path, runs: usize) -> Result<()> {
         );
         eprintln!("xtask: velo: {windows_line}");
         Ok(())
-    })
+    })?;
+    // Drift over 10 M rows, streamed: velo's bench binary, built once.
+    run(Command::new(cargo_bin()).args([
+        "bench",
+        "--locked",
+        "-p",
+        "velo-jobs",
+        "--bench",
+        "drift",
+        "--no-run",
+    ]))?;
+    let drift = json_of(
+        Command::new(cargo_bin())
+            .args([
+                "bench",
+                "--locked",
+                "--quiet",
+                "-p",
+                "velo-jobs",
+                "--bench",
+                "drift",
+                "--",
+                "--rows",
+            ])
+            .arg(DRIFT_ROWS.to_string())
+            .arg("--data-dir")
+            .arg(data_dir),
+    )?;
+    let number = |key: &str| drift[key].as_f64().unwrap_or(f64::NAN);
+    let seconds = number("drift_seconds");
+    println!(
+        "| drift over {DRIFT_ROWS} streamed rows, {} columns ({} drifted) against the training profile (s) | {seconds:.2} | not run (about 77 µs a row on the day above: some 13 minutes) | | < 5 s ({}) |",
+        drift["columns"],
+        drift["drifted_columns"],
+        if seconds < 5.0 { "met" } else { "missed" }
+    );
+    println!(
+        "| peak resident set after 1 M rows / after {DRIFT_ROWS} (MB) | {:.0} / {:.0} | | | flat |",
+        number("peak_rss_mb_after_1m_rows"),
+        number("peak_rss_mb_after_all_rows")
+    );
+    Ok(())
 }
 
 fn median(values: &mut [Duration]) -> Duration {

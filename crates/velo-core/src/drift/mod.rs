@@ -18,6 +18,7 @@
 //! when at least half of its columns do ([`DatasetDrift`]).
 
 mod profile;
+pub mod sketch;
 pub mod statistics;
 mod windows;
 
@@ -27,7 +28,8 @@ use serde::{Deserialize, Serialize};
 
 pub use profile::{
     CategoricalProfile, ColumnProfile, DataProfile, ESTIMATOR_PREDICTION, EXACT_UP_TO, MAX_LEVELS,
-    NumericalProfile, ProfileOptions, QUANTILES, ReferenceProfile, profile_arrays,
+    NumericalProfile, ProfileBuilder, ProfileOptions, QUANTILES, ReferenceProfile,
+    WINDOW_EXACT_UP_TO, profile_arrays,
 };
 pub use windows::{Period, Window, WindowSpec, windows};
 

@@ -7,11 +7,17 @@ use arrow::array::{Array, ArrayRef, Float64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
+
+use super::sketch::QuantileSketch;
 use serde::{Deserialize, Serialize};
 
 /// Columns with at most this many non-missing values keep them all (Evidently's drift tests
 /// switch from tests on raw values to distances above 1,000 reference rows).
 pub const EXACT_UP_TO: usize = 1_000;
+
+/// A window of production data keeps every value of a column up to this many (tests on raw
+/// values stay exact); past it, a [`ProfileBuilder`] sketches the column.
+pub const WINDOW_EXACT_UP_TO: usize = 1_000_000;
 
 /// Larger columns keep this many quantiles, at `0, 1/1000, …, 1`.
 pub const QUANTILES: usize = 1_001;
@@ -257,6 +263,14 @@ impl ProfileOptions {
         self.keep_up_to = Some(usize::MAX);
         self
     }
+
+    /// The same options, keeping every value of a column up to `values` (a
+    /// [`ProfileBuilder`] sketches the rest in bounded memory).
+    #[must_use]
+    pub fn keeping_every_value_up_to(mut self, values: usize) -> Self {
+        self.keep_up_to = Some(values);
+        self
+    }
 }
 
 impl DataProfile {
@@ -338,6 +352,253 @@ pub fn profile_arrays(
     )))
 }
 
+/// Profiles batches as they stream by, holding at most `keep_up_to` values per column and,
+/// past that, a [`QuantileSketch`]: memory stays flat whatever the row count. A column with
+/// up to `keep_up_to` values, or up to [`MAX_LEVELS`] distinct ones, is profiled exactly as
+/// [`DataProfile::from_batches`] would; a larger one gets [`QUANTILES`] quantiles from the
+/// sketch (within its rank error) and a mean and deviation accumulated as it goes.
+#[derive(Debug, Clone)]
+pub struct ProfileBuilder {
+    options: ProfileOptions,
+    keep_up_to: usize,
+    rows: u64,
+    columns: Option<Vec<(String, usize, ColumnBuilder)>>,
+}
+
+#[derive(Debug, Clone)]
+enum ColumnBuilder {
+    Numerical(NumericalBuilder),
+    Categorical(BTreeMap<String, u64>, u64),
+}
+
+#[derive(Debug, Clone, Default)]
+struct NumericalBuilder {
+    missing: u64,
+    /// Every value while there are at most `keep_up_to`.
+    exact: Option<Vec<f64>>,
+    /// Past that, the sketch of every value.
+    sketch: Option<QuantileSketch>,
+    /// Distinct values and counts while there are at most [`MAX_LEVELS`].
+    levels: Option<std::collections::HashMap<u64, u64>>,
+    /// Welford's running count, mean and sum of squared deviations.
+    count: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl NumericalBuilder {
+    fn new() -> Self {
+        Self {
+            exact: Some(Vec::new()),
+            levels: Some(std::collections::HashMap::new()),
+            ..Self::default()
+        }
+    }
+
+    fn push(&mut self, value: f64, keep_up_to: usize) {
+        self.count += 1;
+        let delta = value - self.mean;
+        self.mean += delta / self.count as f64;
+        self.m2 += delta * (value - self.mean);
+        if let Some(levels) = &mut self.levels {
+            // -0.0 and 0.0 are one level, as they are one value.
+            let key = if value == 0.0 { 0 } else { value.to_bits() };
+            *levels.entry(key).or_insert(0) += 1;
+            if levels.len() > MAX_LEVELS {
+                self.levels = None;
+            }
+        }
+        match (&mut self.exact, &mut self.sketch) {
+            (Some(exact), _) if exact.len() < keep_up_to => exact.push(value),
+            (Some(exact), _) => {
+                let mut sketch = QuantileSketch::default();
+                sketch.extend(exact.drain(..));
+                sketch.push(value);
+                self.sketch = Some(sketch);
+                self.exact = None;
+            }
+            (None, Some(sketch)) => sketch.push(value),
+            (None, None) => {}
+        }
+    }
+
+    fn finish(self) -> NumericalProfile {
+        if let Some(exact) = self.exact {
+            return NumericalProfile::from_values(exact, self.missing, usize::MAX);
+        }
+        let std = if self.count == 0 {
+            0.0
+        } else {
+            (self.m2 / self.count as f64).max(0.0).sqrt()
+        };
+        let levels = self.levels.map(|levels| {
+            let mut levels: Vec<(f64, u64)> = levels
+                .into_iter()
+                .map(|(bits, count)| (f64::from_bits(bits), count))
+                .collect();
+            levels.sort_by(|a, b| a.0.total_cmp(&b.0));
+            levels
+        });
+        let values = match (&levels, &self.sketch) {
+            (Some(_), _) | (None, None) => Vec::new(),
+            (None, Some(sketch)) => sketch.quantiles(QUANTILES),
+        };
+        NumericalProfile {
+            count: self.count,
+            missing: self.missing,
+            mean: self.mean,
+            std,
+            values,
+            exact: false,
+            levels,
+        }
+    }
+}
+
+impl ProfileBuilder {
+    /// A builder profiling as `options` say (`keep_up_to`, else [`EXACT_UP_TO`], values kept
+    /// exactly per column).
+    pub fn new(options: ProfileOptions) -> Self {
+        let keep_up_to = options.keep_up_to.unwrap_or(EXACT_UP_TO);
+        Self {
+            options,
+            keep_up_to,
+            rows: 0,
+            columns: None,
+        }
+    }
+
+    /// Rows seen.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Adds the rows of `batch` (every batch of one schema).
+    pub fn push(&mut self, batch: &RecordBatch) {
+        self.push_rows(batch, None);
+    }
+
+    /// Adds the rows `rows` of `batch` (all rows when `None`).
+    pub fn push_rows(&mut self, batch: &RecordBatch, rows: Option<&[usize]>) {
+        let options = &self.options;
+        let columns = self.columns.get_or_insert_with(|| {
+            batch
+                .schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, field)| !options.skip.iter().any(|skip| skip == field.name()))
+                .filter_map(|(index, field)| {
+                    let categorical = options.categorical.iter().any(|c| c == field.name())
+                        || matches!(
+                            field.data_type(),
+                            DataType::Utf8
+                                | DataType::LargeUtf8
+                                | DataType::Utf8View
+                                | DataType::Boolean
+                                | DataType::Dictionary(..)
+                        );
+                    if categorical {
+                        Some((
+                            field.name().clone(),
+                            index,
+                            ColumnBuilder::Categorical(BTreeMap::new(), 0),
+                        ))
+                    } else if field.data_type().is_numeric() {
+                        Some((
+                            field.name().clone(),
+                            index,
+                            ColumnBuilder::Numerical(NumericalBuilder::new()),
+                        ))
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        });
+        self.rows += rows.map_or(batch.num_rows(), <[usize]>::len) as u64;
+        for (_, index, builder) in columns.iter_mut() {
+            let Some(array) = batch.columns().get(*index) else {
+                continue;
+            };
+            match builder {
+                ColumnBuilder::Categorical(categories, missing) => {
+                    let Ok(text) = cast(array, &DataType::Utf8) else {
+                        continue;
+                    };
+                    let Some(text) = text.as_any().downcast_ref::<StringArray>() else {
+                        continue;
+                    };
+                    let mut add = |row: usize| {
+                        if text.is_null(row) {
+                            *missing += 1;
+                        } else {
+                            let value = text.value(row);
+                            match categories.get_mut(value) {
+                                Some(count) => *count += 1,
+                                None => {
+                                    categories.insert(value.to_owned(), 1);
+                                }
+                            }
+                        }
+                    };
+                    match rows {
+                        Some(rows) => rows.iter().for_each(|&row| add(row)),
+                        None => (0..text.len()).for_each(&mut add),
+                    }
+                }
+                ColumnBuilder::Numerical(numbers) => {
+                    let Ok(wide) = cast(array, &DataType::Float64) else {
+                        continue;
+                    };
+                    let Some(wide) = wide.as_any().downcast_ref::<Float64Array>() else {
+                        continue;
+                    };
+                    let keep_up_to = self.keep_up_to;
+                    let mut add = |row: usize| {
+                        let value = wide.value(row);
+                        if wide.is_null(row) || !value.is_finite() {
+                            numbers.missing += 1;
+                        } else {
+                            numbers.push(value, keep_up_to);
+                        }
+                    };
+                    match rows {
+                        Some(rows) => rows.iter().for_each(|&row| add(row)),
+                        None => (0..wide.len()).for_each(&mut add),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The profile of every row pushed.
+    pub fn finish(self) -> DataProfile {
+        let columns = self
+            .columns
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, _, builder)| {
+                let profile = match builder {
+                    ColumnBuilder::Numerical(numbers) => ColumnProfile::Numerical(numbers.finish()),
+                    ColumnBuilder::Categorical(categories, missing) => {
+                        ColumnProfile::Categorical(CategoricalProfile {
+                            count: categories.values().sum(),
+                            missing,
+                            categories,
+                        })
+                    }
+                };
+                (name, profile)
+            })
+            .collect();
+        DataProfile {
+            rows: self.rows,
+            columns,
+        }
+    }
+}
+
 /// What a model version keeps of its training data, so that monitoring needs no access to
 /// the training files: profiles of the inputs it was trained on, of its predictions and of the
 /// targets on those rows, and its held-out metrics (the baseline of realised performance).
@@ -411,9 +672,11 @@ impl ReferenceProfile {
     }
 
     /// How windows of production inputs are profiled to compare with this reference: the same
-    /// categorical columns, every value kept.
+    /// categorical columns, every value kept up to [`WINDOW_EXACT_UP_TO`] per column (a
+    /// [`ProfileBuilder`] sketches larger windows in bounded memory).
     pub fn window_options(&self) -> ProfileOptions {
-        ProfileOptions::with_categorical(self.categorical.clone()).keeping_every_value()
+        ProfileOptions::with_categorical(self.categorical.clone())
+            .keeping_every_value_up_to(WINDOW_EXACT_UP_TO)
     }
 }
 
@@ -526,5 +789,82 @@ mod tests {
             ReferenceProfile::from_json(newer.as_bytes()),
             Err("profile format 2 is newer than this velo reads (format 1)".to_owned())
         );
+    }
+
+    fn numbers(values: Vec<f64>, codes: Vec<i32>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Float64, true),
+            Field::new("code", DataType::Int32, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Float64Array::from(values)),
+                Arc::new(Int32Array::from(codes)),
+            ],
+        )
+        .expect("batch")
+    }
+
+    #[test]
+    fn a_streamed_profile_matches_the_whole_one_and_sketches_past_its_bound() {
+        // 3,000 rows in three batches: what streaming gives is what one pass over all gives.
+        let value = |i: usize| ((i * 7_919) % 3_001) as f64 / 7.0;
+        let batches: Vec<RecordBatch> = (0..3)
+            .map(|part| {
+                let rows = part * 1_000..(part + 1) * 1_000;
+                numbers(
+                    rows.clone().map(value).collect(),
+                    rows.map(|i| (i % 5) as i32).collect(),
+                )
+            })
+            .collect();
+        let options = ProfileOptions::with_categorical(vec!["code".into()]);
+        let whole = DataProfile::from_batches(&batches, &options);
+        let mut builder = ProfileBuilder::new(options.clone());
+        for batch in &batches {
+            builder.push(batch);
+        }
+        let streamed = builder.finish();
+        assert_eq!(streamed.rows, 3_000);
+        let (Some(ColumnProfile::Numerical(a)), Some(ColumnProfile::Numerical(b))) =
+            (whole.column("x"), streamed.column("x"))
+        else {
+            panic!("x is numerical");
+        };
+        assert_eq!(a.values, b.values);
+        assert_eq!((a.count, a.exact, b.exact), (b.count, false, false));
+        assert!((a.mean - b.mean).abs() < 1e-9 && (a.std - b.std).abs() < 1e-9);
+        assert_eq!(whole.column("code"), streamed.column("code"));
+
+        // 400,000 rows kept up to 10,000 values: flat memory, quantiles within 0.5%.
+        let mut builder =
+            ProfileBuilder::new(ProfileOptions::default().keeping_every_value_up_to(10_000));
+        let mut all = Vec::new();
+        for part in 0..40_u64 {
+            let values: Vec<f64> = (0..10_000_u64)
+                .map(|i| (((part * 10_000 + i) * 104_729) % 400_000) as f64)
+                .collect();
+            all.extend(values.iter().copied());
+            builder.push(&numbers(values, vec![0; 10_000]));
+        }
+        let profile = builder.finish();
+        let Some(ColumnProfile::Numerical(x)) = profile.column("x") else {
+            panic!("x is numerical");
+        };
+        all.sort_by(f64::total_cmp);
+        assert_eq!(x.values.len(), QUANTILES);
+        for (k, point) in x.values.iter().enumerate() {
+            let exact = quantile(&all, k as f64 / (QUANTILES - 1) as f64);
+            assert!(
+                (point - exact).abs() <= 0.005 * 400_000.0,
+                "{k}: {point} vs {exact}"
+            );
+        }
+        assert!((x.mean - 199_999.5).abs() < 1e-6);
+        let Some(ColumnProfile::Numerical(code)) = profile.column("code") else {
+            panic!("code is numerical here");
+        };
+        assert_eq!(code.levels, Some(vec![(0.0, 400_000)]));
     }
 }

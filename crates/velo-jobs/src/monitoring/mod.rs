@@ -576,7 +576,10 @@ impl MonitoringJob {
                 self.min_rows
             )
         });
-        let current = DataProfile::from_batches(std::slice::from_ref(batch), options);
+        // Streamed: a window past `WINDOW_EXACT_UP_TO` values a column is sketched, not held.
+        let mut builder = velo_core::drift::ProfileBuilder::new(options.clone());
+        builder.push(batch);
+        let current = builder.finish();
         let columns: Vec<(String, Result<ColumnDrift, String>)> =
             velo_core::drift::compare(reference_inputs, &current, &self.columns)
                 .into_iter()
