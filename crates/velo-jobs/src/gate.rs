@@ -60,6 +60,10 @@ pub struct GateJob {
     /// Seeds the resampling.
     #[serde(default)]
     pub seed: u64,
+    /// A scenario suite (as `ScenariosJob`'s `suite`) the challenger must also pass on the
+    /// same rows: any failed scenario, case or extreme input keeps the champion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenarios: Option<velo_models::scenarios::Suite>,
     /// Services.
     #[serde(default)]
     pub services: Services,
@@ -90,7 +94,17 @@ impl crate::Job for GateJob {
                 self.margin * 100.0,
                 self.confidence * 100.0,
                 self.resamples
-            ),
+            ) + &self
+                .scenarios
+                .as_ref()
+                .map(|suite| {
+                    format!(
+                        ", and if it passes a suite of {} scenario(s) and {} case(s)",
+                        suite.scenarios.len(),
+                        suite.cases.len()
+                    )
+                })
+                .unwrap_or_default(),
         ]
     }
 
@@ -114,6 +128,12 @@ impl crate::Job for GateJob {
         }
         if !self.margin.is_finite() {
             return Err(JobError::Config("`margin` must be a number".to_owned()));
+        }
+        if let Some(suite) = &self.scenarios {
+            let schema = velo_io::datasets::load_schema(&self.schemas.inputs)?;
+            suite
+                .check(&schema)
+                .map_err(crate::scenarios::scenario_error)?;
         }
         Ok(())
     }
@@ -164,7 +184,9 @@ impl GateJob {
             Tag::new("velo.gate.champion", champion.version.clone()),
             Tag::new("velo.gate.challenger", challenger.version.clone()),
         ])?;
-        let Labeled { inputs, y, .. } = read_labeled(
+        let Labeled {
+            inputs, y, schema, ..
+        } = read_labeled(
             <Self as crate::Job>::KIND,
             (&self.inputs, &self.targets),
             &self.schemas,
@@ -184,7 +206,26 @@ impl GateJob {
         )
         .map_err(JobError::Data)?;
         let same = champion.version == challenger.version;
-        let promote = !same && test.low > self.margin;
+        let failures = match &self.scenarios {
+            Some(suite) => {
+                let testing = context.progress.start("running the challenger's scenarios", None);
+                let report = suite
+                    .run(challenger_model.as_ref(), &inputs.data, &y, &schema)
+                    .map_err(crate::scenarios::scenario_error)?;
+                drop(testing);
+                run.log_metrics(
+                    &[
+                        ("scenarios_tried", report.tried() as f64),
+                        ("scenarios_failed", report.failures().len() as f64),
+                    ],
+                    0,
+                )?;
+                Some(report.failures())
+            }
+            None => None,
+        };
+        let passes_scenarios = failures.as_ref().is_none_or(Vec::is_empty);
+        let promote = !same && test.low > self.margin && passes_scenarios;
         let decision = if promote { "promoted" } else { "kept" };
         let percent = |share: f64| format!("{:.1}%", share * 100.0);
         let why = format!(
@@ -206,7 +247,11 @@ impl GateJob {
             } else {
                 ""
             },
-        );
+        ) + &match &failures {
+            Some(failed) if failed.is_empty() => "; it passes the scenario suite".to_owned(),
+            Some(failed) => format!("; it fails the scenario suite: {}", failed.join("; ")),
+            None => String::new(),
+        };
         let metric_name = self.metric.as_str();
         let (champion_key, challenger_key) = (
             format!("champion_{metric_name}"),
@@ -237,6 +282,7 @@ impl GateJob {
             "margin": self.margin,
             "rows": y.len(),
             "resamples": test.resamples,
+            "scenario_failures": failures,
         });
         context
             .registry

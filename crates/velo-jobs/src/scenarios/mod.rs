@@ -160,7 +160,7 @@ impl crate::Job for ScenariosJob {
     }
 }
 
-fn scenario_error(error: ScenarioError) -> JobError {
+pub(crate) fn scenario_error(error: ScenarioError) -> JobError {
     match error {
         ScenarioError::Invalid { .. } => JobError::Config(error.to_string()),
         ScenarioError::Model { place, source } => JobError::Data(format!(

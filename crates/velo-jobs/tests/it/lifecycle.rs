@@ -582,6 +582,27 @@ fn the_gate_promotes_a_better_challenger_and_keeps_a_worse_one() {
     // A real forest challenges the weak champion and wins by far more than the margin.
     assert_eq!(train(small_forest), "2");
     store().set_alias("bikes", "Challenger", "2").unwrap();
+    // With a scenario suite it fails, the better challenger is still kept out, the failing
+    // scenario named in its evidence.
+    let strict = project.settings("gate.yaml", |value| {
+        value["job"]["scenarios"] = serde_yaml::from_str(
+            "{scenarios: [{name: near_perfect, expect: [{KIND: MetricBound, metric: r2_score, min: 0.999}]}], extremes: false, auto_slices: {count: 0}}",
+        )
+        .unwrap();
+    });
+    let gate = project.run(&strict).unwrap();
+    assert!(
+        gate.lines[0].starts_with("kept bikes version 1 as Champion")
+            && gate.lines[0].contains("fails the scenario suite")
+            && gate.lines[0].contains("near_perfect"),
+        "{:?}",
+        gate.lines
+    );
+    assert_eq!(champion(), "1");
+    let (_, evidence) = decision("2");
+    let evidence: serde_json::Value = serde_json::from_str(&evidence.unwrap()).unwrap();
+    assert_eq!(evidence["scenario_failures"].as_array().unwrap().len(), 1);
+    // Without the suite it wins by far more than the margin.
     let gate = project.run(&project.settings("gate.yaml", |_| {})).unwrap();
     assert!(
         gate.lines[0].starts_with("promoted bikes version 2 to Champion"),
