@@ -817,3 +817,149 @@ fn a_shadow_model_scores_every_request_without_answering() {
         .as_string::<i32>();
     assert!(versions.iter().all(|version| version == Some("1")));
 }
+
+#[test]
+fn the_gate_decides_on_shadow_traffic_with_the_predictions_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = model_store(dir.path());
+    let data = dir.path().join("data");
+    // A shallow challenger, version 2, scores in the shadow of the Champion (version 1).
+    let trained = run_job(
+        "configs/training.yaml",
+        &uri,
+        &format!(
+            "inputs: {{path: '{}'}}, targets: {{path: '{}'}}, model: {{n_estimators: 4, max_depth: 2}}, splitter: {{test_size: 240}}",
+            data.join("inputs_train.parquet").display(),
+            data.join("targets_train.parquet").display()
+        ),
+    );
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    let stores = velo_io::registries::open(&uri).unwrap();
+    stores
+        .registry
+        .set_alias("bikes", "Challenger", "2")
+        .unwrap();
+    let logs = dir.path().join("logs");
+    let log_dir = logs.display().to_string();
+    let mut server = Server::start(
+        &dir.path().join("mlruns"),
+        &[
+            "--shadow",
+            "models:/bikes@Challenger",
+            "--log-predictions",
+            &log_dir,
+        ],
+    );
+    let rows = test_records(&data, 120);
+    for chunk in rows.chunks(12) {
+        let (status, body, version) = server.post(
+            "application/json",
+            json!({ "dataframe_records": chunk }).to_string(),
+        );
+        assert_eq!((status, version.as_deref()), (200, Some("1")), "{body}");
+    }
+    assert!(server.terminate().success());
+
+    // Labels for the first 100 rows arrive, keyed by request id and row.
+    let logged = velo_io::prediction_logs::read_logs(&logs).unwrap().unwrap();
+    let targets = read(&data.join("targets_test.parquet"));
+    let counts = arrow::compute::cast(
+        targets.column_by_name("cnt").unwrap(),
+        &arrow::datatypes::DataType::Float64,
+    )
+    .unwrap();
+    let counts = counts.as_primitive::<Float64Type>();
+    let labelled = 100;
+    let ids = logged
+        .column_by_name("request_id")
+        .unwrap()
+        .as_string::<i32>();
+    let request_rows = logged
+        .column_by_name("request_row")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::UInt32Type>();
+    let labels = RecordBatch::try_from_iter([
+        (
+            "request_id",
+            Arc::new(arrow::array::StringArray::from(
+                (0..labelled)
+                    .map(|row| ids.value(row).to_owned())
+                    .collect::<Vec<_>>(),
+            )) as arrow::array::ArrayRef,
+        ),
+        (
+            "request_row",
+            Arc::new(arrow::array::UInt32Array::from(
+                (0..labelled)
+                    .map(|row| request_rows.value(row))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "cnt",
+            Arc::new(arrow::array::Float64Array::from(
+                (0..labelled)
+                    .map(|row| counts.value(row))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+    ])
+    .unwrap();
+    let labels_path = dir.path().join("labels.parquet");
+    velo_io::datasets::Writer::ParquetWriter(velo_io::datasets::ParquetWriter::new(&labels_path))
+        .write(&labels)
+        .unwrap();
+    let gate = run_job(
+        "configs/gate.yaml",
+        &uri,
+        &format!(
+            "inputs: null, logs: '{log_dir}', targets: {{path: '{}'}}",
+            labels_path.display()
+        ),
+    );
+    assert_eq!(gate.code, 0, "{}\n{}", gate.stdout, gate.stderr);
+    assert!(
+        gate.stdout.contains("kept bikes version 1 as Champion"),
+        "{}",
+        gate.stdout
+    );
+    // The evidence is the logged predictions' own RMSEs over the labelled rows.
+    let rmse = |column: &str| {
+        let values = logged
+            .column_by_name(column)
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        ((0..labelled)
+            .map(|row| (values.value(row) - counts.value(row)).powi(2))
+            .sum::<f64>()
+            / labelled as f64)
+            .sqrt()
+    };
+    let version = stores
+        .registry
+        .get_model_version("bikes", "2")
+        .unwrap()
+        .unwrap();
+    let evidence: Value = serde_json::from_str(
+        &version
+            .tags
+            .iter()
+            .find(|tag| tag.key == "velo.gate.evidence")
+            .unwrap()
+            .value,
+    )
+    .unwrap();
+    assert_eq!(evidence["rows"], labelled);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    assert!(
+        close(evidence["champion"].as_f64().unwrap(), rmse("prediction")),
+        "{evidence}"
+    );
+    assert!(
+        close(
+            evidence["challenger"].as_f64().unwrap(),
+            rmse("shadow_prediction")
+        ),
+        "{evidence}"
+    );
+}

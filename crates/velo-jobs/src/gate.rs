@@ -17,6 +17,16 @@ use crate::{
     },
 };
 
+/// The rows both versions are judged on: labels, the champion's predictions, the
+/// challenger's, the rows' inputs and their schema.
+type Judged = (
+    Vec<f64>,
+    Vec<f64>,
+    Vec<f64>,
+    arrow::record_batch::RecordBatch,
+    velo_core::schemas::Schema,
+);
+
 /// The tag on the challenger's version holding the decision (`promoted` or `kept`).
 pub const DECISION_TAG: &str = "velo.gate.decision";
 /// The tag on the challenger's version holding the decision's evidence (JSON).
@@ -32,9 +42,19 @@ pub struct GateJob {
     /// The tracking run.
     #[serde(default = "GateJob::default_run_config")]
     pub run_config: RunConfig,
-    /// Reads the inputs of the labelled rows.
-    pub inputs: Reader,
-    /// Reads their targets.
+    /// Reads the inputs of the labelled rows (or give `logs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Reader>,
+    /// Instead of `inputs`: the prediction log of `velo serve --shadow` (the champion served,
+    /// the challenger scoring the same requests in the shadow). Both are judged on the
+    /// predictions they made then, on the rows whose labels `targets` holds (joined on
+    /// `join_on`), with no model run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<std::path::PathBuf>,
+    /// With `logs`, the columns joining the labels to the log's rows.
+    #[serde(default = "GateJob::default_join_on")]
+    pub join_on: Vec<String>,
+    /// Reads their targets (with `logs`: the labels and the `join_on` columns).
     pub targets: Reader,
     /// Schemas of the inputs and targets.
     pub schemas: SchemaFiles,
@@ -79,13 +99,24 @@ impl crate::Job for GateJob {
     fn plan(&self) -> Vec<String> {
         let name = &self.services.mlflow.registry_name;
         vec![
-            format!(
-                "score `{name}@{}` and `{name}` {} on {} against {}",
-                self.champion,
-                self.challenger,
-                describe_reader(&self.inputs),
-                describe_reader(&self.targets)
-            ),
+            match (&self.inputs, &self.logs) {
+                (Some(inputs), _) => format!(
+                    "score `{name}@{}` and `{name}` {} on {} against {}",
+                    self.champion,
+                    self.challenger,
+                    describe_reader(inputs),
+                    describe_reader(&self.targets)
+                ),
+                (None, logs) => format!(
+                    "take the predictions `{name}@{}` served and `{name}` {} made in the shadow \
+                     from the prediction log {}, on the rows labelled in {} (joined on {})",
+                    self.champion,
+                    self.challenger,
+                    logs.as_ref().map_or_else(|| "(none given)".to_owned(), |p| p.display().to_string()),
+                    describe_reader(&self.targets),
+                    self.join_on.join(" + ")
+                ),
+            },
             format!(
                 "promote the challenger to `{}` only if it improves {} by more than {}% over \
                  the whole {}% interval of {} paired resamples; record the decision",
@@ -129,6 +160,19 @@ impl crate::Job for GateJob {
         if !self.margin.is_finite() {
             return Err(JobError::Config("`margin` must be a number".to_owned()));
         }
+        if self.inputs.is_some() == self.logs.is_some() {
+            return Err(JobError::Config(
+                "give either `inputs` (rows both versions score) or `logs` (a prediction log \
+                 with the challenger in the shadow)"
+                    .to_owned(),
+            ));
+        }
+        if self.logs.is_some() && self.join_on.is_empty() {
+            return Err(JobError::Config(
+                "`logs` needs `join_on`: the columns joining the labels to the log's rows"
+                    .to_owned(),
+            ));
+        }
         if let Some(suite) = &self.scenarios {
             let schema = velo_io::datasets::load_schema(&self.schemas.inputs)?;
             suite
@@ -148,6 +192,10 @@ impl crate::Job for GateJob {
 impl GateJob {
     fn default_run_config() -> RunConfig {
         RunConfig::named("Gate")
+    }
+
+    fn default_join_on() -> Vec<String> {
+        vec!["request_id".to_owned(), "request_row".to_owned()]
     }
 
     fn default_champion() -> String {
@@ -174,6 +222,99 @@ impl GateJob {
         0.95
     }
 
+    /// The labelled rows of a shadow log: labels, the served champion's predictions, the
+    /// shadow challenger's, the rows' inputs (for a scenario suite) and the inputs schema,
+    /// relaxed as serving relaxes it.
+    fn shadow_rows(
+        &self,
+        logs: &std::path::Path,
+        (champion, challenger): (&str, &str),
+        run: &ActiveRun,
+    ) -> Result<Judged, JobError> {
+        use arrow::array::{Array as _, AsArray as _};
+        let log = velo_io::prediction_logs::read_logs(logs)?.ok_or_else(|| {
+            JobError::Data(format!("the prediction log {} holds no file yet", logs.display()))
+        })?;
+        run.set_tags(&[Tag::new("velo.gate.logs", logs.display().to_string())])?;
+        let targets_path = self.schemas.targets.as_deref().ok_or_else(|| {
+            JobError::Config("a GateJob needs `schemas.targets` to find the target column".to_owned())
+        })?;
+        let targets_schema = velo_io::datasets::load_schema(targets_path)?;
+        let read = self.targets.read()?;
+        run.log_dataset(&read.lineage, "gate")?;
+        let (_, labels) = crate::common::target_values(&targets_schema, &read.data, targets_path)?;
+        let labels = crate::common::join_labels(
+            (&log, logs),
+            (&read.data, self.targets.path()),
+            &self.join_on,
+            &labels,
+        )?;
+        let text = |name: &str| {
+            log.column_by_name(name)
+                .and_then(|column| column.as_string_opt::<i32>().cloned())
+                .ok_or_else(|| {
+                    JobError::Data(format!(
+                        "the prediction log {} has no `{name}` column: was it written by \
+                         `velo serve --shadow`?",
+                        logs.display()
+                    ))
+                })
+        };
+        let number = |name: &str| {
+            log.column_by_name(name)
+                .and_then(|column| column.as_primitive_opt::<arrow::datatypes::Float64Type>().cloned())
+                .ok_or_else(|| {
+                    JobError::Data(format!(
+                        "the prediction log {} has no `{name}` column: was it written by \
+                         `velo serve --shadow`?",
+                        logs.display()
+                    ))
+                })
+        };
+        let (served_version, shadow_version) = (text("model_version")?, text("shadow_version")?);
+        let (served, shadow) = (number("prediction")?, number("shadow_prediction")?);
+        let mut rows = Vec::new();
+        for (row, label) in labels.iter().enumerate() {
+            let scored_by_both = served_version.is_valid(row)
+                && served_version.value(row) == champion
+                && shadow_version.is_valid(row)
+                && shadow_version.value(row) == challenger
+                && shadow.is_valid(row)
+                && served.is_valid(row);
+            if label.is_some() && scored_by_both {
+                rows.push(row);
+            }
+        }
+        if rows.is_empty() {
+            return Err(JobError::Data(format!(
+                "the prediction log {} holds no labelled row served by version {champion} with \
+                 version {challenger} in the shadow",
+                logs.display()
+            )));
+        }
+        let y: Vec<f64> = rows.iter().filter_map(|&row| labels[row]).collect();
+        let champion_predictions = rows.iter().map(|&row| served.value(row)).collect();
+        let challenger_predictions = rows.iter().map(|&row| shadow.value(row)).collect();
+        let mut schema = velo_io::datasets::load_schema(&self.schemas.inputs)?;
+        schema.strict = false;
+        schema.extra_columns = None;
+        if let Some(index) = schema.index.clone()
+            && log.column_by_name(&index).is_none()
+        {
+            schema.columns.retain(|column| column.name != index);
+            schema.index = None;
+        }
+        let taken = crate::common::take_rows(&log, &rows)?;
+        let inputs = schema.validate(&taken).map_err(|source| {
+            JobError::Data(format!(
+                "the prediction log {} does not match the inputs schema {}: {source}",
+                logs.display(),
+                self.schemas.inputs.display()
+            ))
+        })?;
+        Ok((y, champion_predictions, challenger_predictions, inputs, schema))
+    }
+
     fn decide(&self, context: &JobContext, run: &ActiveRun) -> Result<JobOutcome, JobError> {
         let name = context.mlflow.registry_name.clone();
         let (champion, champion_model) =
@@ -184,18 +325,30 @@ impl GateJob {
             Tag::new("velo.gate.champion", champion.version.clone()),
             Tag::new("velo.gate.challenger", challenger.version.clone()),
         ])?;
-        let Labeled {
-            inputs, y, schema, ..
-        } = read_labeled(
-            <Self as crate::Job>::KIND,
-            (&self.inputs, &self.targets),
-            &self.schemas,
-            run,
-            "gate",
-            context.progress.as_ref(),
-        )?;
-        let champion_predictions = champion_model.predict(&inputs.data)?;
-        let challenger_predictions = challenger_model.predict(&inputs.data)?;
+        let (y, champion_predictions, challenger_predictions, rows, schema) =
+            match (&self.inputs, &self.logs) {
+                (Some(inputs), _) => {
+                    let Labeled {
+                        inputs, y, schema, ..
+                    } = read_labeled(
+                        <Self as crate::Job>::KIND,
+                        (inputs, &self.targets),
+                        &self.schemas,
+                        run,
+                        "gate",
+                        context.progress.as_ref(),
+                    )?;
+                    let champion_predictions = champion_model.predict(&inputs.data)?;
+                    let challenger_predictions = challenger_model.predict(&inputs.data)?;
+                    (y, champion_predictions, challenger_predictions, inputs.data, schema)
+                }
+                (None, Some(logs)) => {
+                    self.shadow_rows(logs, (&champion.version, &challenger.version), run)?
+                }
+                (None, None) => {
+                    return Err(JobError::Config("give `inputs` or `logs`".to_owned()));
+                }
+            };
         let metric = self.metric;
         let test = stats::paired_bootstrap(
             &y,
@@ -210,7 +363,7 @@ impl GateJob {
             Some(suite) => {
                 let testing = context.progress.start("running the challenger's scenarios", None);
                 let report = suite
-                    .run(challenger_model.as_ref(), &inputs.data, &y, &schema)
+                    .run(challenger_model.as_ref(), &rows, &y, &schema)
                     .map_err(crate::scenarios::scenario_error)?;
                 drop(testing);
                 run.log_metrics(
