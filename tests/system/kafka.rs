@@ -903,3 +903,77 @@ fn a_sandboxed_stream_reads_a_copy_of_the_input_and_writes_only_sandbox_topics()
     );
     assert_eq!(read_all(&broker.address, "predictions", 200).len(), 200);
 }
+
+#[test]
+fn the_monitor_joins_labels_arriving_on_a_topic() {
+    let Some((broker, dir, uri)) = setup("labels on a topic", 1) else {
+        return;
+    };
+    broker.create_topic("labels", 1);
+    let data = dir.path().join("data");
+    // The first 300 test rows are labelled, on the topic and in a file alike.
+    let targets: velo_io::datasets::Reader = serde_json::from_value(
+        json!({"KIND": "ParquetReader", "path": data.join("targets_test.parquet")}),
+    )
+    .unwrap();
+    let targets = targets.read().unwrap().data;
+    let instants = arrow::compute::cast(
+        targets.column_by_name("instant").unwrap(),
+        &arrow::datatypes::DataType::Int64,
+    )
+    .unwrap();
+    let counts = arrow::compute::cast(
+        targets.column_by_name("cnt").unwrap(),
+        &arrow::datatypes::DataType::Float64,
+    )
+    .unwrap();
+    let (instants, counts) = (
+        instants.as_primitive::<arrow::datatypes::Int64Type>(),
+        counts.as_primitive::<arrow::datatypes::Float64Type>(),
+    );
+    let records: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|row| {
+            let value = json!({"instant": instants.value(row), "cnt": counts.value(row)});
+            (row.to_string(), serde_json::to_vec(&value).unwrap())
+        })
+        .collect();
+    produce(&broker.address, "labels", &records);
+    let labels_file = dir.path().join("labels.parquet");
+    let sliced = targets.slice(0, 300);
+    velo_io::datasets::Writer::ParquetWriter(velo_io::datasets::ParquetWriter::new(&labels_file))
+        .write(&sliced)
+        .unwrap();
+    let monitor = |labels: &str| {
+        run_job(
+            "configs/monitoring.yaml",
+            &uri,
+            &format!(
+                "inputs: {{path: '{}'}}, {labels}, join_on: [instant], window: {{rows: 1000}}, outputs: {{}}",
+                data.join("inputs_test.parquet").display()
+            ),
+        )
+    };
+    let from_topic = monitor(&format!(
+        "targets: null, label_topic: {{brokers: '{}', topic: labels, idle_ms: 2000}}",
+        broker.address
+    ));
+    assert_eq!(
+        from_topic.code, 0,
+        "{}\n{}",
+        from_topic.stdout, from_topic.stderr
+    );
+    let from_file = monitor(&format!("targets: {{path: '{}'}}", labels_file.display()));
+    assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+    let figure = |out: &crate::Output, key: &str| -> String {
+        out.stdout
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in {}", out.stdout))
+            .to_owned()
+    };
+    assert_eq!(figure(&from_topic, "labelled_rows"), "300");
+    assert_eq!(
+        figure(&from_topic, "overall_root_mean_squared_error"),
+        figure(&from_file, "overall_root_mean_squared_error")
+    );
+}

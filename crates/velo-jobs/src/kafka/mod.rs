@@ -23,6 +23,8 @@
 #[cfg(feature = "kafka")]
 mod batch;
 #[cfg(feature = "kafka")]
+pub(crate) mod labels;
+#[cfg(feature = "kafka")]
 mod metrics;
 #[cfg(feature = "kafka")]
 mod outputs;
@@ -185,5 +187,51 @@ impl KafkaInferenceJob {
 
     fn default_poll_interval_s() -> u64 {
         10
+    }
+}
+
+/// A Kafka topic labels arrive on (`MonitoringJob`'s `label_topic`): JSON objects holding the
+/// join columns and the target, read from the start until the topic goes quiet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelTopic {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// The topic.
+    pub topic: String,
+    /// Stop reading when no record arrived for this many milliseconds.
+    #[serde(default = "LabelTopic::default_idle_ms")]
+    pub idle_ms: u64,
+    /// How long the brokers may take to answer at start, in milliseconds.
+    #[serde(default = "LabelTopic::default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+impl LabelTopic {
+    fn default_idle_ms() -> u64 {
+        3_000
+    }
+
+    fn default_connect_timeout_ms() -> u64 {
+        10_000
+    }
+
+    /// Reads every label record as one table.
+    ///
+    /// # Errors
+    /// Unreachable brokers, a record that is not a JSON object, an empty topic, or velo built
+    /// without its `kafka` feature.
+    pub fn read(&self) -> Result<arrow::record_batch::RecordBatch, JobError> {
+        #[cfg(feature = "kafka")]
+        {
+            labels::read(self)
+        }
+        #[cfg(not(feature = "kafka"))]
+        {
+            Err(JobError::Config(format!(
+                "labels from the topic {} need velo built with its `kafka` feature",
+                self.topic
+            )))
+        }
     }
 }

@@ -67,6 +67,10 @@ pub struct MonitoringJob {
     /// labelled), or on `join_on`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Reader>,
+    /// Instead of `targets`: a Kafka topic the labels arrive on (JSON objects with the
+    /// `join_on` columns and the target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_topic: Option<crate::kafka::LabelTopic>,
     /// Columns present in both the inputs (or the log: `[request_id, request_row]`) and the
     /// labels that identify a row. Labels joined this way may cover only some rows (they
     /// arrive late): each window's metrics are computed over its labelled rows.
@@ -212,10 +216,21 @@ impl crate::Job for MonitoringJob {
                     .to_owned(),
             ));
         }
-        if !self.join_on.is_empty() && self.targets.is_none() {
+        if !self.join_on.is_empty() && self.targets.is_none() && self.label_topic.is_none() {
             return Err(JobError::Config(
-                "`join_on` names the columns joining `targets` to the inputs: give `targets`"
+                "`join_on` names the columns joining `targets` (or `label_topic`) to the \
+                 inputs: give one"
                     .to_owned(),
+            ));
+        }
+        if self.label_topic.is_some() && (self.targets.is_some() || self.join_on.is_empty()) {
+            return Err(JobError::Config(
+                "`label_topic` replaces `targets` and needs `join_on`".to_owned(),
+            ));
+        }
+        if self.label_topic.is_some() && self.schemas.targets.is_none() {
+            return Err(JobError::Config(
+                "`label_topic` needs `schemas.targets` to find the target column".to_owned(),
             ));
         }
         if self.targets.is_some() && self.schemas.targets.is_none() {
@@ -391,7 +406,31 @@ impl MonitoringJob {
                     )?)
                 }
             }
-            None => None,
+            None => match &self.label_topic {
+                Some(topic) => {
+                    let targets_path = self.schemas.targets.as_deref().ok_or_else(|| {
+                        JobError::Config("`label_topic` needs `schemas.targets`".to_owned())
+                    })?;
+                    let targets_schema = velo_io::datasets::load_schema(targets_path)?;
+                    let reading = context.progress.start("reading the label topic", None);
+                    let labels = topic.read()?;
+                    drop(reading);
+                    run.set_tags(&[Tag::new(
+                        "velo.monitoring.label_topic",
+                        format!("{}/{}", topic.brokers, topic.topic),
+                    )])?;
+                    let (_, y) =
+                        crate::common::target_values(&targets_schema, &labels, targets_path)?;
+                    let place = PathBuf::from(format!("kafka topic {}", topic.topic));
+                    Some(crate::common::join_labels(
+                        (&raw, &place),
+                        (&labels, &place),
+                        &self.join_on,
+                        &y,
+                    )?)
+                }
+                None => None,
+            },
         };
         // A log of this very version already holds its predictions: they are not recomputed.
         let logged = if self.logs.is_some() {
