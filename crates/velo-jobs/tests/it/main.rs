@@ -6,4 +6,5 @@
     reason = "test code: a failed unwrap is a failed test, and tests make their own files"
 )]
 
+mod detectors;
 mod lifecycle;
