@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use arrow::{
-    array::{Array as _, ArrayRef, AsArray as _, Float32Array},
+    array::{ArrayRef, AsArray as _, Float32Array},
     compute::{concat_batches, take},
     datatypes::Float32Type,
     record_batch::RecordBatch,
