@@ -22,7 +22,7 @@ use arrow::{
 use serde::{Deserialize, Serialize};
 use velo_core::{
     drift::{
-        ColumnDrift, ColumnProfile, ColumnSettings, DataProfile, DatasetDrift, NumericalProfile,
+        ColumnDrift, ColumnSettings, DataProfile, DatasetDrift,
         ReferenceProfile, Window, WindowSpec,
     },
     metrics::MetricName,
@@ -608,17 +608,37 @@ impl MonitoringJob {
             &velo_core::drift::ProfileOptions,
         ),
     ) -> Result<(WindowReport, Labelled), JobError> {
-        let too_few = (batch.num_rows() < self.min_rows).then(|| {
+        let mut accumulator = Accumulator::new(&window.start, &window.end, options);
+        let predictions = match logged {
+            Some(logged) => logged,
+            None => model.predict(batch)?,
+        };
+        accumulator.add(batch, None, &predictions, y, estimator)?;
+        self.judge(accumulator, (reference, reference_inputs))
+    }
+
+    /// A window's verdicts from what was accumulated of its rows.
+    fn judge(
+        &self,
+        accumulator: Accumulator,
+        (reference, reference_inputs): (&ReferenceProfile, &DataProfile),
+    ) -> Result<(WindowReport, Labelled), JobError> {
+        let Accumulator {
+            start,
+            end,
+            rows,
+            inputs,
+            predictions,
+            losses,
+            labelled: (labelled_y, labelled_predictions),
+        } = accumulator;
+        let too_few = (rows < self.min_rows).then(|| {
             format!(
-                "{} rows, under `min_rows` ({}): not judged",
-                batch.num_rows(),
+                "{rows} rows, under `min_rows` ({}): not judged",
                 self.min_rows
             )
         });
-        // Streamed: a window past `WINDOW_EXACT_UP_TO` values a column is sketched, not held.
-        let mut builder = velo_core::drift::ProfileBuilder::new(options.clone());
-        builder.push(batch);
-        let current = builder.finish();
+        let current = inputs.finish();
         let columns: Vec<(String, Result<ColumnDrift, String>)> =
             velo_core::drift::compare(reference_inputs, &current, &self.columns)
                 .into_iter()
@@ -634,46 +654,23 @@ impl MonitoringJob {
             columns.iter().filter_map(|(_, drift)| drift.as_ref().ok()),
             self.dataset_threshold,
         );
-        let predictions = match logged {
-            Some(logged) => logged,
-            None => model.predict(batch)?,
-        };
+        let predicted = predictions.finish();
         let prediction = reference.prediction.as_ref().map(|expected| {
-            let current = ColumnProfile::Numerical(NumericalProfile::from_values(
-                predictions.clone(),
-                0,
-                usize::MAX,
-            ));
             let settings = self.columns.get(PREDICTION).copied().unwrap_or_default();
-            match &too_few {
-                Some(note) => Err(note.clone()),
-                None => velo_core::drift::column_drift(
+            match (&too_few, predicted.column(PREDICTION)) {
+                (Some(note), _) => Err(note.clone()),
+                (None, None) => Err("no prediction".to_owned()),
+                (None, Some(current)) => velo_core::drift::column_drift(
                     expected,
-                    &current,
+                    current,
                     settings.method,
                     settings.threshold,
                 )
                 .map_err(|error| error.to_string()),
             }
         });
-        let estimated = match estimator {
-            Some(estimator) if batch.num_rows() > 0 => {
-                let schema = estimator.inputs_schema().clone();
-                let (_, inputs) = crate::training::with_prediction(&schema, batch, &predictions)?;
-                let losses = estimator.predict(&inputs)?;
-                let mean = losses.iter().map(|loss| loss.max(0.0)).sum::<f64>()
-                    / losses.len() as f64;
-                Some(mean.sqrt())
-            }
-            _ => None,
-        };
+        let estimated = losses.map(|(sum, count)| (sum / count.max(1) as f64).sqrt());
         let mut scores = BTreeMap::new();
-        let (labelled_y, labelled_predictions): (Vec<f64>, Vec<f64>) = y
-            .unwrap_or_default()
-            .iter()
-            .zip(&predictions)
-            .filter_map(|(label, prediction)| label.map(|label| (label, *prediction)))
-            .unzip();
         if !labelled_y.is_empty() {
             for name in self.metric_names() {
                 scores.insert(
@@ -683,9 +680,9 @@ impl MonitoringJob {
             }
         }
         let report = WindowReport {
-            start: window.start.clone(),
-            end: window.end.clone(),
-            rows: window.rows.len(),
+            start,
+            end,
+            rows,
             labelled: labelled_y.len(),
             columns,
             prediction,
@@ -694,6 +691,93 @@ impl MonitoringJob {
             estimated,
         };
         Ok((report, (labelled_y, labelled_predictions)))
+    }
+}
+
+/// What a window gathers of its rows as they stream by: profiles of its inputs and
+/// predictions (bounded: see [`velo_core::drift::ProfileBuilder`]), the estimated losses'
+/// sum, and its labelled rows.
+struct Accumulator {
+    start: String,
+    end: String,
+    rows: usize,
+    inputs: velo_core::drift::ProfileBuilder,
+    predictions: velo_core::drift::ProfileBuilder,
+    /// The estimator's predicted squared errors: their sum and count.
+    losses: Option<(f64, usize)>,
+    labelled: Labelled,
+}
+
+impl Accumulator {
+    fn new(start: &str, end: &str, options: &velo_core::drift::ProfileOptions) -> Self {
+        let mut prediction_options = velo_core::drift::ProfileOptions::default();
+        prediction_options.keep_up_to = options.keep_up_to;
+        Self {
+            start: start.to_owned(),
+            end: end.to_owned(),
+            rows: 0,
+            inputs: velo_core::drift::ProfileBuilder::new(options.clone()),
+            predictions: velo_core::drift::ProfileBuilder::new(prediction_options),
+            losses: None,
+            labelled: (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// Adds the rows `rows` of `batch` (all when `None`), with the predictions, labels and
+    /// estimator's losses of those rows (`predictions` and `y` are the batch's, by row).
+    fn add(
+        &mut self,
+        batch: &RecordBatch,
+        rows: Option<&[usize]>,
+        predictions: &[f64],
+        y: Option<&[Option<f64>]>,
+        estimator: Option<&dyn velo_models::Model>,
+    ) -> Result<(), JobError> {
+        let all: Vec<usize>;
+        let rows = match rows {
+            Some(rows) => rows,
+            None => {
+                all = (0..batch.num_rows()).collect();
+                &all
+            }
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.rows += rows.len();
+        self.inputs.push_rows(batch, Some(rows));
+        let picked: Vec<f64> = rows.iter().map(|&row| predictions[row]).collect();
+        let column = RecordBatch::try_from_iter([(
+            PREDICTION,
+            Arc::new(Float64Array::from(picked.clone())) as ArrayRef,
+        )])
+        .map_err(|source| JobError::Table {
+            action: "profile the predictions".to_owned(),
+            source,
+        })?;
+        self.predictions.push(&column);
+        if let Some(estimator) = estimator {
+            let subset = if rows.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                crate::common::take_rows(batch, rows)?
+            };
+            let schema = estimator.inputs_schema().clone();
+            let (_, inputs) = crate::training::with_prediction(&schema, &subset, &picked)?;
+            let losses = estimator.predict(&inputs)?;
+            let (sum, count) = self.losses.get_or_insert((0.0, 0));
+            *sum += losses.iter().map(|loss| loss.max(0.0)).sum::<f64>();
+            *count += losses.len();
+        }
+        if let Some(y) = y {
+            for (&row, prediction) in rows.iter().zip(picked) {
+                if let Some(label) = y[row] {
+                    self.labelled.0.push(label);
+                    self.labelled.1.push(prediction);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
