@@ -108,6 +108,28 @@ fn monitoring_reports_windows_and_alerts_on_drift() {
     assert!(size < 2 * 1024 * 1024, "the report is {size} bytes");
     let report = dir.path().join("watched.html");
     std::fs::copy(&html, &report).unwrap();
+    // Without labels the inputs are streamed batch by batch: the same drift, window by window.
+    let watched_table = ParquetReader::new(dir.path().join("outputs/monitoring.parquet"))
+        .read()
+        .unwrap()
+        .data;
+    let streamed = run_job(
+        "configs/monitoring.yaml",
+        &uri,
+        &paths(dir.path(), "inputs_test.parquet").replace(
+            &format!(
+                "targets: {{path: '{}'}}",
+                dir.path().join("data/targets_test.parquet").display()
+            ),
+            "targets: null",
+        ),
+    );
+    assert_eq!(streamed.code, 0, "{}", streamed.stderr);
+    let streamed_table = ParquetReader::new(dir.path().join("outputs/monitoring.parquet"))
+        .read()
+        .unwrap()
+        .data;
+    assert_eq!(streamed_table, watched_table);
 
     // Weather that never was: every window drifts; the job fails naming the columns, and the
     // alert reaches the webhook.

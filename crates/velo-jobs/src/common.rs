@@ -274,6 +274,99 @@ pub(crate) fn align_targets(
     Ok(aligned)
 }
 
+/// Late labels by key, to join to rows batch after batch.
+pub(crate) struct LabelIndex<'a> {
+    keys: &'a [String],
+    by_key: std::collections::HashMap<String, f64>,
+}
+
+/// The key of `row` in `columns` (text), or `None` when a part is null.
+fn row_key(columns: &[arrow::array::ArrayRef], row: usize) -> Option<String> {
+    let mut key = String::new();
+    for (position, column) in columns.iter().enumerate() {
+        let column = column.as_string::<i32>();
+        if column.is_null(row) {
+            return None;
+        }
+        if position > 0 {
+            key.push('\u{1f}');
+        }
+        key.push_str(column.value(row));
+    }
+    Some(key)
+}
+
+/// The `keys` columns of `batch` as text.
+fn key_columns(
+    batch: &RecordBatch,
+    path: &std::path::Path,
+    keys: &[String],
+) -> Result<Vec<arrow::array::ArrayRef>, JobError> {
+    keys.iter()
+        .map(|column| {
+            let array = batch.column_by_name(column).ok_or_else(|| {
+                JobError::Data(format!(
+                    "{} has no column `{column}` to join labels on (`join_on`: {})",
+                    path.display(),
+                    keys.join(", ")
+                ))
+            })?;
+            cast(array, &DataType::Utf8).map_err(|source| JobError::Table {
+                action: format!("read join column `{column}` of {}", path.display()),
+                source,
+            })
+        })
+        .collect()
+}
+
+impl<'a> LabelIndex<'a> {
+    /// Indexes the labels `y` of the rows of `labels` by their `keys` columns.
+    ///
+    /// # Errors
+    /// A key column missing, or one key labelled twice with different values.
+    pub(crate) fn new(
+        (labels, labels_path): (&RecordBatch, &std::path::Path),
+        keys: &'a [String],
+        y: &[f64],
+    ) -> Result<Self, JobError> {
+        let label_keys = key_columns(labels, labels_path, keys)?;
+        let mut by_key: std::collections::HashMap<String, f64> =
+            std::collections::HashMap::with_capacity(labels.num_rows());
+        for (row, &value) in y.iter().enumerate() {
+            let Some(key) = row_key(&label_keys, row) else {
+                continue;
+            };
+            if let Some(previous) = by_key.insert(key.clone(), value)
+                && previous.to_bits() != value.to_bits()
+            {
+                return Err(JobError::Data(format!(
+                    "{} labels {} = {} twice, {previous} and then {value} (row {}): expected one \
+                     label per key",
+                    labels_path.display(),
+                    keys.join(" + "),
+                    key.replace('\u{1f}', " + "),
+                    row + 1
+                )));
+            }
+        }
+        Ok(Self { keys, by_key })
+    }
+
+    /// For each row of `inputs`, its label, or `None` when none has arrived.
+    ///
+    /// # Errors
+    /// A key column missing from `inputs`.
+    pub(crate) fn labels_for(
+        &self,
+        (inputs, inputs_path): (&RecordBatch, &std::path::Path),
+    ) -> Result<Vec<Option<f64>>, JobError> {
+        let input_keys = key_columns(inputs, inputs_path, self.keys)?;
+        Ok((0..inputs.num_rows())
+            .map(|row| row_key(&input_keys, row).and_then(|key| self.by_key.get(&key).copied()))
+            .collect())
+    }
+}
+
 /// Joins late labels to rows on `keys` (columns of both tables, compared as text): for each row
 /// of `inputs`, its label, or `None` when none has arrived.
 ///
@@ -285,61 +378,7 @@ pub(crate) fn join_labels(
     keys: &[String],
     y: &[f64],
 ) -> Result<Vec<Option<f64>>, JobError> {
-    let text_keys = |batch: &RecordBatch, path: &std::path::Path| {
-        keys.iter()
-            .map(|column| {
-                let array = batch.column_by_name(column).ok_or_else(|| {
-                    JobError::Data(format!(
-                        "{} has no column `{column}` to join labels on (`join_on`: {})",
-                        path.display(),
-                        keys.join(", ")
-                    ))
-                })?;
-                cast(array, &DataType::Utf8).map_err(|source| JobError::Table {
-                    action: format!("read join column `{column}` of {}", path.display()),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, JobError>>()
-    };
-    let key_of = |columns: &[arrow::array::ArrayRef], row: usize| -> Option<String> {
-        let mut key = String::new();
-        for (position, column) in columns.iter().enumerate() {
-            let column = column.as_string::<i32>();
-            if column.is_null(row) {
-                return None;
-            }
-            if position > 0 {
-                key.push('\u{1f}');
-            }
-            key.push_str(column.value(row));
-        }
-        Some(key)
-    };
-    let label_keys = text_keys(labels, labels_path)?;
-    let mut by_key: std::collections::HashMap<String, f64> =
-        std::collections::HashMap::with_capacity(labels.num_rows());
-    for (row, &value) in y.iter().enumerate() {
-        let Some(key) = key_of(&label_keys, row) else {
-            continue;
-        };
-        if let Some(previous) = by_key.insert(key.clone(), value)
-            && previous.to_bits() != value.to_bits()
-        {
-            return Err(JobError::Data(format!(
-                "{} labels {} = {} twice, {previous} and then {value} (row {}): expected one \
-                 label per key",
-                labels_path.display(),
-                keys.join(" + "),
-                key.replace('\u{1f}', " + "),
-                row + 1
-            )));
-        }
-    }
-    let input_keys = text_keys(inputs, inputs_path)?;
-    Ok((0..inputs.num_rows())
-        .map(|row| key_of(&input_keys, row).and_then(|key| by_key.get(&key).copied()))
-        .collect())
+    LabelIndex::new((labels, labels_path), keys, y)?.labels_for((inputs, inputs_path))
 }
 
 /// The target column of a targets schema (its one non-index column) and its values as f64.

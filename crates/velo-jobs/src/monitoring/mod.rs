@@ -323,6 +323,23 @@ impl MonitoringJob {
             Tag::new("velo.model.version", version.version.clone()),
         ])?;
         let mut schema = velo_io::datasets::load_schema(&self.schemas.inputs)?;
+        // A dataset is streamed batch by batch (memory bounded whatever its rows), unless its
+        // labels join on the index, which needs every row at once.
+        if let Some(reader) = &self.inputs
+            && (self.targets.is_none() || !self.join_on.is_empty())
+        {
+            let (reports, labelled, (all_y, all_predictions)) = self.stream_windows(
+                (context, run),
+                (reader, &schema),
+                (&reference, model.as_ref(), estimator.as_deref()),
+            )?;
+            return self.present(
+                run,
+                (version, &reference),
+                (&reports, labelled),
+                (&all_y, &all_predictions),
+            );
+        }
         let reading = context.progress.start("reading inputs", None);
         let (raw, place) = match (&self.inputs, &self.logs) {
             (Some(reader), _) => {
@@ -475,11 +492,197 @@ impl MonitoringJob {
         }
         drop(comparing);
 
+        self.present(
+            run,
+            (version, &reference),
+            (&reports, labels.is_some()),
+            (&all_y, &all_predictions),
+        )
+    }
+
+    /// The windows of a dataset read batch by batch: each batch validated, scored, labelled
+    /// (labels joined on `join_on`) and its rows added to their windows' accumulators; the
+    /// windows judged at the end. Returns the reports, whether labels were given, and every
+    /// labelled row's label and prediction.
+    fn stream_windows(
+        &self,
+        (context, run): (&JobContext, &ActiveRun),
+        (reader, schema): (&Reader, &velo_core::schemas::Schema),
+        (reference, model, estimator): (
+            &ReferenceProfile,
+            &dyn velo_models::Model,
+            Option<&dyn velo_models::Model>,
+        ),
+    ) -> Result<(Vec<WindowReport>, bool, Labelled), JobError> {
+        let label_table: Option<(RecordBatch, PathBuf, Vec<f64>)> =
+            match (&self.targets, &self.label_topic) {
+                (None, None) => None,
+                (targets, topic) => {
+                    let targets_path = self.schemas.targets.as_deref().ok_or_else(|| {
+                        JobError::Config("labels need `schemas.targets`".to_owned())
+                    })?;
+                    let targets_schema = velo_io::datasets::load_schema(targets_path)?;
+                    let (table, place) = match (targets, topic) {
+                        (Some(targets), _) => {
+                            let read = targets.read()?;
+                            run.log_dataset(&read.lineage, "monitoring")?;
+                            (read.data, targets.path().to_path_buf())
+                        }
+                        (None, Some(topic)) => {
+                            run.set_tags(&[Tag::new(
+                                "velo.monitoring.label_topic",
+                                format!("{}/{}", topic.brokers, topic.topic),
+                            )])?;
+                            (topic.read()?, PathBuf::from(format!("kafka topic {}", topic.topic)))
+                        }
+                        (None, None) => unreachable!("matched above"),
+                    };
+                    let (_, y) =
+                        crate::common::target_values(&targets_schema, &table, targets_path)?;
+                    Some((table, place, y))
+                }
+            };
+        let index = match &label_table {
+            Some((table, place, y)) => Some(crate::common::LabelIndex::new(
+                (table, place),
+                &self.join_on,
+                y,
+            )?),
+            None => None,
+        };
+        let mut options = reference.window_options();
+        options.skip.extend(schema.index.clone());
+        options.skip.extend(self.skip.iter().cloned());
+        let mut reference_inputs = reference.inputs.clone();
+        reference_inputs
+            .columns
+            .retain(|(name, _)| !self.skip.contains(name));
+        let place = reader.path().to_path_buf();
+        let stream = reader.stream()?;
+        let name = place
+            .file_stem()
+            .map_or_else(|| "inputs".to_owned(), |stem| stem.to_string_lossy().into_owned());
+        let mut lineage =
+            velo_io::datasets::LineageBuilder::new(name, reader.source_uri(), stream.schema())?;
+        let progress = context
+            .progress
+            .start("monitoring", stream.expected_rows().map(|rows| rows as u64));
+        // Windows by their order: a row window's number, or a period's first instant.
+        let mut windows: BTreeMap<(u64, String), Accumulator> = BTreeMap::new();
+        let mut offset = 0_usize;
+        for raw in stream {
+            let raw = raw?;
+            lineage.push(&raw)?;
+            let data = schema.validate(&raw).map_err(|source| {
+                JobError::Data(format!(
+                    "{} does not match the inputs schema {}: {source}",
+                    place.display(),
+                    self.schemas.inputs.display()
+                ))
+            })?;
+            let predictions = model.predict(&data)?;
+            let labels = index
+                .as_ref()
+                .map(|index| index.labels_for((&raw, &place)))
+                .transpose()?;
+            match &self.window {
+                WindowSpec::Rows { rows: size } => {
+                    let size = (*size).max(1);
+                    let mut row = 0;
+                    while row < data.num_rows() {
+                        let number = (offset + row) / size;
+                        let take = ((number + 1) * size - (offset + row)).min(data.num_rows() - row);
+                        let rows: Vec<usize> = (row..row + take).collect();
+                        let accumulator = windows
+                            .entry((number as u64, String::new()))
+                            .or_insert_with(|| {
+                                Accumulator::new(
+                                    &format!("row {}", number * size),
+                                    &format!("row {}", (number + 1) * size),
+                                    &options,
+                                )
+                            });
+                        accumulator.add(
+                            &data,
+                            Some(&rows),
+                            &predictions,
+                            labels.as_deref(),
+                            estimator,
+                        )?;
+                        row += take;
+                    }
+                }
+                WindowSpec::Period { column, .. } => {
+                    let cut_on = if data.column_by_name(column).is_none() {
+                        &raw
+                    } else {
+                        &data
+                    };
+                    let found = velo_core::drift::windows(cut_on, &self.window).map_err(
+                        |message| JobError::Data(format!("{}: {message}", place.display())),
+                    )?;
+                    for window in found {
+                        let accumulator = windows
+                            .entry((0, window.start.clone()))
+                            .or_insert_with(|| {
+                                Accumulator::new(&window.start, &window.end, &options)
+                            });
+                        accumulator.add(
+                            &data,
+                            Some(&window.rows),
+                            &predictions,
+                            labels.as_deref(),
+                            estimator,
+                        )?;
+                    }
+                }
+            }
+            offset += data.num_rows();
+            progress.advance(data.num_rows() as u64);
+        }
+        drop(progress);
+        if offset == 0 {
+            return Err(JobError::Data(format!("{} holds no rows", place.display())));
+        }
+        run.log_dataset(&lineage.finish(), "monitoring")?;
+        let comparing = context
+            .progress
+            .start("comparing windows", Some(windows.len() as u64));
+        let mut reports = Vec::with_capacity(windows.len());
+        let (mut all_y, mut all_predictions) = (Vec::new(), Vec::new());
+        for (_, mut accumulator) in windows {
+            if let WindowSpec::Rows { .. } = self.window
+                && let Some(end) = accumulator
+                    .end
+                    .strip_prefix("row ")
+                    .and_then(|end| end.parse::<usize>().ok())
+                && end > offset
+            {
+                accumulator.end = format!("row {offset}");
+            }
+            let (report, (y, predictions)) =
+                self.judge(accumulator, (reference, &reference_inputs))?;
+            reports.push(report);
+            all_y.extend(y);
+            all_predictions.extend(predictions);
+            comparing.advance(1);
+        }
+        Ok((reports, label_table.is_some(), (all_y, all_predictions)))
+    }
+
+    /// Logs, writes and sums up the windows' reports; fails on drift when told to.
+    fn present(
+        &self,
+        run: &ActiveRun,
+        (version, reference): (velo_io::registries::ModelVersion, &ReferenceProfile),
+        (reports, labelled): (&[WindowReport], bool),
+        (all_y, all_predictions): (&[f64], &[f64]),
+    ) -> Result<JobOutcome, JobError> {
         let title = format!("{} version {}", version.name, version.version);
         let results = Results {
             title: &title,
-            reference: &reference,
-            windows: &reports,
+            reference,
+            windows: reports,
             metrics: self.metric_names(),
         };
         results.log(run)?;
@@ -534,14 +737,14 @@ impl MonitoringJob {
         outcome
             .metrics
             .insert("windows_drifted".to_owned(), drifted.len() as f64);
-        if labels.is_some() {
+        if labelled {
             // Over every labelled row, whatever its window.
             outcome
                 .metrics
                 .insert("labelled_rows".to_owned(), all_y.len() as f64);
             if !all_y.is_empty() {
                 for name in self.metric_names() {
-                    let value = name.compute(&all_y, &all_predictions)?;
+                    let value = name.compute(all_y, all_predictions)?;
                     let key = format!("overall_{}", name.as_str());
                     run.log_metrics(&[(key.as_str(), value)], 0)?;
                     outcome.metrics.insert(key, value);
