@@ -645,19 +645,8 @@ fn velo_project_runs_the_six_jobs_on_the_embedded_default() {
             runs = sorted((r.info.run_name, r.info.status) for r in c.search_runs([e.experiment_id])); \
             plots = sorted(f.path for r in c.search_runs([e.experiment_id]) for f in c.list_artifacts(r.info.run_id, 'plots')); \
             print(runs, c.get_model_version_by_alias('bikes', 'Champion').version, plots)";
-        let uri = format!("file://{}", dir.path().join("mlruns").display());
-        let seen = std::process::Command::new(python)
-            .args(["-c", script, &uri])
-            .env("MLFLOW_ALLOW_FILE_STORE", "true")
-            .output()
-            .unwrap();
-        assert!(
-            seen.status.success(),
-            "{}",
-            String::from_utf8_lossy(&seen.stderr)
-        );
         assert_eq!(
-            String::from_utf8_lossy(&seen.stdout).trim(),
+            crate::mlflow_on_store(&python, script, &dir.path().join("mlruns")),
             "[('Evaluations', 'FINISHED'), ('Explanations', 'FINISHED'), ('Training', 'FINISHED'), ('Tuning', 'FINISHED')] 1 \
              ['plots/contributions.png', 'plots/cv_results.png', 'plots/predicted_vs_actual.png', 'plots/predicted_vs_actual.png', 'plots/residuals.png', 'plots/residuals.png']"
         );

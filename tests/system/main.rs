@@ -25,3 +25,25 @@ mod serve;
 mod stress;
 
 pub(crate) use velo_tests::{Output, output, root, velo, velo_binary};
+
+/// Runs `script` in `python` with MLflow's client on the embedded store `store` (its
+/// `file://` URI as `sys.argv[1]`); its standard output, trimmed. Fails the test with the
+/// script's stderr when it fails.
+pub(crate) fn mlflow_on_store(
+    python: &std::ffi::OsStr,
+    script: &str,
+    store: &std::path::Path,
+) -> String {
+    let uri = format!("file://{}", store.display());
+    let seen = std::process::Command::new(python)
+        .args(["-c", script, &uri])
+        .env("MLFLOW_ALLOW_FILE_STORE", "true")
+        .output()
+        .unwrap();
+    assert!(
+        seen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seen.stderr)
+    );
+    String::from_utf8_lossy(&seen.stdout).trim().to_owned()
+}

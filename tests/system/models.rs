@@ -207,19 +207,8 @@ fn history_diff_and_a_rollback_the_server_follows() {
             tags = c.get_registered_model('bikes').tags; \
             events = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith('velo.alias_log.')]; \
             print([(e['from'], e['to']) for e in events])";
-        let uri = format!("file://{}", store.display());
-        let seen = std::process::Command::new(python)
-            .args(["-c", script, &uri])
-            .env("MLFLOW_ALLOW_FILE_STORE", "true")
-            .output()
-            .unwrap();
-        assert!(
-            seen.status.success(),
-            "{}",
-            String::from_utf8_lossy(&seen.stderr)
-        );
         assert_eq!(
-            String::from_utf8_lossy(&seen.stdout).trim(),
+            crate::mlflow_on_store(&python, script, &store),
             "[(None, '1'), ('1', '2'), ('2', '1')]"
         );
     }

@@ -507,6 +507,25 @@ fn log_files(logs: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// Writes late labels keyed by `request_id` and `request_row` (the target `cnt`) to `path`.
+fn write_labels(path: &Path, ids: Vec<String>, rows: Vec<u32>, values: Vec<f64>) {
+    let labels = RecordBatch::try_from_iter([
+        (
+            "request_id",
+            Arc::new(arrow::array::StringArray::from(ids)) as arrow::array::ArrayRef,
+        ),
+        (
+            "request_row",
+            Arc::new(arrow::array::UInt32Array::from(rows)),
+        ),
+        ("cnt", Arc::new(arrow::array::Float64Array::from(values))),
+    ])
+    .unwrap();
+    velo_io::datasets::Writer::ParquetWriter(velo_io::datasets::ParquetWriter::new(path))
+        .write(&labels)
+        .unwrap();
+}
+
 #[test]
 fn scored_requests_are_logged_for_monitoring() {
     let dir = tempfile::tempdir().unwrap();
@@ -642,25 +661,8 @@ fn scored_requests_are_logged_for_monitoring() {
             label_values.push(counts.value(request * 10 + row));
         }
     }
-    let labels = RecordBatch::try_from_iter([
-        (
-            "request_id",
-            Arc::new(arrow::array::StringArray::from(label_ids)) as arrow::array::ArrayRef,
-        ),
-        (
-            "request_row",
-            Arc::new(arrow::array::UInt32Array::from(label_rows)),
-        ),
-        (
-            "cnt",
-            Arc::new(arrow::array::Float64Array::from(label_values.clone())),
-        ),
-    ])
-    .unwrap();
     let labels_path = dir.path().join("labels.parquet");
-    velo_io::datasets::Writer::ParquetWriter(velo_io::datasets::ParquetWriter::new(&labels_path))
-        .write(&labels)
-        .unwrap();
+    write_labels(&labels_path, label_ids, label_rows, label_values.clone());
     let logged_predictions: Vec<f64> = batches
         .iter()
         .flat_map(|batch| {
@@ -710,26 +712,12 @@ fn scored_requests_are_logged_for_monitoring() {
     );
 
     // A key labelled twice with different values is refused, naming the file and the key.
-    let twice = RecordBatch::try_from_iter([
-        (
-            "request_id",
-            Arc::new(arrow::array::StringArray::from(vec![
-                "client-7", "client-7",
-            ])) as arrow::array::ArrayRef,
-        ),
-        (
-            "request_row",
-            Arc::new(arrow::array::UInt32Array::from(vec![0, 0])),
-        ),
-        (
-            "cnt",
-            Arc::new(arrow::array::Float64Array::from(vec![1.0, 2.0])),
-        ),
-    ])
-    .unwrap();
-    velo_io::datasets::Writer::ParquetWriter(velo_io::datasets::ParquetWriter::new(&labels_path))
-        .write(&twice)
-        .unwrap();
+    write_labels(
+        &labels_path,
+        vec!["client-7".to_owned(), "client-7".to_owned()],
+        vec![0, 0],
+        vec![1.0, 2.0],
+    );
     let refused = run_job(
         "configs/monitoring.yaml",
         &store.display().to_string(),
@@ -878,37 +866,13 @@ fn the_gate_decides_on_shadow_traffic_with_the_predictions_logged() {
         .column_by_name("request_row")
         .unwrap()
         .as_primitive::<arrow::datatypes::UInt32Type>();
-    let labels = RecordBatch::try_from_iter([
-        (
-            "request_id",
-            Arc::new(arrow::array::StringArray::from(
-                (0..labelled)
-                    .map(|row| ids.value(row).to_owned())
-                    .collect::<Vec<_>>(),
-            )) as arrow::array::ArrayRef,
-        ),
-        (
-            "request_row",
-            Arc::new(arrow::array::UInt32Array::from(
-                (0..labelled)
-                    .map(|row| request_rows.value(row))
-                    .collect::<Vec<_>>(),
-            )),
-        ),
-        (
-            "cnt",
-            Arc::new(arrow::array::Float64Array::from(
-                (0..labelled)
-                    .map(|row| counts.value(row))
-                    .collect::<Vec<_>>(),
-            )),
-        ),
-    ])
-    .unwrap();
     let labels_path = dir.path().join("labels.parquet");
-    velo_io::datasets::Writer::ParquetWriter(velo_io::datasets::ParquetWriter::new(&labels_path))
-        .write(&labels)
-        .unwrap();
+    write_labels(
+        &labels_path,
+        (0..labelled).map(|row| ids.value(row).to_owned()).collect(),
+        (0..labelled).map(|row| request_rows.value(row)).collect(),
+        (0..labelled).map(|row| counts.value(row)).collect(),
+    );
     let gate = run_job(
         "configs/gate.yaml",
         &uri,

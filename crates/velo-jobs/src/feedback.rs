@@ -96,6 +96,17 @@ pub struct RetrainPolicy {
     /// Retrain every this many windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<usize>,
+    /// How many windows in a row the metric must stay `degradation` worse before it counts
+    /// (1: the first degraded window). The replay applies it; a `RetrainingJob` judges one
+    /// window, as if it were 1.
+    #[serde(default = "RetrainPolicy::default_for_windows")]
+    pub for_windows: usize,
+}
+
+impl RetrainPolicy {
+    fn default_for_windows() -> usize {
+        1
+    }
 }
 
 impl Default for RetrainPolicy {
@@ -104,6 +115,7 @@ impl Default for RetrainPolicy {
             drift_share: Some(DatasetDrift::DEFAULT_THRESHOLD),
             degradation: Some(0.1),
             every: None,
+            for_windows: Self::default_for_windows(),
         }
     }
 }
@@ -307,6 +319,8 @@ impl FeedbackLoopJob {
         let mut deployed: Option<Box<dyn Model>> = None;
         let mut reference = DataProfile::from_batches(std::slice::from_ref(&history.inputs.data), &options);
         let mut baseline: Option<f64> = None;
+        // Consecutive degraded windows of the deployed model.
+        let mut degraded_run = 0_usize;
         // Labelled rows so far: the history, then each window once scored.
         let mut seen_x: Vec<RecordBatch> = vec![history.inputs.data.clone()];
         let mut seen_y: Vec<f64> = history.y.clone();
@@ -338,10 +352,12 @@ impl FeedbackLoopJob {
                     now > then
                 }
             };
-            let degraded = match (self.policy.degradation, baseline) {
+            let degraded_now = match (self.policy.degradation, baseline) {
                 (Some(share), Some(then)) => worse(loop_error, then * (1.0 + share)),
                 _ => false,
             };
+            degraded_run = if degraded_now { degraded_run + 1 } else { 0 };
+            let degraded = degraded_now && degraded_run >= self.policy.for_windows.max(1);
             let drifted = self.policy.drift_share.is_some_and(|share| drift_share >= share);
             let scheduled = self.policy.every.is_some_and(|every| (index + 1) % every == 0);
             let retrain = drifted || degraded || scheduled;
@@ -393,6 +409,7 @@ impl FeedbackLoopJob {
                     reference = DataProfile::from_batches(std::slice::from_ref(&train_x), &options);
                     baseline = Some(test.challenger);
                     deployed = Some(challenger);
+                    degraded_run = 0;
                 } else {
                     decision = format!(
                         "rejected ({}; {:.1}% better, interval {:.1}% to {:.1}%)",

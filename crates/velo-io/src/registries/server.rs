@@ -299,9 +299,19 @@ impl ModelRegistry for MlflowServer {
     }
 
     fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
-        Ok(self
-            .mlflow
-            .run(async |client| client.set_alias(name, alias, version).await)?)
+        // MLflow's SQL store sets a new alias with a check then an INSERT: two clients setting
+        // the same new alias at once make one of them fail on the unique constraint. The alias
+        // exists then, and setting it again is an UPDATE: try again.
+        let mut attempts = 0;
+        loop {
+            let result = self
+                .mlflow
+                .run(async |client| client.set_alias(name, alias, version).await);
+            match result {
+                Err(error) if attempts < 3 && lost_insert_race(&error) => attempts += 1,
+                other => return Ok(other?),
+            }
+        }
     }
 
     fn set_registered_model_tag(&self, name: &str, key: &str, value: &str) -> Result<()> {
@@ -451,4 +461,17 @@ pub(crate) fn copy_local_source(source: &str, into: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether an MLflow error is a lost race on a unique constraint (SQLite, PostgreSQL, MySQL).
+fn lost_insert_race(error: &velo_mlflow::Error) -> bool {
+    let text = error.to_string();
+    [
+        "UNIQUE constraint failed",
+        "duplicate key value",
+        "Duplicate entry",
+        "IntegrityError",
+    ]
+    .iter()
+    .any(|marker| text.contains(marker))
 }
