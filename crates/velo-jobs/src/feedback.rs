@@ -96,6 +96,11 @@ pub struct RetrainPolicy {
     /// Retrain every this many windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<usize>,
+    /// Retrain when the champion's loss estimator expects an RMSE on the window (from its
+    /// inputs alone, before labels) worse than the held-out one by this share: a
+    /// `RetrainingJob`'s trigger (the replay's in-memory models carry no estimator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_degradation: Option<f64>,
     /// How many windows in a row the metric must stay `degradation` worse before it counts
     /// (1: the first degraded window). The replay applies it; a `RetrainingJob` judges one
     /// window, as if it were 1.
@@ -115,6 +120,7 @@ impl Default for RetrainPolicy {
             drift_share: Some(DatasetDrift::DEFAULT_THRESHOLD),
             degradation: Some(0.1),
             every: None,
+            estimated_degradation: None,
             for_windows: Self::default_for_windows(),
         }
     }
@@ -211,6 +217,13 @@ impl crate::Job for FeedbackLoopJob {
     }
 
     fn check(&self) -> Result<(), JobError> {
+        if self.policy.estimated_degradation.is_some() {
+            return Err(JobError::Config(
+                "`policy.estimated_degradation` needs a registered model's loss estimator: the \
+                 replay's models have none (use it with a RetrainingJob)"
+                    .to_owned(),
+            ));
+        }
         if !(self.gate.holdout > 0.0 && self.gate.holdout < 1.0) {
             return Err(JobError::Config(format!(
                 "`gate.holdout` is {}, expected a share in (0, 1)",

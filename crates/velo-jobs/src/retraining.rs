@@ -179,7 +179,27 @@ impl RetrainingJob {
             DatasetDrift::DEFAULT_THRESHOLD,
         )
         .share;
-        let error = self.metric.compute(&y, &model.predict(&x)?)?;
+        let predictions = model.predict(&x)?;
+        let error = self.metric.compute(&y, &predictions)?;
+        // Before labels: what the champion's loss estimator expects of the window.
+        let estimated = match (&reference.loss_estimator, self.policy.estimated_degradation) {
+            (Some(file), Some(_)) => {
+                let bytes = context.registry.read_model_file(&champion, file)?;
+                let artifact = velo_models::artifact::Artifact::from_bytes(&bytes)?;
+                let estimator = velo_models::load_model(&artifact)?;
+                let losses =
+                    crate::training::estimated_losses(estimator.as_ref(), &x, &predictions)?;
+                Some((losses.iter().sum::<f64>() / losses.len().max(1) as f64).sqrt())
+            }
+            (None, Some(_)) => {
+                return Err(JobError::Config(format!(
+                    "`policy.estimated_degradation` needs a loss estimator, and {} version {} \
+                     has none (trained with fewer than 100 held-out rows?)",
+                    champion.name, champion.version
+                )));
+            }
+            _ => None,
+        };
         let held_out = reference.metrics.get(self.metric.as_str()).copied();
         let degraded = match (self.policy.degradation, held_out) {
             (Some(allowed), Some(then)) if self.metric.greater_is_better() => {
@@ -189,7 +209,23 @@ impl RetrainingJob {
             _ => false,
         };
         let drifted = self.policy.drift_share.is_some_and(|at| share >= at);
+        let rmse_held_out = reference
+            .metrics
+            .get(MetricName::RootMeanSquaredError.as_str())
+            .copied();
+        let estimated_degraded = match (estimated, self.policy.estimated_degradation, rmse_held_out)
+        {
+            (Some(estimate), Some(allowed), Some(then)) => estimate > then * (1.0 + allowed),
+            _ => false,
+        };
         let mut reasons: Vec<String> = Vec::new();
+        if estimated_degraded {
+            reasons.push(format!(
+                "estimated root_mean_squared_error {:.4} against {:.4} held out",
+                estimated.unwrap_or(f64::NAN),
+                rmse_held_out.unwrap_or(f64::NAN)
+            ));
+        }
         if drifted {
             reasons.push(format!("drift share {:.0}%", share * 100.0));
         }
@@ -203,14 +239,15 @@ impl RetrainingJob {
         if self.force {
             reasons.push("forced".to_owned());
         }
-        run.log_metrics(
-            &[
-                ("window_drift_share", share),
-                ("window_error", error),
-                ("retrained", f64::from(u8::from(!reasons.is_empty()))),
-            ],
-            0,
-        )?;
+        let mut logged = vec![
+            ("window_drift_share", share),
+            ("window_error", error),
+            ("retrained", f64::from(u8::from(!reasons.is_empty()))),
+        ];
+        if let Some(estimate) = estimated {
+            logged.push(("window_estimated_error", estimate));
+        }
+        run.log_metrics(&logged, 0)?;
         let judged = format!(
             "window {} to {} ({} rows): drift share {:.0}%, {} {error:.4} (held out: {})",
             last.start,

@@ -366,6 +366,22 @@ pub(crate) fn loss_estimator(
     Ok(Some(estimator.to_artifact()?.to_bytes()?))
 }
 
+/// The squared errors a loss estimator expects for `inputs` scored `predictions` (each at
+/// least 0): what monitoring and retraining sum into an estimated RMSE before labels.
+pub(crate) fn estimated_losses(
+    estimator: &dyn velo_models::Model,
+    inputs: &arrow::record_batch::RecordBatch,
+    predictions: &[f64],
+) -> Result<Vec<f64>, JobError> {
+    let schema = estimator.inputs_schema().clone();
+    let (_, with) = with_prediction(&schema, inputs, predictions)?;
+    Ok(estimator
+        .predict(&with)?
+        .into_iter()
+        .map(|loss| loss.max(0.0))
+        .collect())
+}
+
 /// `schema` and `inputs` with the model's `predictions` as one more numerical column
 /// ([`velo_core::drift::ESTIMATOR_PREDICTION`]): what a loss estimator reads.
 pub(crate) fn with_prediction(

@@ -325,13 +325,18 @@ impl MonitoringJob {
         let mut schema = velo_io::datasets::load_schema(&self.schemas.inputs)?;
         // A dataset is streamed batch by batch (memory bounded whatever its rows), unless its
         // labels join on the index, which needs every row at once.
-        if let Some(reader) = &self.inputs
+        let source = match (&self.inputs, &self.logs) {
+            (Some(reader), _) => Some(Source::Dataset(reader)),
+            (None, Some(dir)) => Some(Source::Logs(dir)),
+            (None, None) => None,
+        };
+        if let Some(source) = source
             && (self.targets.is_none() || !self.join_on.is_empty())
         {
             let (reports, labelled, (all_y, all_predictions)) = self.stream_windows(
                 (context, run),
-                (reader, &schema),
-                (&reference, model.as_ref(), estimator.as_deref()),
+                (source, &schema),
+                (&reference, &version, model.as_ref(), estimator.as_deref()),
             )?;
             return self.present(
                 run,
@@ -507,9 +512,10 @@ impl MonitoringJob {
     fn stream_windows(
         &self,
         (context, run): (&JobContext, &ActiveRun),
-        (reader, schema): (&Reader, &velo_core::schemas::Schema),
-        (reference, model, estimator): (
+        (source, schema): (Source<'_>, &velo_core::schemas::Schema),
+        (reference, version, model, estimator): (
             &ReferenceProfile,
+            &velo_io::registries::ModelVersion,
             &dyn velo_models::Model,
             Option<&dyn velo_models::Model>,
         ),
@@ -557,22 +563,72 @@ impl MonitoringJob {
         reference_inputs
             .columns
             .retain(|(name, _)| !self.skip.contains(name));
-        let place = reader.path().to_path_buf();
-        let stream = reader.stream()?;
-        let name = place
-            .file_stem()
-            .map_or_else(|| "inputs".to_owned(), |stem| stem.to_string_lossy().into_owned());
-        let mut lineage =
-            velo_io::datasets::LineageBuilder::new(name, reader.source_uri(), stream.schema())?;
+        // The raw batches: a dataset's, with its lineage, or a prediction log's, file by file
+        // (its schema relaxed as serving relaxes it; its own predictions reused when the
+        // monitored version made them).
+        let (place, batches, mut lineage, expected): Opened = match source {
+            Source::Dataset(reader) => {
+                let place = reader.path().to_path_buf();
+                let stream = reader.stream()?;
+                let name = place.file_stem().map_or_else(
+                    || "inputs".to_owned(),
+                    |stem| stem.to_string_lossy().into_owned(),
+                );
+                let lineage = velo_io::datasets::LineageBuilder::new(
+                    name,
+                    reader.source_uri(),
+                    stream.schema(),
+                )?;
+                let expected = stream.expected_rows();
+                (
+                    place,
+                    Box::new(stream.map(|batch| batch.map_err(JobError::from))),
+                    Some(lineage),
+                    expected,
+                )
+            }
+            Source::Logs(dir) => {
+                let files = velo_io::prediction_logs::log_files(dir).map_err(|error| {
+                    JobError::Data(format!("cannot list the prediction log {}: {error}", dir.display()))
+                })?;
+                if files.is_empty() {
+                    return Err(JobError::Data(format!(
+                        "the prediction log {} holds no file yet",
+                        dir.display()
+                    )));
+                }
+                run.set_tags(&[Tag::new("velo.monitoring.logs", dir.display().to_string())])?;
+                let batches = files.into_iter().map(|file| {
+                    use velo_io::datasets::DatasetReader as _;
+                    Ok(velo_io::datasets::ParquetReader::new(file).read()?.data)
+                });
+                (dir.to_path_buf(), Box::new(batches), None, None)
+            }
+        };
+        let mut schema = schema.clone();
+        if matches!(source, Source::Logs(_)) {
+            schema.strict = false;
+            schema.extra_columns = None;
+        }
         let progress = context
             .progress
-            .start("monitoring", stream.expected_rows().map(|rows| rows as u64));
+            .start("monitoring", expected.map(|rows| rows as u64));
         // Windows by their order: a row window's number, or a period's first instant.
         let mut windows: BTreeMap<(u64, String), Accumulator> = BTreeMap::new();
         let mut offset = 0_usize;
-        for raw in stream {
+        let mut all_logged = matches!(source, Source::Logs(_));
+        for raw in batches {
             let raw = raw?;
-            lineage.push(&raw)?;
+            if let Some(lineage) = lineage.as_mut() {
+                lineage.push(&raw)?;
+            }
+            if let Some(index) = schema.index.clone()
+                && raw.column_by_name(&index).is_none()
+            {
+                // A log holds the index only when clients sent it.
+                schema.columns.retain(|column| column.name != index);
+                schema.index = None;
+            }
             let data = schema.validate(&raw).map_err(|source| {
                 JobError::Data(format!(
                     "{} does not match the inputs schema {}: {source}",
@@ -580,7 +636,15 @@ impl MonitoringJob {
                     self.schemas.inputs.display()
                 ))
             })?;
-            let predictions = model.predict(&data)?;
+            let logged = match source {
+                Source::Logs(_) => logged_predictions(&raw, &version.name, &version.version),
+                Source::Dataset(_) => None,
+            };
+            all_logged &= logged.is_some();
+            let predictions = match logged {
+                Some(logged) => logged,
+                None => model.predict(&data)?,
+            };
             let labels = index
                 .as_ref()
                 .map(|index| index.labels_for((&raw, &place)))
@@ -644,7 +708,12 @@ impl MonitoringJob {
         if offset == 0 {
             return Err(JobError::Data(format!("{} holds no rows", place.display())));
         }
-        run.log_dataset(&lineage.finish(), "monitoring")?;
+        if let Some(lineage) = lineage {
+            run.log_dataset(&lineage.finish(), "monitoring")?;
+        }
+        if all_logged {
+            run.set_tags(&[Tag::new("velo.monitoring.predictions", "logged")])?;
+        }
         let comparing = context
             .progress
             .start("comparing windows", Some(windows.len() as u64));
@@ -897,6 +966,23 @@ impl MonitoringJob {
     }
 }
 
+/// A source opened: where it is, its raw batches, a dataset's lineage, and its rows when known.
+type Opened = (
+    PathBuf,
+    Box<dyn Iterator<Item = Result<RecordBatch, JobError>>>,
+    Option<velo_io::datasets::LineageBuilder>,
+    Option<usize>,
+);
+
+/// Where a streamed monitoring reads its rows.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// A dataset, batch by batch.
+    Dataset(&'a Reader),
+    /// A prediction log directory, file by file.
+    Logs(&'a std::path::Path),
+}
+
 /// What a window gathers of its rows as they stream by: profiles of its inputs and
 /// predictions (bounded: see [`velo_core::drift::ProfileBuilder`]), the estimated losses'
 /// sum, and its labelled rows.
@@ -965,11 +1051,9 @@ impl Accumulator {
             } else {
                 crate::common::take_rows(batch, rows)?
             };
-            let schema = estimator.inputs_schema().clone();
-            let (_, inputs) = crate::training::with_prediction(&schema, &subset, &picked)?;
-            let losses = estimator.predict(&inputs)?;
+            let losses = crate::training::estimated_losses(estimator, &subset, &picked)?;
             let (sum, count) = self.losses.get_or_insert((0.0, 0));
-            *sum += losses.iter().map(|loss| loss.max(0.0)).sum::<f64>();
+            *sum += losses.iter().sum::<f64>();
             *count += losses.len();
         }
         if let Some(y) = y {

@@ -695,6 +695,32 @@ fn retraining_follows_its_policy_registers_a_challenger_and_the_gate_decides() {
         quiet.lines
     );
     assert_eq!(store().list_model_versions("bikes").unwrap().len(), 1);
+    // Nor an estimate that stays within a hundredfold of the held-out error; but before any
+    // label counts, an estimate above a hundredth of it triggers (the reason says so).
+    let estimated = |allowed: f64| {
+        project.settings("feedback/retrain.yaml", move |value| {
+            small(value);
+            value["job"]["policy"] = serde_yaml::from_str(&format!(
+                "{{drift_share: 1.01, degradation: 100.0, estimated_degradation: {allowed}}}"
+            ))
+            .unwrap();
+        })
+    };
+    let calm = project.run(&estimated(100.0)).unwrap();
+    assert!(
+        calm.lines[0].starts_with("no retraining"),
+        "{:?}",
+        calm.lines
+    );
+    let alarmed = project.run(&estimated(-0.99)).unwrap();
+    assert!(
+        alarmed.lines[0].starts_with("retrained (")
+            && alarmed.lines[0].contains("estimated root_mean_squared_error"),
+        "{:?}",
+        alarmed.lines
+    );
+    assert_eq!(store().list_model_versions("bikes").unwrap().len(), 2);
+    store().delete_alias("bikes", "Challenger").unwrap();
     // Forced: a challenger trained on the original and production rows, registered and
     // aliased, with its reason.
     let retrained = project
@@ -712,7 +738,7 @@ fn retraining_follows_its_policy_registers_a_challenger_and_the_gate_decides() {
         .get_model_version_by_alias("bikes", "Challenger")
         .unwrap()
         .unwrap();
-    assert_eq!(challenger.version, "2");
+    assert_eq!(challenger.version, "3");
     assert!(
         challenger
             .tags
@@ -722,7 +748,7 @@ fn retraining_follows_its_policy_registers_a_challenger_and_the_gate_decides() {
     // The gate then promotes it over the weak champion.
     let gate = project.run(&project.settings("gate.yaml", |_| {})).unwrap();
     assert!(
-        gate.lines[0].starts_with("promoted bikes version 2"),
+        gate.lines[0].starts_with("promoted bikes version 3"),
         "{:?}",
         gate.lines
     );
