@@ -977,3 +977,52 @@ fn the_monitor_joins_labels_arriving_on_a_topic() {
         figure(&from_file, "overall_root_mean_squared_error")
     );
 }
+
+#[test]
+fn the_job_logs_what_it_scored_to_a_topic() {
+    let Some((broker, dir, uri)) = setup("a prediction log topic", 1) else {
+        return;
+    };
+    broker.create_topic("scored", 1);
+    let base = inputs_records(&dir.path().join("data"));
+    let records: Vec<(String, Vec<u8>)> = (0..50).map(|i| numbered_record(&base, i)).collect();
+    produce(&broker.address, "inputs", &records);
+    let job = format!(
+        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, idle_timeout_ms: 3000, poll_interval_s: 0, prediction_log_topic: scored",
+        broker.address
+    );
+    let done = job_command(&uri, &job).output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let logged = read_all(&broker.address, "scored", 50);
+    assert_eq!(logged.len(), 50);
+    let answers = read_all(&broker.address, "predictions", 50);
+    let answered: std::collections::BTreeMap<String, f64> = answers
+        .iter()
+        .map(|message| {
+            let value: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+            (
+                value["source"].as_str().unwrap().to_owned(),
+                value["prediction"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    for message in &logged {
+        let row: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        let id = row["request_id"].as_str().unwrap();
+        assert_eq!(String::from_utf8_lossy(message.key().unwrap()), id);
+        assert!(
+            row["temp"].is_number() && row["model_version"] == "1",
+            "{row}"
+        );
+        // The log holds the very prediction the output topic answered for that record.
+        assert_eq!(
+            row["prediction"].as_f64(),
+            answered.get(id).copied(),
+            "{row}"
+        );
+    }
+}

@@ -99,7 +99,7 @@ pub fn sandboxed(job: &JobConfig, name: &str, dir: &Path) -> Result<JobConfig, J
         }
         // A stream reads production's input with a consumer group of its own (production's
         // offsets do not move) and writes to the sandbox's topics only.
-        for key in ["output_topic", "dead_letter_topic"] {
+        for key in ["output_topic", "dead_letter_topic", "prediction_log_topic"] {
             if let Some(serde_json::Value::String(topic)) = map.get_mut(key) {
                 *topic = format!("{}{topic}", topic_prefix(name));
             }

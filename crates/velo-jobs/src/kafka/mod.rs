@@ -93,6 +93,11 @@ pub struct KafkaInferenceJob {
     /// (see `velo serve --log-predictions`); the stream never waits on the log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prediction_log: Option<std::path::PathBuf>,
+    /// Also produce each log row (inputs, prediction, model, version, `request_id`) as a JSON
+    /// record to this topic, keyed by its `request_id`, acknowledged before the offsets of its
+    /// batch are committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_log_topic: Option<String>,
     /// Seconds between writes of the prediction log's files.
     #[serde(default = "KafkaInferenceJob::default_log_flush_s")]
     pub prediction_log_flush_s: u64,

@@ -180,7 +180,7 @@ impl KafkaInferenceJob {
             None => None,
         };
         let mut outputs = Outputs {
-            log: log.is_some(),
+            log: log.is_some() || self.prediction_log_topic.is_some(),
             ..Outputs::default()
         };
         let tick = Duration::from_millis(100);
@@ -247,13 +247,22 @@ impl KafkaInferenceJob {
             stream.received += batch.len() as u64;
             let model = scorer.current();
             let dead = outputs.score(&model, &batch);
-            if let Some(log) = &log {
-                for scored in outputs.scored.drain(..) {
-                    log.log(scored);
+            let log_records = match &self.prediction_log_topic {
+                Some(_) => log_records(&outputs.scored)?,
+                None => Vec::new(),
+            };
+            match &log {
+                Some(log) => {
+                    for scored in outputs.scored.drain(..) {
+                        log.log(scored);
+                    }
                 }
+                None => outputs.scored.clear(),
             }
 
-            let in_flight = Arc::new(InFlight::new(outputs.len() + dead.len()));
+            let in_flight = Arc::new(InFlight::new(
+                outputs.len() + dead.len() + log_records.len(),
+            ));
             for (index, value) in outputs.iter() {
                 let mut output =
                     BaseRecord::with_opaque_to(&self.output_topic, Arc::clone(&in_flight))
@@ -282,6 +291,14 @@ impl KafkaInferenceJob {
                     letter = letter.key(key);
                 }
                 send(&producer, letter).await?;
+            }
+            if let Some(topic) = &self.prediction_log_topic {
+                for (key, value) in &log_records {
+                    let record = BaseRecord::with_opaque_to(topic, Arc::clone(&in_flight))
+                        .payload(value.as_slice())
+                        .key(key.as_str());
+                    send(&producer, record).await?;
+                }
             }
             pipeline.push(Sent {
                 in_flight,
@@ -340,6 +357,78 @@ pub(super) fn kafka(action: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> 
         action: action.to_owned(),
         source: Box::new(error),
     }
+}
+
+/// `batch` with its timestamps' zone `UTC` written `+00:00`: the same instants, in the form
+/// Arrow's JSON writer reads without a time-zone database.
+fn utc_as_offset(
+    batch: arrow::record_batch::RecordBatch,
+) -> Result<arrow::record_batch::RecordBatch, JobError> {
+    use arrow::{
+        array::{Array as _, AsArray as _},
+        datatypes::{DataType, Field, Schema, TimeUnit, TimestampMicrosecondType},
+    };
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        match field.data_type() {
+            DataType::Timestamp(TimeUnit::Microsecond, Some(zone)) if zone.as_ref() == "UTC" => {
+                let values = column
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .clone()
+                    .with_timezone("+00:00");
+                fields.push(Field::new(
+                    field.name(),
+                    values.data_type().clone(),
+                    field.is_nullable(),
+                ));
+                columns.push(Arc::new(values) as arrow::array::ArrayRef);
+            }
+            _ => {
+                fields.push(field.as_ref().clone());
+                columns.push(Arc::clone(column));
+            }
+        }
+    }
+    arrow::record_batch::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|source| {
+        JobError::Table {
+            action: "write the prediction log records".to_owned(),
+            source,
+        }
+    })
+}
+
+/// The log rows of scored batches as JSON records keyed by their `request_id`.
+fn log_records(
+    scored: &[velo_io::prediction_logs::Scored],
+) -> Result<Vec<(String, Vec<u8>)>, JobError> {
+    let mut records = Vec::new();
+    for scored in scored {
+        let batch = utc_as_offset(scored.to_batch().map_err(JobError::Data)?)?;
+        let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+        writer.write(&batch).map_err(|source| JobError::Table {
+            action: "write the prediction log records".to_owned(),
+            source,
+        })?;
+        writer.finish().map_err(|source| JobError::Table {
+            action: "write the prediction log records".to_owned(),
+            source,
+        })?;
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_slice(&writer.into_inner())
+                .map_err(|error| JobError::Data(format!("a log row is not JSON: {error}")))?;
+        for row in rows {
+            let key = row
+                .get("request_id")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let value = serde_json::to_vec(&row)
+                .map_err(|error| JobError::Data(format!("cannot write a log row: {error}")))?;
+            records.push((key, value));
+        }
+    }
+    Ok(records)
 }
 
 /// Queues one record, waiting while the producer's queue is full.
