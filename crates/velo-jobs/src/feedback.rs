@@ -102,8 +102,8 @@ pub struct RetrainPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_degradation: Option<f64>,
     /// How many windows in a row the metric must stay `degradation` worse before it counts
-    /// (1: the first degraded window). The replay applies it; a `RetrainingJob` judges one
-    /// window, as if it were 1.
+    /// (1: the first degraded window); a `RetrainingJob` looks back over the last windows of
+    /// its production rows.
     #[serde(default = "RetrainPolicy::default_for_windows")]
     pub for_windows: usize,
 }

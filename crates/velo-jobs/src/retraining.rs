@@ -201,13 +201,29 @@ impl RetrainingJob {
             _ => None,
         };
         let held_out = reference.metrics.get(self.metric.as_str()).copied();
-        let degraded = match (self.policy.degradation, held_out) {
+        let worse = |error: f64| match (self.policy.degradation, held_out) {
             (Some(allowed), Some(then)) if self.metric.greater_is_better() => {
                 error < then * (1.0 - allowed)
             }
             (Some(allowed), Some(then)) => error > then * (1.0 + allowed),
             _ => false,
         };
+        // Degraded when the last `for_windows` windows all are (the last one included).
+        let mut degraded = worse(error);
+        let k = self.policy.for_windows.max(1);
+        if degraded && k > 1 {
+            let earlier: Vec<&velo_core::drift::Window> =
+                windows.iter().rev().skip(1).take(k - 1).collect();
+            degraded = earlier.len() == k - 1;
+            for window in earlier {
+                if !degraded {
+                    break;
+                }
+                let x = take_rows(&production.inputs.data, &window.rows)?;
+                let y: Vec<f64> = window.rows.iter().map(|&row| production.y[row]).collect();
+                degraded = worse(self.metric.compute(&y, &model.predict(&x)?)?);
+            }
+        }
         let drifted = self.policy.drift_share.is_some_and(|at| share >= at);
         let rmse_held_out = reference
             .metrics

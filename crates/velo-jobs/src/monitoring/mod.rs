@@ -463,13 +463,7 @@ impl MonitoringJob {
         if logged.is_some() {
             run.set_tags(&[Tag::new("velo.monitoring.predictions", "logged")])?;
         }
-        let mut options = reference.window_options();
-        options.skip.extend(schema.index.clone());
-        options.skip.extend(self.skip.iter().cloned());
-        let mut reference_inputs = reference.inputs.clone();
-        reference_inputs
-            .columns
-            .retain(|(name, _)| !self.skip.contains(name));
+        let (options, reference_inputs) = self.window_setup(&reference, &schema);
         let comparing = context
             .progress
             .start("comparing windows", Some(windows.len() as u64));
@@ -556,13 +550,7 @@ impl MonitoringJob {
             )?),
             None => None,
         };
-        let mut options = reference.window_options();
-        options.skip.extend(schema.index.clone());
-        options.skip.extend(self.skip.iter().cloned());
-        let mut reference_inputs = reference.inputs.clone();
-        reference_inputs
-            .columns
-            .retain(|(name, _)| !self.skip.contains(name));
+        let (options, reference_inputs) = self.window_setup(reference, schema);
         // The raw batches: a dataset's, with its lineage, or a prediction log's, file by file
         // (its schema relaxed as serving relaxes it; its own predictions reused when the
         // monitored version made them).
@@ -737,6 +725,23 @@ impl MonitoringJob {
             comparing.advance(1);
         }
         Ok((reports, label_table.is_some(), (all_y, all_predictions)))
+    }
+
+    /// How windows are profiled (the reference's options, the index and `skip` left out), and
+    /// the reference's inputs without the skipped columns.
+    fn window_setup(
+        &self,
+        reference: &ReferenceProfile,
+        schema: &velo_core::schemas::Schema,
+    ) -> (velo_core::drift::ProfileOptions, DataProfile) {
+        let mut options = reference.window_options();
+        options.skip.extend(schema.index.clone());
+        options.skip.extend(self.skip.iter().cloned());
+        let mut reference_inputs = reference.inputs.clone();
+        reference_inputs
+            .columns
+            .retain(|(name, _)| !self.skip.contains(name));
+        (options, reference_inputs)
     }
 
     /// Logs, writes and sums up the windows' reports; fails on drift when told to.

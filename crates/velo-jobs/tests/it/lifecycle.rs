@@ -706,6 +706,20 @@ fn retraining_follows_its_policy_registers_a_challenger_and_the_gate_decides() {
             .unwrap();
         })
     };
+    // A degradation every window shows must last `for_windows` windows: more than there are.
+    let patient = project
+        .run(&project.settings("feedback/retrain.yaml", |value| {
+            small(value);
+            value["job"]["policy"] =
+                serde_yaml::from_str("{drift_share: 1.01, degradation: -0.99, for_windows: 50}")
+                    .unwrap();
+        }))
+        .unwrap();
+    assert!(
+        patient.lines[0].starts_with("no retraining"),
+        "{:?}",
+        patient.lines
+    );
     let calm = project.run(&estimated(100.0)).unwrap();
     assert!(
         calm.lines[0].starts_with("no retraining"),
