@@ -11,6 +11,7 @@
 
 mod bench;
 mod chain_bench;
+mod commits;
 mod kafka_bench;
 mod layering;
 mod leaderboard_bench;
@@ -37,7 +38,8 @@ tasks:
             and Chromium for the report rendering test;
             the tansu Kafka broker (built once into .tools, or $VELO_TOOLS)
   check     cargo fmt --check, clippy -D warnings, cargo deny (bans licenses sources),
-            the crate layering and the freshness of generated files
+            the crate layering, Conventional Commits since main and the freshness of
+            generated files
   test      install what is missing, then run the whole test suite (unit, integration,
             doc tests and tests against real services)
   ci        check, then test (what .ci/run runs)
@@ -49,6 +51,8 @@ tasks:
             dataset (`--csv PATH` imports a UCI-style CSV, otherwise `velo data synth`), then
             `velo run` each job config in order (tuning .. explanations)
   layering  check that crate dependencies point one way (core <- io, models <- jobs <- cli)
+  commits   check [BASE]: every commit since BASE (default: the merge base with main) is a
+            Conventional Commit (`type(scope)!: description`), each offender named
   bench     run the criterion benches; with --reference [--runs N] [--data-dir DIR], run
             velo and ../shared/bench/sklearn_baseline.py (as shipped and with --n-jobs -1)
             side by side on the same machine and print the ratios, then the tracking comparison
@@ -84,6 +88,10 @@ fn main() -> ExitCode {
         Some("layering") => layering::check(&root()),
         Some("project") => project(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
+        Some("commits") => match args.get(1).map(String::as_str) {
+            Some("check") => commits::check(&root(), &args[2..]),
+            _ => Err(anyhow::anyhow!("usage: cargo xtask commits check [BASE]")),
+        },
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -314,6 +322,7 @@ fn check() -> Result<()> {
         "sources",
     ])?;
     layering::check(&root())?;
+    commits::check(&root(), &[])?;
     // Generated files must match the code that generates them.
     run(Command::new(cargo_bin())
         .args([
