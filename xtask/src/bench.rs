@@ -294,24 +294,19 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     crate::tracking_bench::compare(options.runs, TRACKING_REPEATS)
 }
 
-/// Rows perturbed by each side of the scenarios comparison.
-const SCENARIO_ROWS: u64 = 10_000_000;
-
-/// The scenarios comparison: velo's bench (`crates/velo-jobs/benches/scenarios.rs`, built once)
-/// and the pandas peer (`scenarios_peer.py`), printed side by side with the targets.
-fn scenarios(data_dir: &std::path::Path, runs: usize) -> Result<()> {
-    python::ensure_venv(&root())?;
-    let python = python::venv_python(&root());
+/// Builds velo-jobs' bench binary `name` (outside any measurement), runs it with `args` and
+/// reads the one JSON object it prints.
+pub(crate) fn velo_bench_json(name: &str, args: &[std::ffi::OsString]) -> Result<Value> {
     run(Command::new(cargo_bin()).args([
         "bench",
         "--locked",
         "-p",
         "velo-jobs",
         "--bench",
-        "scenarios",
+        name,
         "--no-run",
     ]))?;
-    let velo = json_of(
+    json_of(
         Command::new(cargo_bin())
             .args([
                 "bench",
@@ -320,15 +315,31 @@ fn scenarios(data_dir: &std::path::Path, runs: usize) -> Result<()> {
                 "-p",
                 "velo-jobs",
                 "--bench",
-                "scenarios",
+                name,
                 "--",
-                "--runs",
             ])
-            .arg(runs.to_string())
-            .arg("--rows")
-            .arg(SCENARIO_ROWS.to_string())
-            .arg("--data-dir")
-            .arg(data_dir),
+            .args(args),
+    )
+}
+
+/// Rows perturbed by each side of the scenarios comparison.
+const SCENARIO_ROWS: u64 = 10_000_000;
+
+/// The scenarios comparison: velo's bench (`crates/velo-jobs/benches/scenarios.rs`, built once)
+/// and the pandas peer (`scenarios_peer.py`), printed side by side with the targets.
+fn scenarios(data_dir: &std::path::Path, runs: usize) -> Result<()> {
+    python::ensure_venv(&root())?;
+    let python = python::venv_python(&root());
+    let velo = velo_bench_json(
+        "scenarios",
+        &[
+            "--runs".into(),
+            runs.to_string().into(),
+            "--rows".into(),
+            SCENARIO_ROWS.to_string().into(),
+            "--data-dir".into(),
+            data_dir.as_os_str().to_owned(),
+        ],
     )?;
     let peer = json_of(
         Command::new(&python)

@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     bench::json_of,
-    cargo_bin, python, root, run,
+    python, root,
     serve_bench::{free_port, in_dir, in_scratch, start, velo_project},
 };
 
@@ -150,31 +150,14 @@ pub(crate) fn compare(data_dir: &Path, runs: usize) -> Result<()> {
         Ok(())
     })?;
     // Drift over 10 M rows, streamed: velo's bench binary, built once.
-    run(Command::new(cargo_bin()).args([
-        "bench",
-        "--locked",
-        "-p",
-        "velo-jobs",
-        "--bench",
+    let drift = crate::bench::velo_bench_json(
         "drift",
-        "--no-run",
-    ]))?;
-    let drift = json_of(
-        Command::new(cargo_bin())
-            .args([
-                "bench",
-                "--locked",
-                "--quiet",
-                "-p",
-                "velo-jobs",
-                "--bench",
-                "drift",
-                "--",
-                "--rows",
-            ])
-            .arg(DRIFT_ROWS.to_string())
-            .arg("--data-dir")
-            .arg(data_dir),
+        &[
+            "--rows".into(),
+            DRIFT_ROWS.to_string().into(),
+            "--data-dir".into(),
+            data_dir.as_os_str().to_owned(),
+        ],
     )?;
     let number = |key: &str| drift[key].as_f64().unwrap_or(f64::NAN);
     let seconds = number("drift_seconds");

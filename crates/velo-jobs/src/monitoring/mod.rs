@@ -382,13 +382,7 @@ impl MonitoringJob {
                 schema.index = None;
             }
         }
-        let data = schema.validate(&raw).map_err(|source| {
-            JobError::Data(format!(
-                "{} does not match the inputs schema {}: {source}",
-                place.display(),
-                self.schemas.inputs.display()
-            ))
-        })?;
+        let data = self.validated(&schema, &raw, &place)?;
         // Validation keeps the rows one for one: a schema column cuts windows in its schema
         // type (a date read as text becomes a date), another (a log's `logged_at`) as read.
         let cut_on = match &self.window {
@@ -617,13 +611,7 @@ impl MonitoringJob {
                 schema.columns.retain(|column| column.name != index);
                 schema.index = None;
             }
-            let data = schema.validate(&raw).map_err(|source| {
-                JobError::Data(format!(
-                    "{} does not match the inputs schema {}: {source}",
-                    place.display(),
-                    self.schemas.inputs.display()
-                ))
-            })?;
+            let data = self.validated(&schema, &raw, &place)?;
             let logged = match source {
                 Source::Logs(_) => logged_predictions(&raw, &version.name, &version.version),
                 Source::Dataset(_) => None,
@@ -725,6 +713,22 @@ impl MonitoringJob {
             comparing.advance(1);
         }
         Ok((reports, label_table.is_some(), (all_y, all_predictions)))
+    }
+
+    /// `raw` validated by `schema`, or an error naming `place` and the schema file.
+    fn validated(
+        &self,
+        schema: &velo_core::schemas::Schema,
+        raw: &RecordBatch,
+        place: &std::path::Path,
+    ) -> Result<RecordBatch, JobError> {
+        schema.validate(raw).map_err(|source| {
+            JobError::Data(format!(
+                "{} does not match the inputs schema {}: {source}",
+                place.display(),
+                self.schemas.inputs.display()
+            ))
+        })
     }
 
     /// How windows are profiled (the reference's options, the index and `skip` left out), and
