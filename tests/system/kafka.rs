@@ -3,9 +3,8 @@
 //! are kept, and committed offsets are where a second run resumes.
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -31,11 +30,12 @@ fn tansu_binary() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// A tansu broker on a free loopback port, storing in a temp dir; killed on drop.
+/// A tansu broker on a free loopback port, storing in a temp dir; ended on drop.
 pub(crate) struct Broker {
-    child: Child,
+    server: velo_child::ChildServer,
     pub(crate) address: String,
     binary: PathBuf,
+    // Dropped after the server.
     dir: tempfile::TempDir,
 }
 
@@ -53,31 +53,22 @@ impl Broker {
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let child = Self::spawn(&binary, &address, dir.path());
+        let port = velo_child::free_port().unwrap();
+        let server = Self::spawn(&binary, port, dir.path());
         Some(Self {
-            child,
-            address,
+            address: server.address(),
+            server,
             binary,
             dir,
         })
     }
 
-    /// Starts tansu on `address`, storing in `dir` (SQLite: what it stored survives a
-    /// restart), and waits until it listens.
-    fn spawn(binary: &Path, address: &str, dir: &Path) -> Child {
-        let url = format!("tcp://{address}");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("tansu.log"))
-            .unwrap();
-        let child = Command::new(binary)
+    /// Starts tansu on `port`, storing in `dir` (SQLite: what it stored survives a restart),
+    /// and waits until it listens.
+    fn spawn(binary: &Path, port: u16, dir: &Path) -> velo_child::ChildServer {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut command = Command::new(binary);
+        command
             .args([
                 "broker",
                 "--listener-url",
@@ -86,25 +77,22 @@ impl Broker {
                 &url,
             ])
             .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(address).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child
+            .current_dir(dir);
+        velo_child::ChildServer::start_within(
+            "tansu",
+            &mut command,
+            port,
+            &dir.join("tansu.log"),
+            velo_child::Ready::Listening,
+            Duration::from_secs(30),
+        )
+        .unwrap()
     }
 
     /// Kills the broker (SIGKILL) and starts it again on the same port and storage.
     fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Self::spawn(&self.binary, &self.address, self.dir.path());
+        self.server.kill();
+        self.server = Self::spawn(&self.binary, self.server.port(), self.dir.path());
     }
 
     pub(crate) fn create_topic(&self, name: &str, partitions: u32) {
@@ -121,13 +109,6 @@ impl Broker {
             .status()
             .unwrap();
         assert!(status.success(), "cannot create topic {name}");
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -564,11 +545,7 @@ assert producer.flush(30) == 0
         broker.address
     );
     // Metrics are served while the job streams.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = velo_child::free_port().unwrap();
     let mut child = job_command(&uri, &format!("{job}, metrics_addr: '127.0.0.1:{port}'"))
         .spawn()
         .unwrap();

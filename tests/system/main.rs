@@ -12,6 +12,7 @@
 
 mod alerts;
 mod benchmark;
+mod containers;
 mod crash;
 mod deploy;
 mod hostile;

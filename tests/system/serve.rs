@@ -2,11 +2,9 @@
 //! refusing bad requests as MLflow does, following a moved alias and stopping on SIGTERM.
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::Arc,
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
@@ -17,59 +15,52 @@ use velo_io::datasets::Reader;
 
 use crate::jobs::{model_store, run_job, training_snippet};
 
-/// A running `velo serve`, killed on drop.
+/// A running `velo serve` on a free loopback port, ended on drop.
 pub(crate) struct Server {
-    child: Child,
-    base: String,
-    lines: mpsc::Receiver<String>,
+    server: velo_child::ChildServer,
+    // Holds the server's log; dropped after the server.
+    _dir: tempfile::TempDir,
 }
 
 impl Server {
     pub(crate) fn start(store: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(crate::velo_binary())
-            .args([
-                "serve",
-                "-m",
-                "models:/bikes@Champion",
-                "-p",
-                "0",
-                "--registry-uri",
-            ])
+        let dir = tempfile::tempdir().unwrap();
+        let port = velo_child::free_port().unwrap();
+        let mut command = Command::new(crate::velo_binary());
+        command
+            .args(["serve", "-m", "models:/bikes@Champion", "-p"])
+            .arg(port.to_string())
+            .arg("--registry-uri")
             .arg(store)
             .args(extra)
             .env_remove("MLFLOW_TRACKING_URI")
-            .env_remove("MLFLOW_REGISTRY_URI")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let base = loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("velo serve prints its address");
-            if let Some(address) = line.split(" on http://").nth(1) {
-                break format!("http://{}", address.trim());
-            }
-        };
-        Self { child, base, lines }
+            .env_remove("MLFLOW_REGISTRY_URI");
+        let server = velo_child::ChildServer::start_within(
+            "velo serve",
+            &mut command,
+            port,
+            &dir.path().join("serve.log"),
+            velo_child::Ready::Http("/ping"),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        Self { server, _dir: dir }
     }
 
     /// Sends SIGTERM and waits for the server to exit.
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success(), "kill -TERM {pid}");
-        self.child.wait().unwrap()
+        self.server
+            .stop(Duration::from_secs(60))
+            .expect("velo serve exits on SIGTERM")
+    }
+
+    /// What the server has written to its standard output and error so far, line by line.
+    pub(crate) fn said(&self) -> Vec<String> {
+        self.server
+            .log_tail(usize::MAX)
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The server's Prometheus exposition (`GET /metrics`).
@@ -79,13 +70,18 @@ impl Server {
             .unwrap()
     }
 
+    /// `127.0.0.1:PORT`.
+    pub(crate) fn address(&self) -> String {
+        self.server.address()
+    }
+
     /// The server's process id.
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.server.pid()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.server.url())
     }
 
     pub(crate) fn post(
@@ -106,13 +102,6 @@ impl Server {
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         (status, response.text().unwrap(), version)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -287,7 +276,7 @@ fn velo_serve_speaks_mlflows_scoring_protocol() {
             print(json.dumps(list(answer['predictions'])))";
         let seen = Command::new(python)
             .args(["-c", script])
-            .arg(server.base.trim_start_matches("http://"))
+            .arg(server.address())
             .arg(data.join("inputs_test.parquet"))
             .output()
             .unwrap();
@@ -327,7 +316,7 @@ fn velo_serve_speaks_mlflows_scoring_protocol() {
     let mut server = server;
     let status = server.terminate();
     assert!(status.success(), "{status}");
-    let said: Vec<String> = server.lines.try_iter().collect();
+    let said = server.said();
     assert!(said.iter().any(|line| line == "stopped"), "{said:?}");
 }
 
@@ -369,7 +358,7 @@ fn stalled_clients_are_timed_out_and_connections_bounded() {
             "4",
         ],
     );
-    let address = server.base.trim_start_matches("http://").to_owned();
+    let address = server.address();
     // Eight clients announce a body and send 8 bytes of it; four more never finish their
     // headers. Only four are served at a time, and each is ended by a timeout.
     let mut stalled: Vec<std::net::TcpStream> = (0..8)
@@ -416,7 +405,7 @@ fn four_concurrent_maximal_bodies_keep_memory_bounded() {
     model_store(dir.path());
     let (data, store) = (dir.path().join("data"), dir.path().join("mlruns"));
     let server = Server::start(&store, &["--max-body-mb", "16", "--max-parsing", "2"]);
-    let pid = server.child.id();
+    let pid = server.pid();
     let Some(idle) = status_bytes(pid, "VmRSS") else {
         eprintln!("skipped: no /proc to read the server's memory from");
         return;

@@ -81,12 +81,7 @@ pub(crate) fn offenders(dir: &Path, base: Option<&str>) -> Result<Vec<(String, S
 }
 
 /// The task: fails naming every offending commit.
-pub(crate) fn check(dir: &Path, args: &[String]) -> Result<()> {
-    let base = match args {
-        [] => None,
-        [base] => Some(base.as_str()),
-        _ => bail!("usage: cargo xtask commits check [BASE]"),
-    };
+pub(crate) fn check(dir: &Path, base: Option<&str>) -> Result<()> {
     let offenders = offenders(dir, base)?;
     if offenders.is_empty() {
         eprintln!(
@@ -144,7 +139,7 @@ mod tests {
         let found = offenders(dir.path(), Some(base.trim())).unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].1, "wip stuff");
-        assert!(check(dir.path(), &[base.trim().to_owned()]).is_err());
+        assert!(check(dir.path(), Some(base.trim())).is_err());
         // The fine commit alone passes.
         let fine = run(&["rev-parse", "HEAD~1"]);
         let between = offenders(dir.path(), Some(base.trim()))

@@ -13,6 +13,10 @@ const ALLOWED: &[(&str, &str)] = &[
     ("velo-models", "velo-core"),
     ("velo-io", "velo-core"),
     ("velo-io", "velo-mlflow"),
+    // The `test-server` harness starts `mlflow server` as a child process group.
+    ("velo-mlflow", "velo-child"),
+    // Benches and dev tasks start servers the same way.
+    ("xtask", "velo-child"),
     ("velo-jobs", "velo-io"),
     ("velo-jobs", "velo-core"),
     ("velo-jobs", "velo-models"),
@@ -33,6 +37,7 @@ const DEV_ONLY: &[(&str, &str)] = &[
     // The whole-system tests (`tests/`) read stores and data through io, beside the binary.
     ("velo-tests", "velo-io"),
     ("velo-tests", "velo-mlflow"),
+    ("velo-tests", "velo-child"),
     // velo-cli's tests run its binary with the helpers of the tests package.
     ("velo-cli", "velo-tests"),
 ];

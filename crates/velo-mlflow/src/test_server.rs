@@ -5,18 +5,18 @@
 //! temporary directory, on a free port. It is stopped (with every worker process) on drop.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
 };
 
-/// A running MLflow tracking server, stopped on drop.
+use velo_child::{ChildServer, Ready};
+
+/// A running MLflow tracking server, stopped (with every worker process) on drop.
 #[derive(Debug)]
 pub struct TestServer {
-    child: Child,
+    server: ChildServer,
     uri: String,
+    // Dropped after the server: fields drop in declaration order.
     dir: tempfile::TempDir,
 }
 
@@ -55,12 +55,14 @@ impl TestServer {
 
     /// Starts `mlflow server` from the console script `mlflow` and waits until it answers
     /// `/health` (at most 120 s).
+    ///
+    /// # Errors
+    /// When it cannot start or does not answer in time (the error holds the end of its log).
     pub fn start(mlflow: &Path) -> std::io::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("velo-mlflow-server")
             .tempdir()?;
-        let port = free_port()?;
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let port = velo_child::free_port()?;
         let mut command = Command::new(mlflow);
         command
             .args([
@@ -81,20 +83,19 @@ impl TestServer {
             .arg(dir.path().join("artifacts"))
             .env("MLFLOW_TRACKING_URI", "")
             .env("PYTHONUNBUFFERED", "1")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command.spawn()?;
-        let mut server = Self {
-            child,
-            uri: format!("http://127.0.0.1:{port}"),
+            .current_dir(dir.path());
+        let server = ChildServer::start(
+            "mlflow server",
+            &mut command,
+            port,
+            &dir.path().join("server.log"),
+            Ready::Http("/health"),
+        )?;
+        Ok(Self {
+            uri: server.url(),
+            server,
             dir,
-        };
-        server.wait_healthy(port, Duration::from_secs(120))?;
-        Ok(server)
+        })
     }
 
     /// The tracking URI, `http://127.0.0.1:PORT`.
@@ -112,77 +113,8 @@ impl TestServer {
         self.dir.path().join("artifacts")
     }
 
-    fn wait_healthy(&mut self, port: u16, limit: Duration) -> std::io::Result<()> {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if let Some(status) = self.child.try_wait()? {
-                return Err(std::io::Error::other(format!(
-                    "mlflow server exited with {status}: {}",
-                    self.log_tail()
-                )));
-            }
-            if health(port) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Err(std::io::Error::other(format!(
-            "mlflow server did not answer /health within {limit:?}: {}",
-            self.log_tail()
-        )))
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-        let start = text.len().saturating_sub(2000);
-        text.get(start..).unwrap_or_default().to_owned()
-    }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn health(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    if stream
-        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = [0_u8; 16];
-    stream.read(&mut answer).is_ok_and(|read| {
-        answer[..read].starts_with(b"HTTP/1.1 200") || answer[..read].starts_with(b"HTTP/1.0 200")
-    })
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        {
-            let group = format!("-{}", self.child.id());
-            let signal = |name: &str| {
-                let _ = Command::new("kill")
-                    .args([name, "--", &group])
-                    .stderr(Stdio::null())
-                    .status();
-            };
-            signal("-TERM");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if matches!(self.child.try_wait(), Ok(Some(_))) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            // Workers may outlive the parent: end the whole group.
-            signal("-KILL");
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// The server process's id (the leader of its process group).
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
     }
 }

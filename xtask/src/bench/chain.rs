@@ -20,7 +20,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
-use crate::{cargo_bin, root, run};
+use crate::{root, run};
 
 /// The reference package's Python module.
 const MODULE: &str = "bikes";
@@ -181,29 +181,7 @@ fn ensure_reference_venv(package: &Path) -> Result<PathBuf> {
 
 /// Builds velo's release binary once, outside the measured runs, and returns its path.
 pub(crate) fn build_velo() -> Result<PathBuf> {
-    let mut command = Command::new(cargo_bin());
-    command.current_dir(root()).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "velo-cli",
-        "--bin",
-        "velo",
-        "--message-format",
-        "json-render-diagnostics",
-    ]);
-    eprintln!("xtask: $ {command:?}");
-    let output = command.output().context("cannot start cargo build")?;
-    if !output.status.success() {
-        bail!("cargo build of velo failed with {}", output.status);
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .next_back()
-        .context("cargo build did not name velo's executable")
+    crate::build::release_velo()
 }
 
 /// A fresh work directory with `data/` linked to the shared data and an empty `outputs/`.

@@ -10,12 +10,7 @@
 //! loaded with `--log-predictions` (every request written to Parquet), which must keep 90% of
 //! its 1-row throughput.
 
-use std::{
-    net::TcpListener,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -32,68 +27,23 @@ pub(crate) struct Load {
     pub(crate) p99_ms: f64,
 }
 
-/// A server process, killed with its process group on drop.
-pub(crate) struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // mlflow models serve starts uvicorn workers: end the whole group.
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{}", self.child.id())])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.wait();
-    }
-}
+/// A server process group, ended on drop.
+pub(crate) type Server = velo_child::ChildServer;
 
 pub(crate) fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(velo_child::free_port()?)
 }
 
 /// Starts `command` in its own process group, logging to `log`, and waits for `/ping`.
 pub(crate) fn start(command: &mut Command, port: u16, log: &Path) -> Result<Server> {
-    use std::os::unix::process::CommandExt as _;
-    let file = std::fs::File::create(log)?;
-    let child = command
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .stdin(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot start {command:?}"))?;
-    let mut server = Server { child };
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let ping = Command::new("curl")
-            .args(["-sf", "-o", "/dev/null"])
-            .arg(format!("http://127.0.0.1:{port}/ping"))
-            .status();
-        if ping.is_ok_and(|status| status.success()) {
-            return Ok(server);
-        }
-        if let Ok(Some(status)) = server.child.try_wait() {
-            bail!(
-                "the server exited with {status}; see {}:\n{}",
-                log.display(),
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        if Instant::now() > deadline {
-            bail!("the server did not answer /ping; see {}", log.display());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    Ok(velo_child::ChildServer::start_within(
+        "the server",
+        command,
+        port,
+        log,
+        velo_child::Ready::Http("/ping"),
+        Duration::from_secs(180),
+    )?)
 }
 
 /// Checks one request answers 200 with `rows` predictions.
@@ -281,8 +231,8 @@ pub(crate) fn velo_project(
 ) -> Result<std::path::PathBuf> {
     let project = scratch.join("velo");
     std::fs::create_dir_all(&project)?;
-    crate::chain_bench::link_dir(data_dir, &project.join("data"))?;
-    crate::chain_bench::copy_dir(&root().join("configs"), &project.join("configs"))?;
+    super::chain::link_dir(data_dir, &project.join("data"))?;
+    super::chain::copy_dir(&root().join("configs"), &project.join("configs"))?;
     for config in [training, "configs/promotion.yaml"] {
         in_dir(
             Command::new(velo)
@@ -361,7 +311,7 @@ pub(crate) fn in_scratch<T>(
         .with_context(|| format!("the data directory {} is missing", data_dir.display()))?;
     python::ensure_venv(&root())?;
     python::ensure_packages(&root(), python::BENCH_REQUIREMENTS)?;
-    let velo = crate::chain_bench::build_velo()?;
+    let velo = super::chain::build_velo()?;
     let scratch = std::env::temp_dir().join(format!("velo-{name}-{}", std::process::id()));
     let result = body(&velo, &data_dir, &scratch);
     if let Err(error) = std::fs::remove_dir_all(&scratch) {
@@ -375,7 +325,7 @@ fn stress_in(velo: &Path, data_dir: &Path, scratch: &Path) -> Result<()> {
     let tracking = mlflow_model(data_dir, scratch)?;
     let (mlflow_server, port) = mlflow_server(scratch, &tracking)?;
     // The uvicorn worker answers requests: report its memory, else the leader's.
-    let leader = mlflow_server.child.id();
+    let leader = mlflow_server.pid();
     let worker = Command::new("pgrep")
         .args(["-P", &leader.to_string()])
         .output()
@@ -510,10 +460,10 @@ fn table(rows: &Rows, runs: usize) -> String {
 
 /// Installs Debian's wrk when it is missing and this process may (root, apt-get).
 fn ensure_wrk() -> Result<()> {
-    if crate::on_path("wrk") {
+    if crate::install::on_path("wrk") {
         return Ok(());
     }
-    if !crate::on_path("apt-get") {
+    if !crate::install::on_path("apt-get") {
         bail!("wrk is missing: install it (Debian: apt-get install wrk)");
     }
     run(Command::new("apt-get")

@@ -14,20 +14,21 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
-use crate::{bench::json_of, cargo_bin, root};
+use super::json_of;
+use crate::{cargo_bin, root};
 
 pub(crate) fn compare(data_dir: &Path, records: usize, runs: usize) -> Result<()> {
     let data_dir = data_dir
         .canonicalize()
         .with_context(|| format!("the data directory {} is missing", data_dir.display()))?;
-    crate::ensure_tansu()?;
-    let tansu = crate::tools_dir().join("bin").join("tansu");
-    let velo = crate::chain_bench::build_velo()?;
+    crate::install::ensure_tansu()?;
+    let tansu = crate::install::tools_dir().join("bin").join("tansu");
+    let velo = super::chain::build_velo()?;
     let scratch = std::env::temp_dir().join(format!("velo-kafka-bench-{}", std::process::id()));
     let project = scratch.join("project");
     std::fs::create_dir_all(&project)?;
-    crate::chain_bench::link_dir(&data_dir, &project.join("data"))?;
-    crate::chain_bench::copy_dir(&root().join("configs"), &project.join("configs"))?;
+    super::chain::link_dir(&data_dir, &project.join("data"))?;
+    super::chain::copy_dir(&root().join("configs"), &project.join("configs"))?;
     for config in ["configs/training.yaml", "configs/promotion.yaml"] {
         let status = Command::new(&velo)
             .args(["run", config])

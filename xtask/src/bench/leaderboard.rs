@@ -60,12 +60,11 @@ pub(crate) fn parse_board(text: &str) -> Vec<Row> {
 
 /// Runs the comparison and prints the board and the targets.
 pub(crate) fn compare(data_dir: &Path) -> Result<()> {
-    crate::serve_bench::in_scratch("leaderboard", data_dir, compare_in)
+    super::serve::in_scratch("leaderboard", data_dir, compare_in)
 }
 
 fn compare_in(velo: &Path, data_dir: &Path, scratch: &Path) -> Result<()> {
-    let project =
-        crate::serve_bench::velo_project(velo, data_dir, scratch, "configs/training.yaml")?;
+    let project = super::serve::velo_project(velo, data_dir, scratch, "configs/training.yaml")?;
     let velo_in = |args: &[&str]| -> Result<String> {
         let output = Command::new(velo)
             .args(args)
@@ -84,7 +83,7 @@ fn compare_in(velo: &Path, data_dir: &Path, scratch: &Path) -> Result<()> {
     };
     let peers = scratch.join("peers.parquet");
     let status = Command::new(python::venv_python(&root()))
-        .arg(root().join("xtask/src/leaderboard_peers.py"))
+        .arg(root().join("xtask/assets/leaderboard_peers.py"))
         .arg(data_dir)
         .arg(&peers)
         .status()

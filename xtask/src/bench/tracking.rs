@@ -3,17 +3,15 @@
 //! same local MLflow server, and velo's embedded store against MLflow's file store.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Result;
 use serde_json::Value;
 
-use crate::{bench::json_of, bench::median_of, cargo_bin, python, root, run};
+use super::{json_of, median_of};
+use crate::{cargo_bin, python, root, run};
 
 /// The steps both sides time, with the targets the registry issue sets.
 const STEPS: &[(&str, &str)] = &[
@@ -26,84 +24,32 @@ const STEPS: &[(&str, &str)] = &[
 /// Bytes of the stand-in model file.
 const MODEL_BYTES: &str = "2000000";
 
-/// A `mlflow server` on a free loopback port, stopped on drop.
-struct Server {
-    child: Child,
-    uri: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let log = std::fs::File::create(dir.join("server.log"))?;
-        let mut command = Command::new(python::venv_script(&root(), "mlflow"));
-        command
-            .args([
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--workers",
-                "1",
-            ])
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
-            .arg("--artifacts-destination")
-            .arg(dir.join("artifacts"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut server = Self {
-            child: command.spawn().context("cannot start mlflow server")?,
-            uri: format!("http://127.0.0.1:{port}"),
-        };
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(120) {
-            if let Some(status) = server.child.try_wait()? {
-                bail!(
-                    "mlflow server exited with {status}; see {}",
-                    dir.join("server.log").display()
-                );
-            }
-            if healthy(port) {
-                return Ok(server);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        bail!("mlflow server did not answer /health within 120 s")
-    }
-}
-
-fn healthy(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut answer = [0_u8; 12];
-    stream.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_ok()
-        && stream
-            .read(&mut answer)
-            .is_ok_and(|read| answer[..read].ends_with(b"200"))
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        {
-            let group = format!("-{}", self.child.id());
-            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-            std::thread::sleep(Duration::from_millis(500));
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &group])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `mlflow server` (SQLite, proxied artifacts in `dir`) on a free loopback port, stopped on
+/// drop.
+fn start_server(dir: &Path) -> Result<velo_child::ChildServer> {
+    let port = velo_child::free_port()?;
+    let mut command = Command::new(python::venv_script(&root(), "mlflow"));
+    command
+        .args([
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--workers",
+            "1",
+        ])
+        .arg("--backend-store-uri")
+        .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+        .arg("--artifacts-destination")
+        .arg(dir.join("artifacts"));
+    Ok(velo_child::ChildServer::start(
+        "mlflow server",
+        &mut command,
+        port,
+        &dir.join("server.log"),
+        velo_child::Ready::Http("/health"),
+    )?)
 }
 
 fn fresh_dir(base: &Path, name: &str) -> Result<PathBuf> {
@@ -126,7 +72,8 @@ pub(crate) fn compare(runs: usize, repeats: usize) -> Result<()> {
     ]))?;
     let base = std::env::temp_dir().join(format!("velo-tracking-bench-{}", std::process::id()));
     let server_dir = fresh_dir(&base, "server")?;
-    let server = Server::start(&server_dir)?;
+    let server = start_server(&server_dir)?;
+    let uri = server.url();
     let python = python::venv_python(&root());
     let script = root().join("xtask/assets/mlflow_tracking_bench.py");
     let repeats = repeats.to_string();
@@ -158,8 +105,8 @@ pub(crate) fn compare(runs: usize, repeats: usize) -> Result<()> {
                 MODEL_BYTES,
             ]))
         };
-        python_server.push(mlflow(&server.uri)?);
-        velo_server.push(velo(&server.uri)?);
+        python_server.push(mlflow(&uri)?);
+        velo_server.push(velo(&uri)?);
         python_files.push(mlflow(&file_uri(&fresh_dir(
             &base,
             &format!("mlflow-files-{index}"),

@@ -18,11 +18,11 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{
-    bench::json_of,
-    python, root,
-    serve_bench::{free_port, in_dir, in_scratch, start, velo_project},
+use super::{
+    json_of,
+    serve::{free_port, in_dir, in_scratch, start, velo_project},
 };
+use crate::{python, root};
 
 /// Rows of the drift measurement.
 const DRIFT_ROWS: u64 = 10_000_000;
@@ -73,7 +73,7 @@ pub(crate) fn compare(data_dir: &Path, runs: usize) -> Result<()> {
             port,
             &scratch.join("velo-serve.log"),
         )?;
-        let peer = root().join("xtask/src/monitoring_peer.py");
+        let peer = root().join("xtask/assets/monitoring_peer.py");
         json_of(
             Command::new(python::venv_python(&root()))
                 .arg(&peer)
@@ -150,7 +150,7 @@ pub(crate) fn compare(data_dir: &Path, runs: usize) -> Result<()> {
         Ok(())
     })?;
     // Drift over 10 M rows, streamed: velo's bench binary, built once.
-    let drift = crate::bench::velo_bench_json(
+    let drift = super::velo_bench_json(
         "drift",
         &[
             "--rows".into(),

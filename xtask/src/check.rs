@@ -1,0 +1,51 @@
+//! `cargo xtask check`: formatting, clippy, cargo deny, the layering, Conventional Commits and
+//! the freshness of generated files.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::{cargo, cargo_bin, has, root, run};
+
+/// Runs every static check.
+pub(crate) fn check() -> Result<()> {
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        crate::suite::TEST_FEATURES,
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    if !has(&cargo_bin(), Some("deny")) {
+        cargo(&["install", "--locked", "cargo-deny"])?;
+    }
+    cargo(&[
+        "deny",
+        "--log-level",
+        "error",
+        "check",
+        "bans",
+        "licenses",
+        "sources",
+    ])?;
+    crate::layering::check(&root())?;
+    crate::commits::check(&root(), None)?;
+    // Generated files must match the code that generates them.
+    run(Command::new(cargo_bin())
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "velo-cli",
+            "--test",
+            "it",
+            "generated",
+        ])
+        .env("UPDATE_SCHEMA", "0"))?;
+    Ok(())
+}
