@@ -57,12 +57,21 @@ pub(crate) enum Task {
     },
     /// Check that crate dependencies point one way (core <- io, models <- jobs <- cli)
     Layering,
-    /// Conventional Commits: check the history since a base
+    /// Conventional Commits: check the history, write the changelog, bump the version
     #[command(subcommand)]
     Commits(Commits),
     /// Build and check the OCI image of velo (docker or podman)
     #[command(subcommand)]
     Containers(Containers),
+    /// MLflow's UI or tracking server on the project's store, or a check that it reads it
+    #[command(subcommand)]
+    Mlflow(Mlflow),
+    /// Package the crates, archive the release binary with its SHA-256, write SBOMs (target/dist)
+    Packages {
+        /// Package uncommitted changes too (a release should come from a clean checkout).
+        #[arg(long)]
+        allow_dirty: bool,
+    },
     /// Benchmarks side by side with the peers, printed as ratios (or the criterion benches)
     Bench(Bench),
 }
@@ -75,6 +84,42 @@ pub(crate) enum Commits {
         /// The base revision (default: the merge base with main, or the root).
         base: Option<String>,
     },
+    /// Write CHANGELOG.md from the history, grouped by type and scope (git-cliff)
+    Changelog,
+    /// Set the next workspace version from the commits since the last tag, and say why
+    Bump {
+        /// Say what the next version would be and why; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `cargo xtask mlflow`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Mlflow {
+    /// Start MLflow's UI on the store (127.0.0.1; prints the URL; Ctrl-C stops it)
+    Ui(MlflowServe),
+    /// Start an MLflow tracking server on the store (127.0.0.1; prints the URL)
+    Serve(MlflowServe),
+    /// Print MLflow's and velo's versions and the store; check MLflow's client reads it
+    Doctor {
+        /// The store: a directory, `file://`, a database or server URI (default:
+        /// `MLFLOW_TRACKING_URI`, else ./mlruns).
+        #[arg(long)]
+        store: Option<String>,
+    },
+}
+
+/// Where and on what MLflow's UI or server listens.
+#[derive(Debug, Args)]
+pub(crate) struct MlflowServe {
+    /// The store: a directory, `file://` or a database URI (default: `MLFLOW_TRACKING_URI`,
+    /// else ./mlruns).
+    #[arg(long)]
+    pub(crate) store: Option<String>,
+    /// The port on 127.0.0.1 (default: a free one).
+    #[arg(long)]
+    pub(crate) port: Option<u16>,
 }
 
 /// `cargo xtask containers`.

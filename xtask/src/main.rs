@@ -19,6 +19,8 @@ mod docs;
 mod flags;
 mod install;
 mod layering;
+mod mlflow;
+mod packages;
 mod project;
 mod python;
 mod suite;
@@ -32,7 +34,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::Parser as _;
 
-use flags::{Commits, Containers, Task};
+use flags::{Commits, Containers, Mlflow, Task};
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
@@ -48,11 +50,21 @@ fn main() -> ExitCode {
         Task::Project { csv } => project::project(csv.as_deref()),
         Task::Layering => layering::check(&root()),
         Task::Commits(Commits::Check { base }) => commits::check(&root(), base.as_deref()),
+        Task::Commits(Commits::Changelog) => commits::changelog(&root()),
+        Task::Commits(Commits::Bump { dry_run }) => commits::bump(&root(), dry_run),
         Task::Containers(Containers::Build { binary }) => {
             containers::build(binary.as_deref()).map(|_| ())
         }
         Task::Containers(Containers::Run { args }) => containers::run_velo(&args),
         Task::Containers(Containers::Check { binary }) => containers::check(binary.as_deref()),
+        Task::Mlflow(Mlflow::Ui(options)) => {
+            mlflow::serve(options.store.as_deref(), options.port, false)
+        }
+        Task::Mlflow(Mlflow::Serve(options)) => {
+            mlflow::serve(options.store.as_deref(), options.port, true)
+        }
+        Task::Mlflow(Mlflow::Doctor { store }) => mlflow::doctor(store.as_deref()),
+        Task::Packages { allow_dirty } => packages::packages(allow_dirty),
         Task::Bench(options) => bench::bench(&options),
     };
     match result {

@@ -223,6 +223,23 @@ impl ChildServer {
         self.child.try_wait()
     }
 
+    /// Waits until the server exits (or `stop_when` returns true, checked every 100 ms, which
+    /// then stops it with [`ChildServer::stop`]); returns its status.
+    ///
+    /// # Errors
+    /// When the status cannot be read.
+    pub fn wait_until(&mut self, stop_when: impl Fn() -> bool) -> io::Result<Option<ExitStatus>> {
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if stop_when() {
+                return Ok(self.stop(GRACE));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sends `signal` (such as `TERM`, `KILL`, `STOP`) to the server's whole process group.
     pub fn signal_group(&self, signal: &str) {
         #[cfg(unix)]
