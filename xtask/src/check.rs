@@ -1,5 +1,5 @@
-//! `cargo xtask check`: formatting, clippy, cargo deny, the layering, Conventional Commits and
-//! the freshness of generated files.
+//! `cargo xtask check`: formatting, clippy, cargo deny, the layering, Conventional Commits, the
+//! documentation (rustdoc and the guide's links) and the freshness of generated files.
 
 use std::process::Command;
 
@@ -35,6 +35,8 @@ pub(crate) fn check() -> Result<()> {
     ])?;
     crate::layering::check(&root())?;
     crate::commits::check(&root(), None)?;
+    // The API documentation and the guide build without warnings or broken links.
+    crate::docs::docs()?;
     // Generated files must match the code that generates them.
     run(Command::new(cargo_bin())
         .args([

@@ -32,7 +32,7 @@ pub(crate) enum Task {
     /// libnotify-bin (desktop alerts), Chromium (report rendering), promtool (alerting rules),
     /// podman and runc (containers).
     Install,
-    /// Check formatting, clippy, cargo deny, the layering, commits and generated files
+    /// Check formatting, clippy, cargo deny, the layering, commits, docs and generated files
     Check,
     /// Install what is missing, then run the whole test suite
     Test,
@@ -40,9 +40,9 @@ pub(crate) enum Task {
     Ci,
     /// Format the workspace
     Fmt,
-    /// Regenerate docs/config.schema.json and the README's configuration reference
+    /// Regenerate docs/config.schema.json and the guide's configuration reference
     Codegen,
-    /// Build the API documentation (warnings are errors)
+    /// Build the API documentation and the user guide (warnings and broken links are errors)
     Docs,
     /// Remove build outputs and local run artefacts (target, mlruns, outputs)
     Clean,

@@ -2,7 +2,7 @@
 //! printed as ratios (medians over `--runs`), one module per comparison; without a comparison,
 //! the criterion benches of the workspace.
 //!
-//! - `--reference`: [`reference`] (scikit-learn's harness), then [`tracking`] (MLflow's client);
+//! - `--reference`: [`reference`](mod@reference) (scikit-learn's harness), then [`tracking`] (MLflow's client);
 //! - `--chain [--package PATH]`: [`chain`], the six jobs of the reference package;
 //! - `--serve`, `--stress`: [`serve`], `velo serve` against `mlflow models serve`;
 //! - `--kafka`: [`kafka`]; `--scenarios`: [`scenarios`]; `--leaderboard`: [`leaderboard`];

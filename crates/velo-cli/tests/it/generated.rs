@@ -1,4 +1,4 @@
-//! Generated files stay in step with the code: `docs/config.schema.json` and the README's
+//! Generated files stay in step with the code: `docs/config.schema.json` and the guide's
 //! configuration reference. `UPDATE_SCHEMA=1` (or `cargo xtask codegen`) rewrites them.
 
 use crate::{output, root, velo};
@@ -28,13 +28,13 @@ fn generated_json_schema_is_fresh() {
 }
 
 #[test]
-fn generated_readme_reference_is_fresh() {
+fn generated_guide_reference_is_fresh() {
     let printed = output(velo().args(["schema", "--markdown"]));
     assert_eq!(printed.code, 0, "{}", printed.stderr);
-    let path = root().join("README.md");
-    let readme = std::fs::read_to_string(&path).expect("README.md exists");
+    let path = root().join("docs/guide/src/reference/configuration.md");
+    let readme = std::fs::read_to_string(&path).expect("the guide's reference exists");
     let (Some(start), Some(end)) = (readme.find(START), readme.find(END)) else {
-        panic!("README.md lacks the {START} … {END} markers");
+        panic!("{} lacks the {START} … {END} markers", path.display());
     };
     let expected = format!("{START}\n{}{END}", printed.stdout);
     let current = &readme[start..end + END.len()];
@@ -44,11 +44,11 @@ fn generated_readme_reference_is_fresh() {
             &readme[..start],
             &readme[end + END.len()..]
         );
-        std::fs::write(&path, updated).expect("writes README.md");
+        std::fs::write(&path, updated).expect("writes the guide's reference");
         return;
     }
     assert!(
         current == expected,
-        "the README's configuration reference is stale: run `cargo xtask codegen` and commit it"
+        "the guide's configuration reference is stale: run `cargo xtask codegen` and commit it"
     );
 }

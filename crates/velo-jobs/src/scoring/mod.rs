@@ -1,10 +1,10 @@
 //! Scoring shared by the transports: a loaded model and the schema its inputs are checked
 //! against, the [`Scorer`] that follows a model URI and swaps in a moved alias's version, the
 //! request payloads of MLflow's scoring protocol ([`protocol`]) and the fast parsing of
-//! one-record messages ([`records`]).
+//! one-record messages (`records`).
 //!
 //! The HTTP server ([`serving`](crate::serving)) and the Kafka job ([`kafka`](crate::kafka))
-//! keep only their transport and their own metrics; [`metrics`] is the Prometheus registry
+//! keep only their transport and their own metrics; `metrics` is the Prometheus registry
 //! both expose.
 //!
 //! Available with the `serve` feature.
@@ -88,7 +88,7 @@ impl LoadedModel {
         (Arc::clone(&self.names.0), Arc::clone(&self.names.1))
     }
 
-    /// The columns read from each JSON record by the fast path of [`records`] (the Kafka
+    /// The columns read from each JSON record by the fast path of `records` (the Kafka
     /// job's).
     #[cfg(feature = "kafka")]
     pub(crate) fn record_columns(&self) -> &records::RecordColumns {
