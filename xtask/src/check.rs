@@ -24,15 +24,8 @@ pub(crate) fn check() -> Result<()> {
     if !has(&cargo_bin(), Some("deny")) {
         cargo(&["install", "--locked", "cargo-deny"])?;
     }
-    cargo(&[
-        "deny",
-        "--log-level",
-        "error",
-        "check",
-        "bans",
-        "licenses",
-        "sources",
-    ])?;
+    // cargo deny with advisories, unused and outdated dependencies.
+    crate::deps::check()?;
     crate::layering::check(&root())?;
     crate::commits::check(&root(), None)?;
     // The API documentation and the guide build without warnings or broken links.

@@ -63,6 +63,9 @@ pub(crate) enum Task {
     /// Build and check the OCI image of velo (docker or podman)
     #[command(subcommand)]
     Containers(Containers),
+    /// Dependency health: a map of the graph, advisories, unused and outdated dependencies
+    #[command(subcommand)]
+    Deps(Deps),
     /// MLflow's UI or tracking server on the project's store, or a check that it reads it
     #[command(subcommand)]
     Mlflow(Mlflow),
@@ -92,6 +95,19 @@ pub(crate) enum Commits {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// `cargo xtask deps`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Deps {
+    /// Per crate: direct and total dependencies, duplicates, licences, build times; a graph
+    Map {
+        /// Build the workspace afresh (debug, in target/deps/timings) to measure build times.
+        #[arg(long)]
+        timings: bool,
+    },
+    /// cargo deny with advisories (RustSec, or its bundled copy), unused and outdated deps
+    Check,
 }
 
 /// `cargo xtask mlflow`.

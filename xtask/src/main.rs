@@ -15,6 +15,7 @@ mod clean;
 mod codegen;
 mod commits;
 mod containers;
+mod deps;
 mod docs;
 mod flags;
 mod install;
@@ -34,7 +35,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::Parser as _;
 
-use flags::{Commits, Containers, Mlflow, Task};
+use flags::{Commits, Containers, Deps, Mlflow, Task};
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
@@ -57,6 +58,8 @@ fn main() -> ExitCode {
         }
         Task::Containers(Containers::Run { args }) => containers::run_velo(&args),
         Task::Containers(Containers::Check { binary }) => containers::check(binary.as_deref()),
+        Task::Deps(Deps::Map { timings }) => deps::map(timings),
+        Task::Deps(Deps::Check) => deps::check(),
         Task::Mlflow(Mlflow::Ui(options)) => {
             mlflow::serve(options.store.as_deref(), options.port, false)
         }
