@@ -108,6 +108,20 @@ pub(crate) enum Deps {
     },
     /// cargo deny with advisories (RustSec, or its bundled copy), unused and outdated deps
     Check,
+    /// Update dependencies in a scratch worktree, kept only if the gate (check, tests) passes
+    Update {
+        /// Only this crate (default: every compatible update).
+        krate: Option<String>,
+        /// Move the crate's requirement to its newest release (a breaking update).
+        #[arg(long, requires = "krate")]
+        breaking: bool,
+        /// Commit a kept update as `chore(deps): …` with the report.
+        #[arg(long)]
+        commit: bool,
+        /// The gate, a shell command run in the worktree.
+        #[arg(long, default_value = crate::deps_update::DEFAULT_GATE)]
+        gate: String,
+    },
 }
 
 /// `cargo xtask mlflow`.

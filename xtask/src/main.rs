@@ -16,6 +16,7 @@ mod codegen;
 mod commits;
 mod containers;
 mod deps;
+mod deps_update;
 mod docs;
 mod flags;
 mod install;
@@ -60,6 +61,21 @@ fn main() -> ExitCode {
         Task::Containers(Containers::Check { binary }) => containers::check(binary.as_deref()),
         Task::Deps(Deps::Map { timings }) => deps::map(timings),
         Task::Deps(Deps::Check) => deps::check(),
+        Task::Deps(Deps::Update {
+            krate,
+            breaking,
+            commit,
+            gate,
+        }) => deps_update::update(
+            &root(),
+            &deps_update::Request {
+                krate,
+                breaking,
+                commit,
+                gate,
+            },
+        )
+        .map(|_| ()),
         Task::Mlflow(Mlflow::Ui(options)) => {
             mlflow::serve(options.store.as_deref(), options.port, false)
         }
