@@ -7,7 +7,8 @@
 //! runs there (by default `cargo xtask check` and `cargo xtask test`). The new `Cargo.lock`
 //! (and manifest) come back to the checkout only when the gate passes; otherwise the report
 //! names the updates and the failing tests, and a multi-crate update is bisected, from the old
-//! lock file, down to the crate whose update alone fails the gate. `--commit` commits a kept
+//! lock file, down to the crate whose update alone fails the gate. The gate builds in
+//! `target/deps-update/`, apart from the checkout's builds (a cold build the first time). `--commit` commits a kept
 //! update as `chore(deps): …` with the report in the message.
 
 use std::{
@@ -211,6 +212,10 @@ fn run_gate(dir: &Path, gate: &str) -> Result<GateRun> {
         .args(["-c", gate])
         // The worktree's own xtask, whatever ran this one.
         .env_remove("CARGO_MANIFEST_DIR")
+        // A target directory of its own: artifacts built in the worktree carry its paths (test
+        // helpers find files through `CARGO_MANIFEST_DIR` at compile time), so they must not
+        // mix with the checkout's. Kept between runs, so only the first is a cold build.
+        .env("CARGO_TARGET_DIR", crate::packages::target_dir().join("deps-update"))
         .output()
         .context("cannot run the gate")?;
     let text = format!(
