@@ -215,7 +215,10 @@ fn run_gate(dir: &Path, gate: &str) -> Result<GateRun> {
         // A target directory of its own: artifacts built in the worktree carry its paths (test
         // helpers find files through `CARGO_MANIFEST_DIR` at compile time), so they must not
         // mix with the checkout's. Kept between runs, so only the first is a cold build.
-        .env("CARGO_TARGET_DIR", crate::packages::target_dir().join("deps-update"))
+        .env(
+            "CARGO_TARGET_DIR",
+            crate::packages::target_dir().join("deps-update"),
+        )
         .output()
         .context("cannot run the gate")?;
     let text = format!(
