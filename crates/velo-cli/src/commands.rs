@@ -412,8 +412,12 @@ fn run(config: &ConfigArgs, dry_run: bool, sandbox: Option<&str>) -> Result<(), 
         ),
         Err(error) => (format!("{} failed", job.kind()), error.to_string()),
     };
+    // Where the alert falls back to the terminal, the summary below (or the error) already
+    // says it: one message per event.
     match job.services().alerts.notify(&title, &message) {
-        Ok(velo_io::services::alerts::Delivery::Line(line)) => eprintln!("{line}"),
+        Ok(velo_io::services::alerts::Delivery::Line(_)) => {
+            tracing::debug!("no webhook or desktop notifier: the terminal summary is the alert");
+        }
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "the alert was not delivered"),
     }

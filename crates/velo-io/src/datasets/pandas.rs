@@ -35,6 +35,49 @@ pub fn pandas_index_columns(schema: &Schema) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A pandas `RangeIndex` that pyarrow stored as metadata only (`"kind": "range"`), with no
+/// column: what `pyarrow`'s `to_pandas` restores as the frame's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RangeIndex {
+    /// The index's name (`df.index.name`).
+    pub(crate) name: String,
+    /// Its first value.
+    pub(crate) start: i64,
+    /// The step between two rows.
+    pub(crate) step: i64,
+}
+
+impl RangeIndex {
+    /// The index value of row `row` of the file.
+    pub(crate) fn value(&self, row: usize) -> i64 {
+        let row = i64::try_from(row).unwrap_or(i64::MAX);
+        self.start.saturating_add(self.step.saturating_mul(row))
+    }
+}
+
+/// The named range index of a schema's pandas metadata, when it has one and no column of that
+/// name. An unnamed range index is no column in pandas either, and a `MultiIndex` stores its
+/// levels as columns, which are read as they are.
+pub(crate) fn range_index(schema: &Schema) -> Option<RangeIndex> {
+    let value: Value = serde_json::from_str(schema.metadata().get(PANDAS_KEY)?).ok()?;
+    let columns = value.get("index_columns")?.as_array()?;
+    let [entry] = columns.as_slice() else {
+        return None;
+    };
+    if entry.get("kind")?.as_str()? != "range" {
+        return None;
+    }
+    let name = entry.get("name")?.as_str()?.to_owned();
+    if schema.index_of(&name).is_ok() {
+        return None;
+    }
+    Some(RangeIndex {
+        name,
+        start: entry.get("start").and_then(Value::as_i64).unwrap_or(0),
+        step: entry.get("step").and_then(Value::as_i64).unwrap_or(1),
+    })
+}
+
 /// The pandas metadata JSON for a schema whose `index` column (if any) is a named index.
 pub(crate) fn pandas_metadata(schema: &Schema, index: Option<&str>) -> String {
     let columns: Vec<Value> = schema

@@ -572,6 +572,14 @@ fn projection(
     Ok(positions)
 }
 
+/// Where a column of a Parquet reader's batches comes from.
+enum Source {
+    /// This column of the decoded batch.
+    File(usize),
+    /// The pandas range index, materialised.
+    Range,
+}
+
 /// Stops a stream of batches after `limit` rows, slicing the last batch.
 struct Limit<I> {
     inner: I,
@@ -647,30 +655,61 @@ impl DatasetReader for ParquetReader {
         };
         let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(read_error)?;
         let file_schema = Arc::clone(builder.schema());
-        let (schema, order) = match &self.columns {
-            None => (file_schema, None),
-            Some(columns) => {
-                let positions = projection(&path, &file_schema, columns)?;
-                let mut sorted = positions.clone();
-                sorted.sort_unstable();
-                // The decoder yields projected columns in file order; `order` restores the
-                // requested order.
-                let order: Vec<usize> = positions
-                    .iter()
-                    .map(|p| sorted.iter().position(|s| s == p).unwrap_or_default())
-                    .collect();
-                let mask = ProjectionMask::roots(builder.parquet_schema(), sorted);
-                builder = builder.with_projection(mask);
-                let schema =
-                    file_schema
-                        .project(&positions)
-                        .map_err(|source| DatasetError::Arrow {
-                            path: path.clone(),
-                            source: source.into(),
-                        })?;
-                (Arc::new(schema), Some(order))
-            }
-        };
+        // A named pandas RangeIndex (metadata only) becomes a column, as pandas shows it.
+        let range = super::pandas::range_index(&file_schema);
+        let wants_range = |name: &str| range.as_ref().is_some_and(|range| range.name == name);
+        // Where each output column comes from: the decoded batch's columns (in file order of
+        // the projection) or the range index.
+        let (fields, plan, mask): (Vec<Arc<Field>>, Vec<Source>, Option<Vec<usize>>) =
+            match &self.columns {
+                None => {
+                    let mut fields = Vec::new();
+                    let mut plan = Vec::new();
+                    if let Some(range) = &range {
+                        fields.push(Arc::new(Field::new(&range.name, DataType::Int64, false)));
+                        plan.push(Source::Range);
+                    }
+                    fields.extend(file_schema.fields().iter().cloned());
+                    plan.extend((0..file_schema.fields().len()).map(Source::File));
+                    (fields, plan, None)
+                }
+                Some(columns) => {
+                    let from_file: Vec<String> = columns
+                        .iter()
+                        .filter(|name| !wants_range(name))
+                        .cloned()
+                        .collect();
+                    let positions = projection(&path, &file_schema, &from_file)?;
+                    let mut sorted = positions.clone();
+                    sorted.sort_unstable();
+                    let mut fields = Vec::new();
+                    let mut plan = Vec::new();
+                    let mut next_file = positions.iter();
+                    for name in columns {
+                        if wants_range(name) {
+                            fields.push(Arc::new(Field::new(name, DataType::Int64, false)));
+                            plan.push(Source::Range);
+                        } else if let Some(position) = next_file.next() {
+                            // The decoder yields projected columns in file order.
+                            let decoded = sorted
+                                .iter()
+                                .position(|s| s == position)
+                                .unwrap_or_default();
+                            fields.push(Arc::new(file_schema.field(*position).clone()));
+                            plan.push(Source::File(decoded));
+                        }
+                    }
+                    (fields, plan, Some(sorted))
+                }
+            };
+        if let Some(sorted) = mask {
+            let mask = ProjectionMask::roots(builder.parquet_schema(), sorted);
+            builder = builder.with_projection(mask);
+        }
+        let schema: SchemaRef = Arc::new(ArrowSchema::new_with_metadata(
+            fields,
+            file_schema.metadata().clone(),
+        ));
         let uri = self.source_uri();
         let total = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
         let rows = self.limit.map_or(total, |limit| limit.min(total));
@@ -686,21 +725,43 @@ impl DatasetReader for ParquetReader {
         let reader = builder.build().map_err(read_error)?;
         let batch_schema = Arc::clone(&schema);
         let batch_path = path.clone();
+        let mut first_row = 0_usize;
         let batches = reader.map(move |batch| {
             let batch = batch.map_err(|source| DatasetError::ParquetRead {
                 path: batch_path.clone(),
                 reason: "corrupt data".to_owned(),
                 source: source.into(),
             })?;
-            let columns = match &order {
-                Some(order) => order.iter().map(|&i| Arc::clone(batch.column(i))).collect(),
-                None => batch.columns().to_vec(),
-            };
-            RecordBatch::try_new(Arc::clone(&batch_schema), columns).map_err(|source| {
-                DatasetError::Arrow {
-                    path: batch_path.clone(),
-                    source: source.into(),
-                }
+            let start = first_row;
+            first_row += batch.num_rows();
+            let columns = plan
+                .iter()
+                .map(|source| match source {
+                    Source::File(i) => Arc::clone(batch.column(*i)),
+                    Source::Range => {
+                        let range = range.as_ref().map_or_else(
+                            || super::pandas::RangeIndex {
+                                name: String::new(),
+                                start: 0,
+                                step: 1,
+                            },
+                            Clone::clone,
+                        );
+                        Arc::new(arrow::array::Int64Array::from_iter_values(
+                            (start..start + batch.num_rows()).map(|row| range.value(row)),
+                        )) as arrow::array::ArrayRef
+                    }
+                })
+                .collect();
+            RecordBatch::try_new_with_options(
+                Arc::clone(&batch_schema),
+                columns,
+                &arrow::record_batch::RecordBatchOptions::new()
+                    .with_row_count(Some(batch.num_rows())),
+            )
+            .map_err(|source| DatasetError::Arrow {
+                path: batch_path.clone(),
+                source: source.into(),
             })
         });
         Ok(

@@ -194,3 +194,93 @@ fn pandas_and_polars_read_velos_parquet_with_the_right_types() {
     assert_eq!(polars["values"]["i64"], serde_json::json!([1, null, 3]));
     assert_eq!(polars["values"]["id"], serde_json::json!([10, 20, 30]));
 }
+
+/// Writes three Parquet files with pandas itself: a named `RangeIndex` (`id`, starting at 100
+/// by 2, so pyarrow keeps it as metadata only), an unnamed one, and a `MultiIndex`.
+const PANDAS_WRITES: &str = r#"
+import sys
+import pandas as pd
+
+out = sys.argv[1]
+df = pd.DataFrame({"x": [1.5, 2.5, 3.5, 4.5], "kind": ["a", "b", "a", "b"]})
+named = df.copy()
+named.index = pd.RangeIndex(start=100, stop=108, step=2, name="id")
+named.to_parquet(f"{out}/named.parquet")
+df.to_parquet(f"{out}/unnamed.parquet")
+multi = df.set_index(["kind", pd.Index([7, 8, 9, 10], name="id")])
+multi.to_parquet(f"{out}/multi.parquet")
+"#;
+
+#[test]
+fn pandas_range_indexes_are_read_as_pandas_shows_them() {
+    use arrow::array::AsArray as _;
+    use arrow::datatypes::Int64Type;
+    use velo_io::datasets::{DatasetReader as _, ParquetReader, load_schema};
+
+    let Some(python) = crate::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = std::process::Command::new(&python)
+        .args(["-c", PANDAS_WRITES])
+        .arg(dir.path())
+        .status()
+        .expect("python runs");
+    assert!(status.success());
+
+    // Named: the index is a column, first, with pandas' values, also when read in batches.
+    let mut named = ParquetReader::new(dir.path().join("named.parquet"));
+    named.batch_size = 3;
+    let data = named.read().expect("reads").data;
+    assert_eq!(data.schema().field(0).name(), "id");
+    let ids: Vec<i64> = data.column(0).as_primitive::<Int64Type>().values().to_vec();
+    assert_eq!(ids, [100, 102, 104, 106]);
+    assert_eq!(data.schema().field(1).name(), "x");
+
+    // A schema whose index is `id` validates it (int64 coerced to the schema's type).
+    std::fs::write(
+        dir.path().join("schema.yaml"),
+        "name: t\nindex: id\ncolumns:\n  - {name: id, type: uint32}\n  - {name: x, type: float64}\n  - {name: kind, type: string}\n",
+    )
+    .expect("schema");
+    let schema = load_schema(&dir.path().join("schema.yaml")).expect("loads");
+    let validated = ParquetReader::new(dir.path().join("named.parquet"))
+        .read_validated(&schema)
+        .expect("the range index fills the schema's index");
+    assert_eq!(validated.data.num_rows(), 4);
+
+    // Asking for columns by name includes the index wherever it is asked.
+    let mut projected = ParquetReader::new(dir.path().join("named.parquet"));
+    projected.columns = Some(vec!["x".to_owned(), "id".to_owned()]);
+    let data = projected.read().expect("reads").data;
+    assert_eq!(data.schema().field(1).name(), "id");
+    assert_eq!(data.column(1).as_primitive::<Int64Type>().value(3), 106);
+
+    // Unnamed: no column in pandas either; the schema's index is reported missing, named.
+    let error = ParquetReader::new(dir.path().join("unnamed.parquet"))
+        .read_validated(&schema)
+        .expect_err("no id column");
+    let mut said = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        said.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    assert!(said.contains("column 'id': missing"), "{said}");
+
+    // A MultiIndex's levels are columns, read as they are.
+    let data = ParquetReader::new(dir.path().join("multi.parquet"))
+        .read()
+        .expect("reads")
+        .data;
+    let schema = data.schema();
+    let names: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|field| field.name().as_str())
+        .collect();
+    assert!(
+        names.contains(&"kind") && names.contains(&"id"),
+        "{names:?}"
+    );
+}
