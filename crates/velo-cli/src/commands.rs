@@ -356,11 +356,7 @@ fn run(config: &ConfigArgs, dry_run: bool, sandbox: Option<&str>) -> Result<(), 
         datasets::load_schema(path).map_err(|error| Failure::Usage(error.into()))?;
     }
     if dry_run {
-        say!("{} is valid; it would:", job.kind());
-        for (step, line) in job.plan().iter().enumerate() {
-            say!("  {}. {line}", step + 1);
-        }
-        return Ok(());
+        return dry_run_checks(&settings);
     }
     // The loader has applied MLflow's variables (`MLFLOW_TRACKING_URI`, …) already.
     let mlflow = &job.services().mlflow;
@@ -443,6 +439,86 @@ fn run(config: &ConfigArgs, dry_run: bool, sandbox: Option<&str>) -> Result<(), 
         return Err(Failure::Interrupted);
     }
     Ok(())
+}
+
+/// `velo run --dry-run`: beyond the configuration and schema files, every input file the job
+/// reads must exist, and the model it refers to, in its store (when the store exists already:
+/// a dry run creates nothing); then the plan is printed. What is missing is named, exit 2.
+fn dry_run_checks(settings: &Settings) -> Result<(), Failure> {
+    let job = &settings.job;
+    let value = serde_json::to_value(settings).map_err(|error| Failure::Usage(error.into()))?;
+    let mut problems = Vec::new();
+    for (key, path) in reader_paths(&value, "") {
+        if !std::path::Path::new(&path).exists() {
+            problems.push(format!("{key} = {path}: no such file"));
+        }
+    }
+    let mlflow = &job.services().mlflow;
+    let local_store =
+        !mlflow.tracking_uri.contains("://") || mlflow.tracking_uri.starts_with("file://");
+    let store_path = mlflow.tracking_uri.trim_start_matches("file://");
+    let mut notes = Vec::new();
+    if local_store && !std::path::Path::new(store_path).exists() {
+        notes.push(format!(
+            "the store {store_path} does not exist yet: model references were not checked"
+        ));
+    } else {
+        match JobContext::open(mlflow, RunContext::default()) {
+            Ok(context) => {
+                if let Err(error) = job.preflight(&context) {
+                    problems.push(error.to_string());
+                }
+            }
+            Err(error) => problems.push(format!("cannot open the store: {error}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "{} would not run:\n  {}",
+            job.kind(),
+            problems.join("\n  ")
+        )));
+    }
+    say!("{} is valid; it would:", job.kind());
+    for (step, line) in job.plan().iter().enumerate() {
+        say!("  {}. {line}", step + 1);
+    }
+    for note in notes {
+        say!("note: {note}");
+    }
+    Ok(())
+}
+
+/// Every `path` of a dataset reader (`KIND: ParquetReader` or `CsvReader`) in a serialized
+/// configuration, with its key (`job.inputs.path`).
+fn reader_paths(value: &serde_json::Value, key: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    match value {
+        serde_json::Value::Object(map) => {
+            let is_reader = map
+                .get("KIND")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|kind| kind == "ParquetReader" || kind == "CsvReader");
+            if is_reader && let Some(path) = map.get("path").and_then(serde_json::Value::as_str) {
+                found.push((format!("{key}.path"), path.to_owned()));
+            }
+            for (name, child) in map {
+                let child_key = if key.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{key}.{name}")
+                };
+                found.extend(reader_paths(child, &child_key));
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                found.extend(reader_paths(item, &format!("{key}[{index}]")));
+            }
+        }
+        _ => {}
+    }
+    found
 }
 
 fn show(config: &ConfigArgs) -> Result<(), Failure> {

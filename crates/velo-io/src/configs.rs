@@ -594,7 +594,13 @@ fn invalid(figment: &Figment, error: figment::Error, sources: &str) -> ConfigErr
             if !key.is_empty() {
                 line.push_str(&format!("key `{key}`: "));
             }
-            line.push_str(&error.kind.to_string());
+            line.push_str(&plain_types(&error.kind.to_string()));
+            if let figment::error::Kind::UnknownField(found, expected)
+            | figment::error::Kind::UnknownVariant(found, expected) = &error.kind
+                && let Some(nearest) = nearest(found, expected)
+            {
+                line.push_str(&format!("; did you mean `{nearest}`?"));
+            }
             match source {
                 Some(source) => line.push_str(&format!(" (in {source})")),
                 None => line.push_str(&format!(" (set by none of {sources})")),
@@ -603,6 +609,59 @@ fn invalid(figment: &Figment, error: figment::Error, sources: &str) -> ConfigErr
         })
         .collect();
     ConfigError::Invalid { errors }
+}
+
+/// The valid name closest to `found` when it is close enough to be a typo: within a third of
+/// its length in edits (at least 2), or differing only in case.
+fn nearest<'a>(found: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let limit = (found.chars().count() / 3).max(2);
+    valid
+        .iter()
+        .map(|name| {
+            (
+                strsim::levenshtein(&found.to_lowercase(), &name.to_lowercase()),
+                *name,
+            )
+        })
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// Serde's names of Rust types in an error message, said as a config's author writes values.
+fn plain_types(message: &str) -> String {
+    const NAMES: &[(&str, &str)] = &[
+        ("expected usize", "expected an integer >= 0"),
+        ("expected u64", "expected an integer >= 0"),
+        ("expected u32", "expected an integer >= 0"),
+        ("expected u16", "expected an integer >= 0"),
+        ("expected u8", "expected an integer >= 0"),
+        ("expected i64", "expected an integer"),
+        ("expected i32", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a string", "expected text"),
+    ];
+    let mut text = message.to_owned();
+    for (rust, plain) in NAMES {
+        // Whole words only: `expected u8` must not touch `expected u80`.
+        let mut from = 0;
+        while let Some(at) = text[from..].find(rust) {
+            let start = from + at;
+            let end = start + rust.len();
+            let boundary = text[end..]
+                .chars()
+                .next()
+                .is_none_or(|next| !next.is_alphanumeric());
+            if boundary {
+                text.replace_range(start..end, plain);
+                from = start + plain.len();
+            } else {
+                from = end;
+            }
+        }
+    }
+    text
 }
 
 fn describe_metadata(metadata: &Metadata) -> String {
@@ -971,7 +1030,7 @@ mod tests {
             jail.create_file("wrong_type.yaml", "job: {KIND: Train, depth: deep}")?;
             let message = error_of(ConfigLoader::default().file("wrong_type.yaml"));
             assert!(message.contains("depth"), "{message}");
-            assert!(message.contains("u32"), "{message}");
+            assert!(message.contains("expected an integer >= 0"), "{message}");
             assert!(message.contains("wrong_type.yaml"), "{message}");
 
             jail.create_file("unknown.yaml", "job: {KIND: Train, dpeth: 3}")?;
@@ -993,6 +1052,14 @@ mod tests {
                 message.contains("Tarin") && message.contains("Train"),
                 "{message}"
             );
+
+            // A typo gets the nearest valid name; a far-off word gets none.
+            jail.create_file("typo.yaml", "job: {KIND: Train, depht: 3}")?;
+            let message = error_of(ConfigLoader::default().file("typo.yaml"));
+            assert!(message.contains("did you mean `depth`?"), "{message}");
+            jail.create_file("far.yaml", "job: {KIND: Train, colour: 3}")?;
+            let message = error_of(ConfigLoader::default().file("far.yaml"));
+            assert!(!message.contains("did you mean"), "{message}");
 
             jail.create_file("broken.yaml", "job: {KIND: Train\n  depth: [")?;
             let message = error_of(ConfigLoader::default().file("broken.yaml"));

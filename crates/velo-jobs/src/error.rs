@@ -36,13 +36,15 @@ pub enum JobError {
         source: Box<velo_models::ModelError>,
     },
     /// A registered model the job refers to does not exist (checked before the job runs).
-    #[error("the job refers to {uri}, which the registry does not hold")]
+    #[error("the job refers to {uri}, which the registry does not hold{hint}")]
     Reference {
         /// The model URI.
         uri: String,
-        /// The registry's answer.
+        /// What the registry holds instead (`; bikes has aliases …`), or empty.
+        hint: String,
+        /// The registry's answer (boxed: the error stays small).
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// A metric could not be computed.
     #[error(transparent)]

@@ -96,8 +96,52 @@ pub(crate) fn check_reference(
         .map(|_| ())
         .map_err(|source| JobError::Reference {
             uri: uri.to_string(),
-            source,
+            hint: what_exists(context, &context.mlflow.registry_name),
+            source: Box::new(source),
         })
+}
+
+/// What the registry holds for `name`, to show beside a reference that does not resolve: its
+/// aliases and versions, or the registered models when `name` is none of them.
+fn what_exists(context: &JobContext, name: &str) -> String {
+    let registry = context.registry.as_ref();
+    match registry.get_registered_model(name) {
+        Ok(Some(model)) => {
+            let aliases: Vec<String> = model
+                .aliases
+                .iter()
+                .map(|alias| format!("{} (version {})", alias.alias, alias.version))
+                .collect();
+            let versions: Vec<String> = registry
+                .list_model_versions(name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|version| version.version)
+                .collect();
+            format!(
+                "; `{name}` has {} and {}",
+                if aliases.is_empty() {
+                    "no alias".to_owned()
+                } else {
+                    format!("aliases {}", aliases.join(", "))
+                },
+                if versions.is_empty() {
+                    "no version".to_owned()
+                } else {
+                    format!("versions {}", versions.join(", "))
+                }
+            )
+        }
+        Ok(None) => match registry.list_registered_models() {
+            Ok(models) if models.is_empty() => "; the registry holds no model yet".to_owned(),
+            Ok(models) => format!(
+                "; there is no model `{name}`: the registered models are {}",
+                models.join(", ")
+            ),
+            Err(_) => String::new(),
+        },
+        Err(_) => String::new(),
+    }
 }
 
 /// Registers jobs: one line per job, `module::Job: "what it does",`.

@@ -44,7 +44,11 @@ fn every_shipped_job_config_validates() {
         }
     }
     for name in names {
-        let result = output(velo().args(["run", "--dry-run", &format!("configs/{name}")]));
+        let result = output(velo().current_dir(crate::project()).args([
+            "run",
+            "--dry-run",
+            &format!("configs/{name}"),
+        ]));
         assert_eq!(result.code, 0, "{name}: {}", result.stderr);
         let kind = result
             .stdout
@@ -62,14 +66,23 @@ fn every_shipped_job_config_validates() {
         "configs/ ships one config per registered job"
     );
     for parity in ["configs/parity/tuning.yaml", "configs/parity/training.yaml"] {
-        let result = output(velo().args(["run", "--dry-run", parity]));
+        let result =
+            output(
+                velo()
+                    .current_dir(crate::project())
+                    .args(["run", "--dry-run", parity]),
+            );
         assert_eq!(result.code, 0, "{parity}: {}", result.stderr);
     }
 }
 
 #[test]
 fn a_dry_run_says_what_the_job_would_do() {
-    let result = output(velo().args(["run", "--dry-run", "configs/training.yaml"]));
+    let result = output(velo().current_dir(crate::project()).args([
+        "run",
+        "--dry-run",
+        "configs/training.yaml",
+    ]));
     assert_eq!(result.code, 0, "{}", result.stderr);
     assert!(
         result.stdout.contains("TrainingJob is valid"),
@@ -351,7 +364,13 @@ fn the_logger_service_sets_level_format_and_sink() {
         "job: {{services: {{logger: {{format: json, sink: '{}'}}}}}}",
         log.display()
     );
-    let result = output(velo().args(["run", "configs/training.yaml", "--dry-run", "-e", &extras]));
+    let result = output(velo().current_dir(crate::project()).args([
+        "run",
+        "configs/training.yaml",
+        "--dry-run",
+        "-e",
+        &extras,
+    ]));
     assert_eq!(result.code, 0, "{}", result.stderr);
     let text = std::fs::read_to_string(&log).expect("the log file is written");
     let line: serde_json::Value =
@@ -376,9 +395,87 @@ fn the_logger_service_sets_level_format_and_sink() {
         "job: {{services: {{logger: {{level: warn, sink: '{}'}}}}}}",
         quiet.display()
     );
-    let result = output(velo().args(["run", "configs/training.yaml", "--dry-run", "-e", &extras]));
+    let result = output(velo().current_dir(crate::project()).args([
+        "run",
+        "configs/training.yaml",
+        "--dry-run",
+        "-e",
+        &extras,
+    ]));
     assert_eq!(result.code, 0, "{}", result.stderr);
     assert_eq!(std::fs::read_to_string(&quiet).unwrap_or_default(), "");
+}
+
+#[test]
+fn a_dry_run_names_missing_inputs_and_unknown_models_with_what_exists() {
+    // An input file that does not exist: exit 2, the key and the path named.
+    let result = output(velo().current_dir(crate::project()).args([
+        "run",
+        "--dry-run",
+        "configs/inference.yaml",
+        "-e",
+        "job: {inputs: {path: data/nope.parquet}}",
+    ]));
+    assert_usage_error(
+        &result,
+        &["job.inputs.path = data/nope.parquet: no such file"],
+    );
+
+    // A store holding `bikes` version 1 as Champion: a misspelt alias lists what exists.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("mlruns");
+    let in_store = |args: &[&str]| {
+        output(
+            velo()
+                .current_dir(crate::project())
+                .env("MLFLOW_TRACKING_URI", &store)
+                .env("MLFLOW_REGISTRY_URI", &store)
+                .args(args),
+        )
+    };
+    let train = in_store(&["run", "configs/training.yaml", "--profile", "dev"]);
+    assert_eq!(train.code, 0, "{}", train.stderr);
+    let promote = in_store(&["run", "configs/promotion.yaml"]);
+    assert_eq!(promote.code, 0, "{}", promote.stderr);
+    let result = in_store(&[
+        "run",
+        "--dry-run",
+        "configs/inference.yaml",
+        "-e",
+        "job: {alias_or_version: Champoin}",
+    ]);
+    assert_usage_error(
+        &result,
+        &[
+            "models:/bikes@Champoin",
+            "`bikes` has aliases Champion (version 1) and versions 1",
+        ],
+    );
+    let result = in_store(&[
+        "run",
+        "--dry-run",
+        "configs/inference.yaml",
+        "-e",
+        "job: {services: {mlflow: {registry_name: bike}}}",
+    ]);
+    assert_usage_error(
+        &result,
+        &["no model `bike`: the registered models are bikes"],
+    );
+    assert!(
+        !crate::project().join("mlruns").exists(),
+        "the shared project keeps no store"
+    );
+
+    // A typo in a key gets the nearest valid one.
+    let result = output(velo().current_dir(crate::project()).args([
+        "run",
+        "--dry-run",
+        "configs/training.yaml",
+        "-e",
+        "job: {model: {n_estimator: 5}}",
+    ]));
+    assert_usage_error(&result, &["did you mean `n_estimators`?"]);
 }
 
 #[test]
