@@ -337,9 +337,45 @@ fn lifecycle(uri: &str, data: &Path) {
     assert_eq!(samples.schema().field(0).name(), "instant");
     assert_eq!(
         samples.num_columns(),
-        global.num_rows() + 1,
-        "one column per feature"
+        global.num_rows() + 2,
+        "the index, one column per feature, the base value"
     );
+    // pandas checks that each row's contributions and the base value add up to the prediction
+    // the inference job made for the same row.
+    if let Some(python) = std::env::var_os("VELO_PYTHON") {
+        let script = r#"
+import sys
+import pandas as pd
+def by_instant(path):
+    # `instant` is a column, or the frame's index when the writer made it one.
+    frame = pd.read_parquet(path)
+    return frame.set_index("instant") if "instant" in frame.columns else frame
+explained = by_instant(sys.argv[1])
+predicted = by_instant(sys.argv[2])["prediction"]
+features = [c for c in explained.columns if c != "base_value"]
+total = explained[features].sum(axis=1) + explained["base_value"]
+print((total - predicted.loc[explained.index]).abs().max())
+"#;
+        let checked = std::process::Command::new(python)
+            .args(["-c", script])
+            .arg(data.join(format!("samples-{}.parquet", uri.len())))
+            .arg(&predictions)
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        let gap: f64 = String::from_utf8_lossy(&checked.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            gap < 1e-6,
+            "base + contributions is off the prediction by {gap}"
+        );
+    }
 
     // A reader path that does not exist fails the job, names the file, and registers nothing.
     let missing = run_job(

@@ -146,6 +146,15 @@ impl Worktree {
             .tempdir()
             .context("cannot create a scratch directory")?;
         let path = dir.path().join("worktree");
+        // Tests and checks read `../shared` beside the checkout (the data, the advisory
+        // bundle): the worktree sees the same through a link.
+        #[cfg(unix)]
+        if let Some(shared) = repo.parent().map(|parent| parent.join("shared"))
+            && shared.is_dir()
+        {
+            std::os::unix::fs::symlink(&shared, dir.path().join("shared"))
+                .context("cannot link ../shared for the worktree")?;
+        }
         git(
             repo,
             &[
@@ -496,12 +505,13 @@ pub(crate) fn update(repo: &Path, request: &Request) -> Result<String> {
             gate.failing.join(", ")
         }
     ));
-    if changed
+    // Bisect only when tests failed: a check that fails before any test (formatting, a lint, a
+    // missing tool) is no update's doing, and each bisection step is a whole gate.
+    let moved = changed
         .iter()
         .filter(|change| change.from.is_some() && change.to.is_some())
-        .count()
-        > 1
-    {
+        .count();
+    if moved > 1 && !gate.failing.is_empty() {
         match bisect(dir, &original_lock, &changed, &request.gate)? {
             Some((culprit, run)) => report.push_str(&format!(
                 "bisected: the update of {culprit} alone fails the gate ({})\n",

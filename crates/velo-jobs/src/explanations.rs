@@ -133,6 +133,9 @@ impl ExplanationsJob {
         });
         let per_sample = contributions_batch(&explained.per_feature, index)?;
         self.samples_explanations.write(&per_sample)?;
+        // prediction = base_value + the sum of a row's contributions: both files and the run
+        // carry the base value, so anyone can check it.
+        run.log_metrics(&[("base_value", explained.per_feature.base_value())], 0)?;
         // The summary: mean |contribution| per input column, largest first (at most 20).
         let means = explained.per_column.mean_abs();
         let mut order: Vec<usize> = (0..means.len()).collect();
@@ -173,7 +176,11 @@ impl ExplanationsJob {
     }
 }
 
-/// One row per sample: the index column when there is one, then one column per feature.
+/// The column of the per-sample file holding the base value (the expected prediction).
+const BASE_VALUE: &str = "base_value";
+
+/// One row per sample: its index, a column per feature, and `base_value`, so that a row's
+/// contributions plus its base value give the model's prediction.
 fn contributions_batch(
     contributions: &Contributions,
     index: Option<(&str, ArrayRef)>,
@@ -185,6 +192,11 @@ fn contributions_batch(
         columns.push(column);
     }
     let width = contributions.n_features();
+    if contributions.names().iter().any(|name| name == BASE_VALUE) {
+        return Err(JobError::Config(format!(
+            "samples_explanations: a feature is named `{BASE_VALUE}`, the column that holds the explanations' base value"
+        )));
+    }
     for (feature, name) in contributions.names().iter().enumerate() {
         let values: Vec<f64> = contributions
             .values()
@@ -196,6 +208,11 @@ fn contributions_batch(
         fields.push(Field::new(name, DataType::Float64, false));
         columns.push(Arc::new(Float64Array::from(values)));
     }
+    fields.push(Field::new(BASE_VALUE, DataType::Float64, false));
+    columns.push(Arc::new(Float64Array::from(vec![
+        contributions.base_value();
+        contributions.n_rows()
+    ])));
     RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
         .map_err(|source| JobError::Table {
             action: "build the contributions".to_owned(),
