@@ -179,7 +179,9 @@ pub struct SystemMonitor {
 
 impl SystemMonitor {
     /// Starts sampling every `interval`; each `samples_before_logging` samples (at least 1)
-    /// are averaged and given to `sink` with the step number, counting from 0.
+    /// are averaged and given to `sink` with the step number, counting from 0. A sample is also
+    /// logged at once (step 0) and when the monitor stops (the last step, with the samples not
+    /// yet logged), so that a run of a few seconds has its system metrics too.
     ///
     /// # Errors
     /// When the thread cannot be spawned.
@@ -201,7 +203,9 @@ impl SystemMonitor {
             .name("velo-system-metrics".to_owned())
             .spawn(move || {
                 let mut sampler = SystemSampler::new(&disk_path);
-                let mut step = 0_u64;
+                // The start of the run.
+                sink(0, sampler.sample());
+                let mut step = 1_u64;
                 let mut pending = Vec::with_capacity(per_step);
                 // Waiting on the channel doubles as the interval's sleep and the stop signal.
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped_rx.recv_timeout(interval) {
@@ -212,6 +216,9 @@ impl SystemMonitor {
                         step += 1;
                     }
                 }
+                // The end of the run, with what was sampled since the last step.
+                pending.push(sampler.sample());
+                sink(step, average(&pending));
                 flag.store(true, Ordering::SeqCst);
             })?;
         Ok(Self {
@@ -221,7 +228,7 @@ impl SystemMonitor {
         })
     }
 
-    /// Stops sampling and waits for the thread; a step not yet complete is not logged.
+    /// Stops sampling and waits for the thread, which logs a last step first.
     pub fn stop(mut self) {
         self.shutdown();
     }
@@ -313,8 +320,24 @@ mod tests {
         assert!(logged.iter().all(|(_, sample)| sample.len() >= 5));
         // Nothing more arrives once stopped.
         let count = logged.len();
+        assert!(count >= 4, "the start, three steps and the end: {count}");
         thread::sleep(Duration::from_millis(50));
         assert_eq!(steps.lock().unwrap().len(), count);
+    }
+
+    #[test]
+    fn a_short_run_logs_its_start_and_its_end() {
+        let steps: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let seen = Arc::clone(&steps);
+        let monitor = SystemMonitor::start(
+            Duration::from_secs(3600),
+            1,
+            &std::env::temp_dir(),
+            move |step, _| seen.lock().unwrap().push(step),
+        )
+        .unwrap();
+        monitor.stop();
+        assert_eq!(*steps.lock().unwrap(), [0, 1]);
     }
 
     #[test]

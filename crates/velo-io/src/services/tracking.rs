@@ -114,6 +114,8 @@ impl ActiveRun {
         let experiment = tracking.get_or_create_experiment(experiment_name)?;
         let user = context.user_name();
         let mut tags = vec![
+            // MLflow's UI shows "Created by" from this tag (its clients set it beside user_id).
+            Tag::new("mlflow.user", user.clone()),
             Tag::new("mlflow.source.name", context.source_name.clone()),
             Tag::new("mlflow.source.type", "LOCAL"),
             Tag::new("velo.version", env!("CARGO_PKG_VERSION")),
@@ -230,11 +232,23 @@ impl ActiveRun {
         }
     }
 
-    /// Logs a job's whole effective configuration: every leaf as a param (dotted keys, such as
-    /// `model.max_depth`) and the document as the artifact `config.json`.
+    /// Logs a job's whole effective configuration as the artifact `config.json`, and every set
+    /// leaf that describes the model and the data as a param (dotted keys, such as
+    /// `model.max_depth`), leaving out `services` and `run_config`.
     pub fn log_config(&self, config: &serde_json::Value) -> Result<()> {
         let mut params = BTreeMap::new();
-        flatten("", config, &mut params);
+        // Parameters describe the model and the data; how the run is logged and alerted
+        // (`services`, `run_config`) is in `config.json` only, as are unset values.
+        let described = match config {
+            serde_json::Value::Object(map) => serde_json::Value::Object(
+                map.iter()
+                    .filter(|(key, _)| !NOT_PARAMS.contains(&key.as_str()))
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
+        flatten("", &described, &mut params);
         let params: Vec<Tag> = params
             .into_iter()
             .map(|(key, mut value)| {
@@ -362,6 +376,9 @@ pub fn dataset_input(lineage: &Lineage, context: &str) -> DatasetInput {
     }
 }
 
+/// Top-level keys of a job's configuration that are not logged as parameters.
+const NOT_PARAMS: &[&str] = &["services", "run_config"];
+
 fn flatten(prefix: &str, value: &serde_json::Value, into: &mut BTreeMap<String, String>) {
     match value {
         serde_json::Value::Object(map) if !map.is_empty() => {
@@ -377,9 +394,7 @@ fn flatten(prefix: &str, value: &serde_json::Value, into: &mut BTreeMap<String, 
         serde_json::Value::String(text) => {
             into.insert(prefix.to_owned(), text.clone());
         }
-        serde_json::Value::Null => {
-            into.insert(prefix.to_owned(), "None".to_owned());
-        }
+        serde_json::Value::Null => {}
         other => {
             into.insert(prefix.to_owned(), other.to_string());
         }
@@ -462,8 +477,14 @@ mod tests {
         config.description = Some("nightly".into());
         config.tags.insert("team".into(), "ml".into());
         let run = ActiveRun::start(store.clone(), "bikes", &config, &context()).unwrap();
-        run.log_config(&serde_json::json!({"KIND": "TrainingJob", "model": {"max_depth": 20, "features": ["hr"]}, "x": null}))
-            .unwrap();
+        run.log_config(&serde_json::json!({
+            "KIND": "TrainingJob",
+            "model": {"max_depth": 20, "features": ["hr"]},
+            "x": null,
+            "services": {"alerts": {"enable": true}},
+            "run_config": {"description": null}
+        }))
+        .unwrap();
         run.log_metrics(&[("rmse", 4.8)], 0).unwrap();
         std::thread::sleep(Duration::from_millis(200));
         let id = run.id().to_owned();
@@ -486,7 +507,10 @@ mod tests {
         assert_eq!(read.data.param("model.max_depth"), Some("20"));
         assert_eq!(read.data.param("model.features"), Some(r#"["hr"]"#));
         assert_eq!(read.data.param("KIND"), Some("TrainingJob"));
-        assert_eq!(read.data.param("x"), Some("None"));
+        // Unset values and how the run is logged are not parameters (config.json has them).
+        assert_eq!(read.data.param("x"), None);
+        assert_eq!(read.data.param("services.alerts.enable"), None);
+        assert_eq!(read.data.param("run_config.description"), None);
         assert!(
             store
                 .read_artifact(&id, "config.json")
