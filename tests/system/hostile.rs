@@ -195,7 +195,7 @@ fn the_hostile_corpus_gets_clear_errors_and_loses_nothing() {
             &[
                 "typed.csv",
                 "column 'temp'",
-                "1 row not a number (row 1; values \"warm\")",
+                "1 row not a number (row 1; instant 2; values \"warm\")",
             ],
         ),
         case(

@@ -91,6 +91,10 @@ pub struct Violation {
     pub first_rows: Vec<usize>,
     /// The offending values of those rows, as found in the data, in the same order.
     pub first_values: Vec<String>,
+    /// The schema's index column, when the data has it: the rows are also named by its values.
+    pub index_column: Option<String>,
+    /// The index values of the first offending rows, in the same order (empty without one).
+    pub first_index_values: Vec<String>,
 }
 
 impl Violation {
@@ -102,6 +106,8 @@ impl Violation {
             count: 0,
             first_rows: Vec::new(),
             first_values: Vec::new(),
+            index_column: None,
+            first_index_values: Vec::new(),
         }
     }
 
@@ -113,6 +119,11 @@ impl Violation {
             .extend(other.first_rows.into_iter().take(room));
         self.first_values
             .extend(other.first_values.into_iter().take(room));
+        if self.index_column.is_none() {
+            self.index_column = other.index_column;
+        }
+        self.first_index_values
+            .extend(other.first_index_values.into_iter().take(room));
     }
 }
 
@@ -166,6 +177,11 @@ impl fmt::Display for Violation {
         };
         let positions: Vec<String> = self.first_rows.iter().map(usize::to_string).collect();
         write!(f, " ({first} {}", positions.join(", "))?;
+        if let Some(index) = &self.index_column
+            && self.first_index_values.len() == self.first_rows.len()
+        {
+            write!(f, "; {index} {}", self.first_index_values.join(", "))?;
+        }
         if !self.first_values.is_empty() {
             write!(f, "; values {}", self.first_values.join(", "))?;
         }
@@ -224,6 +240,8 @@ mod tests {
 
     fn violation(rule: Rule, count: usize, rows: &[usize], values: &[&str]) -> Violation {
         Violation {
+            index_column: None,
+            first_index_values: Vec::new(),
             column: "season".into(),
             rule,
             count,

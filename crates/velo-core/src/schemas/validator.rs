@@ -403,6 +403,12 @@ impl<'a> Validator<'a> {
             }
         }
 
+        if let Some(index) = self.schema.index.as_deref()
+            && counts.get(index) == Some(&1)
+            && let Some(keys) = batch.column_by_name(index)
+        {
+            name_rows_by_index(&mut found, index, keys, offset);
+        }
         state.rows += batch.num_rows();
         state.batches += 1;
         state.record(found);
@@ -609,6 +615,39 @@ fn check_values(
     Ok(violations)
 }
 
+/// Names the offending rows of `found` by their value in the index column `keys` too (the
+/// batch's rows start at `offset`).
+fn name_rows_by_index(
+    found: &mut [(usize, Violation)],
+    index: &str,
+    keys: &ArrayRef,
+    offset: usize,
+) {
+    let options = FormatOptions::new().with_null("null");
+    // An index type with no text form leaves the rows named by position only.
+    let Ok(formatter) = ArrayFormatter::try_new(keys.as_ref(), &options) else {
+        return;
+    };
+    for (_, violation) in found.iter_mut() {
+        if violation.first_rows.is_empty() || violation.column == index {
+            continue;
+        }
+        let values: Option<Vec<String>> = violation
+            .first_rows
+            .iter()
+            .map(|row| {
+                row.checked_sub(offset)
+                    .filter(|local| *local < keys.len())
+                    .map(|local| formatter.value(local).to_string())
+            })
+            .collect();
+        if let Some(values) = values {
+            violation.index_column = Some(index.to_owned());
+            violation.first_index_values = values;
+        }
+    }
+}
+
 /// A violation of `rule` by `count` rows, the first of which are `rows` (local to the batch).
 fn violation(
     column: &str,
@@ -645,6 +684,8 @@ fn violation(
         count,
         first_rows: rows.iter().map(|row| row + offset).collect(),
         first_values,
+        index_column: None,
+        first_index_values: Vec::new(),
     })
 }
 

@@ -255,21 +255,21 @@ fn each_rule_is_reported_with_its_count_rows_and_values() {
             )
         },
         &[
-            "column 'season': 3 rows not in allowed values [1, 2, 3, 4] (rows 5, 17, 20; values 0, 7, 9)",
+            "column 'season': 3 rows not in allowed values [1, 2, 3, 4] (rows 5, 17, 20; instant 6, 18, 21; values 0, 7, 9)",
         ],
     );
     check(
         |frame| frame.set("hr", ints_with(&[(2, Some(24)), (3, Some(99))])),
-        &["column 'hr': 2 rows above the maximum 23 (rows 2, 3; values 24, 99)"],
+        &["column 'hr': 2 rows above the maximum 23 (rows 2, 3; instant 3, 4; values 24, 99)"],
     );
     check(
         |frame| frame.set("mnth", ints_with(&[(0, Some(0))])),
-        &["column 'mnth': 1 row below the minimum 1 (row 0; values 0)"],
+        &["column 'mnth': 1 row below the minimum 1 (row 0; instant 1; values 0)"],
     );
     check(
         |frame| frame.set("casual", ints_with(&[(4, None), (8, None)])),
         &[
-            "column 'casual': 2 rows missing (null or NaN), but not nullable (rows 4, 8; values null, null)",
+            "column 'casual': 2 rows missing (null or NaN), but not nullable (rows 4, 8; instant 5, 9; values null, null)",
         ],
     );
     let mut temp = vec![0.5; 30];
@@ -278,8 +278,8 @@ fn each_rule_is_reported_with_its_count_rows_and_values() {
     check(
         |frame| frame.set("temp", Arc::new(Float64Array::from(temp))),
         &[
-            "column 'temp': 1 row missing (null or NaN), but not nullable (row 11; values NaN)",
-            "column 'temp': 1 row above the maximum 1 (row 12; values 1.5)",
+            "column 'temp': 1 row missing (null or NaN), but not nullable (row 11; instant 12; values NaN)",
+            "column 'temp': 1 row above the maximum 1 (row 12; instant 13; values 1.5)",
         ],
     );
     check(
@@ -309,7 +309,7 @@ fn each_rule_is_reported_with_its_count_rows_and_values() {
         |frame| frame.set("temp", Arc::new(StringArray::from(temps))),
         &[
             "column 'temp': expected type float32, found Arrow type Utf8; 2 rows not a number \
-           (rows 7, 12; values \"abc\", \"n/a\")",
+           (rows 7, 12; instant 8, 13; values \"abc\", \"n/a\")",
         ],
     );
 }
@@ -320,14 +320,14 @@ fn lossless_coercions_and_their_failures() {
         |frame| frame.set("holiday", ints_with(&[(3, Some(2)), (9, Some(-1))])),
         &[
             "column 'holiday': 2 rows cannot be converted losslessly from Int64 to bool \
-           (rows 3, 9; values 2, -1)",
+           (rows 3, 9; instant 4, 10; values 2, -1)",
         ],
     );
     check(
         |frame| frame.set("weekday", ints_with(&[(6, Some(256)), (7, Some(-3))])),
         &[
             "column 'weekday': 2 rows cannot be converted losslessly from Int64 to uint8 \
-           (rows 6, 7; values 256, -3)",
+           (rows 6, 7; instant 7, 8; values 256, -3)",
         ],
     );
     let mut days: Vec<&str> = vec!["2011-01-01"; 30];
@@ -337,7 +337,7 @@ fn lossless_coercions_and_their_failures() {
         |frame| frame.set("dteday", Arc::new(StringArray::from(days))),
         &[
             "column 'dteday': 2 rows cannot be converted losslessly from Utf8 to date \
-           (rows 13, 14; values \"2011-02-29\", \"01/01/2011\")",
+           (rows 13, 14; instant 14, 15; values \"2011-02-29\", \"01/01/2011\")",
         ],
     );
     let mut casual = vec![1.0; 30];
@@ -346,7 +346,7 @@ fn lossless_coercions_and_their_failures() {
         |frame| frame.set("casual", Arc::new(Float64Array::from(casual))),
         &[
             "column 'casual': 1 row cannot be converted losslessly from Float64 to uint32 \
-           (row 1; values 2.5)",
+           (row 1; instant 2; values 2.5)",
         ],
     );
     // Already-converted types pass through, and booleans may arrive as booleans.
@@ -453,7 +453,7 @@ fn streaming_counts_rows_across_batches() {
         lines(&report),
         [
             "column 'instant': 1 row with a duplicate value in a unique column (row 24; values 2)",
-            "column 'season': 1 row not in allowed values [1, 2, 3, 4] (row 13; values 5)",
+            "column 'season': 1 row not in allowed values [1, 2, 3, 4] (row 13; instant 14; values 5)",
         ]
     );
 
@@ -464,7 +464,7 @@ fn streaming_counts_rows_across_batches() {
     assert_eq!(
         lines(&report),
         [
-            "column 'season': 1 row not in allowed values [1, 2, 3, 4] (row 3; values 5)",
+            "column 'season': 1 row not in allowed values [1, 2, 3, 4] (row 3; instant 14; values 5)",
             "column 'hr': missing from the data",
         ]
     );
@@ -486,7 +486,9 @@ fn targets_outputs_and_feature_importances() {
     .unwrap();
     assert_eq!(
         lines(&violations(load("outputs").validate(&outputs))),
-        ["column 'prediction': 1 row missing (null or NaN), but not nullable (row 2; values NaN)"]
+        [
+            "column 'prediction': 1 row missing (null or NaN), but not nullable (row 2; instant 3; values NaN)"
+        ]
     );
     let validated = load("outputs").validate(&outputs.slice(0, 2)).unwrap();
     assert_eq!(
