@@ -142,6 +142,50 @@ fn the_dashboard_queries_what_velo_serve_exposes() {
     );
     assert_eq!(status, 200, "{body}");
     let text = server.metrics();
+    // No Accept header: Prometheus' classic text format, with the process metrics clients
+    // conventionally expose; promtool's linter passes it.
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        assert!(
+            text.lines().any(|line| line.starts_with(name)),
+            "{name} missing: {text}"
+        );
+    }
+    assert!(!text.contains("# EOF"), "{text}");
+    if let Some(promtool) = promtool() {
+        use std::io::Write as _;
+        let mut lint = Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        lint.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let output = lint.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "promtool check metrics: {}{}\n{text}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // Asked for OpenMetrics, as Prometheus asks, it gets OpenMetrics.
+    let open = reqwest::blocking::Client::new()
+        .get(server.url("/metrics"))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .unwrap();
+    assert!(
+        open.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(open.text().unwrap().trim_end().ends_with("# EOF"));
     let exposed = exposed(&text);
     let queried = queried("velo_serve_");
     assert!(queried.len() >= 10, "{queried:?}");

@@ -149,6 +149,69 @@ fn network_totals(networks: &Networks) -> (u64, u64) {
         })
 }
 
+/// The process metrics Prometheus clients conventionally expose (`process_*`), read from
+/// `/proc/self` (Linux); `None` elsewhere or when `/proc` cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessMetrics {
+    /// User and system CPU time, in seconds.
+    pub cpu_seconds: f64,
+    /// Resident memory, in bytes.
+    pub resident_memory_bytes: u64,
+    /// Virtual memory, in bytes.
+    pub virtual_memory_bytes: u64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    /// The soft limit of open file descriptors, when there is one.
+    pub max_fds: Option<u64>,
+    /// When the process started, in seconds since the Unix epoch.
+    pub start_time_seconds: f64,
+}
+
+/// Clock ticks per second of `/proc`'s times (`USER_HZ`, 100 on every mainstream Linux ABI).
+const USER_HZ: f64 = 100.0;
+
+/// Bytes of a memory page (`/proc/self/stat`'s `rss` is in pages): 4 KiB on x86-64 and most
+/// Linux ABIs.
+const PAGE_BYTES: u64 = 4096;
+
+impl ProcessMetrics {
+    /// This process's metrics now.
+    pub fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name may hold spaces: the fields start after its closing parenthesis.
+        let fields: Vec<&str> = stat
+            .get(stat.rfind(')')? + 2..)?
+            .split_whitespace()
+            .collect();
+        // Field numbers of proc(5), counted from 3 (`state`) at index 0.
+        let field = |number: usize| fields.get(number - 3)?.parse::<u64>().ok();
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|line| line.strip_prefix("btime ")?.trim().parse::<u64>().ok())?;
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|limits| {
+                limits
+                    .lines()
+                    .find(|line| line.starts_with("Max open files"))?
+                    .split_whitespace()
+                    .nth(3)?
+                    .parse()
+                    .ok()
+            });
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+        Some(Self {
+            cpu_seconds: (field(14)? + field(15)?) as f64 / USER_HZ,
+            resident_memory_bytes: field(24)? * PAGE_BYTES,
+            virtual_memory_bytes: field(23)?,
+            open_fds,
+            max_fds,
+            start_time_seconds: boot as f64 + field(22)? as f64 / USER_HZ,
+        })
+    }
+}
+
 /// Averages samples key by key (MLflow averages its gauges between two logging steps; the
 /// network counters are cumulative, so their mean is close to their last value).
 pub fn average(samples: &[Sample]) -> Sample {
@@ -338,6 +401,21 @@ mod tests {
         .unwrap();
         monitor.stop();
         assert_eq!(*steps.lock().unwrap(), [0, 1]);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn process_metrics_are_read_from_proc() {
+        let metrics = ProcessMetrics::read().expect("/proc/self is readable");
+        assert!(metrics.resident_memory_bytes > 1 << 20, "{metrics:?}");
+        assert!(metrics.virtual_memory_bytes >= metrics.resident_memory_bytes);
+        assert!(metrics.open_fds >= 3, "{metrics:?}");
+        assert!(metrics.cpu_seconds >= 0.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((now - 86_400.0..=now + 1.0).contains(&metrics.start_time_seconds));
     }
 
     #[test]

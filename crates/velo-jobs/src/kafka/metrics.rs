@@ -25,13 +25,14 @@ pub(super) async fn serve_metrics(
     }
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
             let metrics = Arc::clone(&metrics);
             async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, exposition::CONTENT_TYPE)],
-                    metrics.encode(),
-                )
+                let accept = headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|value| value.to_str().ok());
+                let (kind, text) = metrics.negotiate(accept);
+                ([(axum::http::header::CONTENT_TYPE, kind)], text)
             }
         }),
     );
@@ -87,7 +88,8 @@ impl StreamMetrics {
         exposition::set_version(&self.version, version);
     }
 
-    pub(super) fn encode(&self) -> String {
-        self.exporter.encode()
+    /// The exposition a scrape's `Accept` header asks for (see [`Exporter::negotiate`]).
+    pub(super) fn negotiate(&self, accept: Option<&str>) -> (&'static str, String) {
+        self.exporter.negotiate(accept)
     }
 }

@@ -466,7 +466,10 @@ async fn version() -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(server): State<Arc<Server>>) -> impl IntoResponse {
+async fn metrics(
+    State(server): State<Arc<Server>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
     if let Some(recent) = &server.recent {
         let model = server.scorer.current();
         if let (Some(reference), Some((inputs, predictions))) =
@@ -481,10 +484,11 @@ async fn metrics(State(server): State<Arc<Server>>) -> impl IntoResponse {
         server.metrics.logged.set(count(log.logged_rows()));
         server.metrics.dropped.set(count(log.dropped_rows()));
     }
-    (
-        [(header::CONTENT_TYPE, exposition::CONTENT_TYPE)],
-        server.metrics.exporter.encode(),
-    )
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    let (kind, text) = server.metrics.exporter.negotiate(accept);
+    ([(header::CONTENT_TYPE, kind)], text)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
