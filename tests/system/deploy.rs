@@ -164,7 +164,11 @@ fn the_dashboard_queries_what_velo_serve_exposes() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        lint.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        lint.stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
         let output = lint.wait_with_output().unwrap();
         assert!(
             output.status.success(),
