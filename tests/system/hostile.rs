@@ -90,9 +90,9 @@ fn the_hostile_corpus_gets_clear_errors_and_loses_nothing() {
     let mut cases = vec![
         case(
             "unknown key",
-            &["run", "configs/training.yaml", "-e", "job: {modle: {}}"],
+            &["run", "configs/training.yaml", "-e", "job: {modle: {}}"], // spellchecker:disable-line
             2,
-            &["modle", "--extras #1"],
+            &["modle", "--extras #1"], // spellchecker:disable-line
         ),
         case(
             "wrong type",

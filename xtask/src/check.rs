@@ -7,6 +7,9 @@ use anyhow::Result;
 
 use crate::{cargo, cargo_bin, has, root, run};
 
+/// typos-cli, pinned.
+const TYPOS: (&str, &str) = ("typos-cli", "1.52.0");
+
 /// Runs every static check.
 pub(crate) fn check() -> Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
@@ -27,6 +30,9 @@ pub(crate) fn check() -> Result<()> {
     // cargo deny with advisories, unused and outdated dependencies.
     crate::deps::check()?;
     crate::layering::check(&root())?;
+    // Spelling of code and docs (`_typos.toml` lists the words that are right).
+    let (name, version) = TYPOS;
+    run(Command::new(crate::install::cargo_tool(name, version, &[])?).arg("--format=brief"))?;
     crate::commits::check(&root(), None)?;
     // The API documentation and the guide build without warnings or broken links.
     crate::docs::docs()?;

@@ -289,19 +289,7 @@ const GIT_CLIFF: (&str, &str) = ("git-cliff", "2.10.1");
 /// The changelog task: git-cliff renders CHANGELOG.md from the whole history with `cliff.toml`.
 pub(crate) fn changelog(dir: &Path) -> Result<()> {
     let (name, version) = GIT_CLIFF;
-    let tools = crate::install::tools_dir();
-    let binary = tools.join("bin").join(name);
-    let stamp = tools.join(format!("{name}.version"));
-    if !(binary.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|done| done == version)) {
-        crate::run(
-            std::process::Command::new(crate::cargo_bin())
-                .args(["install", "--locked", "--no-default-features", "--root"])
-                .arg(&tools)
-                .args([name, "--version", version]),
-        )?;
-        std::fs::write(&stamp, version)
-            .with_context(|| format!("cannot write {}", stamp.display()))?;
-    }
+    let binary = crate::install::cargo_tool(name, version, &["--no-default-features"])?;
     let output = dir.join("CHANGELOG.md");
     crate::run(
         std::process::Command::new(&binary)

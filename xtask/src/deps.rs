@@ -516,23 +516,6 @@ pub(crate) fn deny(dir: &Path) -> Result<Verdict> {
     })
 }
 
-/// cargo-machete in the tools directory, installed once at the pinned version.
-fn machete() -> Result<PathBuf> {
-    let (name, version) = MACHETE;
-    let dir = crate::install::tools_dir();
-    let binary = dir.join("bin").join(name);
-    let stamp = dir.join(format!("{name}.version"));
-    if binary.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|done| done == version) {
-        return Ok(binary);
-    }
-    run(Command::new(cargo_bin())
-        .args(["install", "--locked", "--root"])
-        .arg(&dir)
-        .args([name, "--version", version]))?;
-    std::fs::write(&stamp, version).with_context(|| format!("cannot write {}", stamp.display()))?;
-    Ok(binary)
-}
-
 /// A direct dependency's requirement and what crates.io offers.
 #[derive(Debug, PartialEq)]
 struct Newer {
@@ -708,7 +691,8 @@ pub(crate) fn check() -> Result<()> {
         }
         failed.push("cargo deny (advisories, bans, licences, sources)");
     }
-    let machete = machete()?;
+    let (name, version) = MACHETE;
+    let machete = crate::install::cargo_tool(name, version, &[])?;
     println!("unused dependencies (cargo-machete):");
     let unused = Command::new(&machete)
         .current_dir(root())

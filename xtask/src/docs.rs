@@ -30,7 +30,12 @@ pub(crate) fn docs() -> Result<()> {
 
 /// Builds the guide into `target/guide` and fails on a broken internal link.
 pub(crate) fn guide() -> Result<()> {
-    let mdbook = mdbook()?;
+    let (name, version) = MDBOOK;
+    let mdbook = crate::install::cargo_tool(
+        name,
+        version,
+        &["--no-default-features", "--features", "search"],
+    )?;
     let out = crate::packages::target_dir().join("guide");
     run(Command::new(mdbook)
         .arg("build")
@@ -50,30 +55,6 @@ pub(crate) fn guide() -> Result<()> {
         out.join("index.html").display()
     );
     Ok(())
-}
-
-/// mdBook in the tools directory, installed once at the pinned version.
-fn mdbook() -> Result<PathBuf> {
-    let (name, version) = MDBOOK;
-    let dir = crate::install::tools_dir();
-    let binary = dir.join("bin").join(name);
-    let stamp = dir.join(format!("{name}.version"));
-    if binary.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|done| done == version) {
-        return Ok(binary);
-    }
-    run(Command::new(cargo_bin())
-        .args([
-            "install",
-            "--locked",
-            "--no-default-features",
-            "--features",
-            "search",
-            "--root",
-        ])
-        .arg(&dir)
-        .args([name, "--version", version]))?;
-    std::fs::write(&stamp, version).with_context(|| format!("cannot write {}", stamp.display()))?;
-    Ok(binary)
 }
 
 /// Every link of the HTML files under `book` that does not resolve, as `page: href (why)`.

@@ -42,27 +42,37 @@ pub(crate) fn tools_dir() -> PathBuf {
 /// Builds tansu into the tools directory once (about 16 minutes on 2 cores; cached after).
 pub(crate) fn ensure_tansu() -> Result<()> {
     let (name, version) = TANSU;
-    let dir = tools_dir();
-    let binary = dir.join("bin").join(name);
-    let stamp = dir.join(format!("{name}.version"));
-    if binary.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|done| done == version) {
-        eprintln!("xtask: {name} {version} is installed in {}", dir.display());
-        return Ok(());
-    }
-    cargo(&[
-        "install",
-        "--locked",
-        "--root",
-        &dir.display().to_string(),
-        name,
-        "--version",
-        version,
-        // dynostore: the memory engine; libsql: SQLite storage that survives a restart.
-        "--features",
-        "dynostore,libsql",
-    ])?;
-    std::fs::write(&stamp, version).with_context(|| format!("cannot write {}", stamp.display()))?;
+    // dynostore: the memory engine; libsql: SQLite storage that survives a restart.
+    cargo_tool(name, version, &["--features", "dynostore,libsql"])?;
     Ok(())
+}
+
+/// A tool from crates.io in the tools directory at a pinned version, installed (`cargo
+/// install --locked`, with `options` such as features) unless its stamp says it is there;
+/// returns the binary named like the crate (`typos-cli` installs `typos`: see [`tool_binary`]).
+pub(crate) fn cargo_tool(krate: &str, version: &str, options: &[&str]) -> Result<PathBuf> {
+    let dir = tools_dir();
+    let binary = tool_binary(&dir, krate);
+    let stamp = dir.join(format!("{krate}.version"));
+    if binary.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|done| done == version) {
+        return Ok(binary);
+    }
+    run(Command::new(cargo_bin())
+        .args(["install", "--locked", "--root"])
+        .arg(&dir)
+        .args([krate, "--version", version])
+        .args(options))?;
+    std::fs::write(&stamp, version).with_context(|| format!("cannot write {}", stamp.display()))?;
+    Ok(binary)
+}
+
+/// The binary a crate installs: its name, but for the crates whose binary is named otherwise.
+fn tool_binary(dir: &std::path::Path, krate: &str) -> PathBuf {
+    let name = match krate {
+        "typos-cli" => "typos",
+        other => other,
+    };
+    dir.join("bin").join(name)
 }
 
 /// Debian packages some tests need, installed with apt-get when missing: each set's programs,

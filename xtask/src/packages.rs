@@ -243,27 +243,11 @@ fn write_checksum(archive: &Path) -> Result<String> {
     Ok(digest)
 }
 
-/// cargo-cyclonedx in the tools directory, installed once at the pinned version.
-fn cyclonedx() -> Result<PathBuf> {
-    let (name, version) = CYCLONEDX;
-    let dir = crate::install::tools_dir();
-    let binary = dir.join("bin").join(name);
-    let stamp = dir.join(format!("{name}.version"));
-    if binary.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|done| done == version) {
-        return Ok(binary);
-    }
-    run(Command::new(cargo_bin())
-        .args(["install", "--locked", "--root"])
-        .arg(&dir)
-        .args([name, "--version", version]))?;
-    std::fs::write(&stamp, version).with_context(|| format!("cannot write {}", stamp.display()))?;
-    Ok(binary)
-}
-
 /// A CycloneDX JSON SBOM per workspace crate (every dependency, all features), moved into
 /// `out` and checked to parse as CycloneDX with components.
 fn sbom(out: &Path) -> Result<()> {
-    let tool = cyclonedx()?;
+    let (name, version) = CYCLONEDX;
+    let tool = crate::install::cargo_tool(name, version, &[])?;
     run(Command::new(cargo_bin())
         // cargo finds `cargo-cyclonedx` on PATH; put the tools directory first.
         .env("PATH", path_with(tool.parent().unwrap_or(Path::new("."))))

@@ -833,7 +833,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_kinds_and_bad_test_sizes_fail() {
-        assert!(parse("{KIND: TrainTestSplitter, shufle: true}").is_err());
+        assert!(parse("{KIND: TrainTestSplitter, shufle: true}").is_err()); // spellchecker:disable-line
         assert!(parse("{KIND: TimeSeriesSplitter, n_split: 3}").is_err());
         assert!(parse("{KIND: KFoldSplitter}").is_err());
         assert!(parse("{shuffle: true}").is_err());

@@ -119,10 +119,10 @@ fn unknown_key_names_the_key_and_the_file() {
     let file = write(
         dir.path(),
         "unknown.yaml",
-        "job:\n  KIND: PromotionJob\n  alais: Champion\n",
+        "job:\n  KIND: PromotionJob\n  alais: Champion\n", // spellchecker:disable-line
     );
     let result = output(velo().args(["run", &file]));
-    assert_usage_error(&result, &["alais", "unknown.yaml"]);
+    assert_usage_error(&result, &["alais", "unknown.yaml"]); // spellchecker:disable-line
 }
 
 #[test]

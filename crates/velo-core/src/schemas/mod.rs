@@ -443,10 +443,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("unknown variant `u8`"), "{error}");
-        let error = serde_yaml::from_str::<Schema>("colums: []")
+        let error = serde_yaml::from_str::<Schema>("colums: []") // spellchecker:disable-line
             .unwrap_err()
             .to_string();
-        assert!(error.contains("unknown field `colums`"), "{error}");
+        assert!(error.contains("unknown field `colums`"), "{error}"); // spellchecker:disable-line
     }
 
     #[test]

@@ -100,11 +100,11 @@ mod tests {
         let unknown = write(
             dir.path(),
             "unknown.yaml",
-            "columns:\n  - {name: id, type: int64}\n  - {name: x, tpye: float64}\n",
+            "columns:\n  - {name: id, type: int64}\n  - {name: x, tpye: float64}\n", // spellchecker:disable-line
         );
         let message = load_schema(&unknown).expect_err("unknown key").to_string();
         assert!(message.contains("unknown.yaml"), "{message}");
-        assert!(message.contains("tpye"), "{message}");
+        assert!(message.contains("tpye"), "{message}"); // spellchecker:disable-line
         assert!(message.contains("line 3"), "{message}");
 
         let bad_type = write(

@@ -558,7 +558,7 @@ fn config_types_parse_with_kind_and_defaults_and_refuse_unknown_keys() {
     let error = serde_yaml::from_str::<Reader>("KIND: ParquetReader\npath: x\nlimt: 3\n")
         .expect_err("unknown key")
         .to_string();
-    assert!(error.contains("limt"), "{error}");
+    assert!(error.contains("limt"), "{error}"); // spellchecker:disable-line
 }
 
 #[test]
