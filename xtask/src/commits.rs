@@ -51,7 +51,8 @@ pub(crate) fn problem(subject: &str) -> Option<String> {
     None
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
+/// Runs git in `dir`; its standard output, or an error with its standard error.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     let output = Command::new("git")
         .current_dir(dir)
         .args(args)

@@ -38,27 +38,9 @@ struct Graph {
 }
 
 impl Graph {
-    fn load(dir: &Path) -> Result<Self> {
+    fn load() -> Result<Self> {
         let host = host_triple()?;
-        let output = Command::new(cargo_bin())
-            .current_dir(dir)
-            .args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--locked",
-                "--filter-platform",
-            ])
-            .arg(host)
-            .output()
-            .context("cannot run cargo metadata")?;
-        if !output.status.success() {
-            bail!(
-                "cargo metadata failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let metadata: Value = serde_json::from_slice(&output.stdout)?;
+        let metadata = crate::cargo_metadata(&["--filter-platform", &host])?;
         Ok(Self::from_metadata(&metadata))
     }
 
@@ -191,7 +173,7 @@ pub(crate) fn map(timings: bool) -> Result<()> {
             .args(["build", "--workspace", "--locked", "--timings"])
             .env("CARGO_TARGET_DIR", &timings_target))?;
     }
-    let graph = Graph::load(&root())?;
+    let graph = Graph::load()?;
     let report = latest_timings(&timings_target)
         .or_else(|| latest_timings(&target))
         .map(|path| (std::fs::read_to_string(&path).unwrap_or_default(), path));

@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::cargo_bin;
+use crate::{cargo_bin, commits::git};
 
 /// What to update.
 #[derive(Debug, Clone)]
@@ -114,22 +114,6 @@ pub(crate) fn changes(before: &str, after: &str) -> Vec<Change> {
         }
     }
     changes
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let output = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run git {}", args.join(" ")))?;
-    if !output.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// A scratch worktree of HEAD, removed on drop.

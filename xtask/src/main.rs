@@ -123,6 +123,24 @@ fn workspace_version() -> Result<String> {
         .context("[workspace.package] has no version")
 }
 
+/// `cargo metadata --format-version 1 --locked` of the workspace with `args` (such as
+/// `--no-deps`), parsed.
+fn cargo_metadata(args: &[&str]) -> Result<serde_json::Value> {
+    let output = Command::new(cargo_bin())
+        .current_dir(root())
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(args)
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    serde_json::from_slice(&output.stdout).context("cannot parse cargo metadata")
+}
+
 /// The cargo that runs this task.
 fn cargo_bin() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())

@@ -64,19 +64,7 @@ pub(crate) fn packages(allow_dirty: bool) -> Result<()> {
 
 /// The names of the workspace's publishable packages (no `publish = false`).
 fn publishable() -> Result<Vec<(String, String)>> {
-    let output = Command::new(cargo_bin())
-        .current_dir(root())
-        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
-        .output()
-        .context("cannot run cargo metadata")?;
-    if !output.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let metadata: Value = serde_json::from_slice(&output.stdout)?;
-    Ok(publishable_in(&metadata))
+    Ok(publishable_in(&crate::cargo_metadata(&["--no-deps"])?))
 }
 
 /// The `(name, version)` of each package of `metadata` that may be published.
@@ -297,12 +285,7 @@ fn path_with(dir: &Path) -> std::ffi::OsString {
 
 /// The name and manifest directory of every workspace member.
 fn members() -> Result<Vec<(String, PathBuf)>> {
-    let output = Command::new(cargo_bin())
-        .current_dir(root())
-        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
-        .output()
-        .context("cannot run cargo metadata")?;
-    let metadata: Value = serde_json::from_slice(&output.stdout)?;
+    let metadata = crate::cargo_metadata(&["--no-deps"])?;
     Ok(metadata["packages"]
         .as_array()
         .into_iter()

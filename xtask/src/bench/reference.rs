@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
 use super::{json_of, median_of};
-use crate::{cargo_bin, python, root, run};
+use crate::{python, root};
 
 /// Runs the comparison `runs` times and prints the medians' ratios.
 pub(super) fn compare(data_dir_arg: &Path, runs: usize) -> Result<()> {
@@ -23,16 +23,6 @@ pub(super) fn compare(data_dir_arg: &Path, runs: usize) -> Result<()> {
     python::ensure_venv(&root())?;
     python::ensure_packages(&root(), python::BENCH_REQUIREMENTS)?;
     let python = python::venv_python(&root());
-    // Build velo's harness once, outside the measured runs.
-    run(Command::new(cargo_bin()).args([
-        "bench",
-        "--locked",
-        "-p",
-        "velo-jobs",
-        "--bench",
-        "reference",
-        "--no-run",
-    ]))?;
 
     let mut shipped = Vec::new();
     let mut best = Vec::new();
@@ -50,20 +40,9 @@ pub(super) fn compare(data_dir_arg: &Path, runs: usize) -> Result<()> {
         };
         shipped.push(reference(&[])?);
         best.push(reference(&["--n-jobs", "-1"])?);
-        velo.push(json_of(
-            Command::new(cargo_bin())
-                .args([
-                    "bench",
-                    "--locked",
-                    "--quiet",
-                    "-p",
-                    "velo-jobs",
-                    "--bench",
-                    "reference",
-                    "--",
-                    "--data-dir",
-                ])
-                .arg(&data_dir),
+        velo.push(super::velo_bench_json(
+            "reference",
+            &["--data-dir".into(), data_dir.clone().into_os_string()],
         )?);
     }
     let (shipped, best, velo) = (median_of(&shipped), median_of(&best), median_of(&velo));
