@@ -39,7 +39,7 @@ struct Graph {
 
 impl Graph {
     fn load() -> Result<Self> {
-        let host = host_triple()?;
+        let host = crate::packages::host_triple()?;
         let metadata = crate::cargo_metadata(&["--filter-platform", &host])?;
         Ok(Self::from_metadata(&metadata))
     }
@@ -338,18 +338,6 @@ fn render_dot(graph: &Graph) -> String {
     }
     text.push_str("}\n");
     text
-}
-
-fn host_triple() -> Result<String> {
-    let output = Command::new("rustc")
-        .arg("-vV")
-        .output()
-        .context("cannot run rustc -vV")?;
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("host: "))
-        .map(str::to_owned)
-        .context("rustc -vV names no host")
 }
 
 // ---------------------------------------------------------------------------------------------

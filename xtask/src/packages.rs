@@ -124,7 +124,7 @@ fn stripped_copy(binary: &Path, dir: &Path) -> Result<PathBuf> {
 }
 
 /// The target triple rustc builds for by default (`host:` of `rustc -vV`).
-fn host_triple() -> Result<String> {
+pub(crate) fn host_triple() -> Result<String> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
     let output = Command::new(rustc)
         .arg("-vV")
