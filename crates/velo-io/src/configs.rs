@@ -590,6 +590,7 @@ fn invalid(figment: &Figment, error: figment::Error, sources: &str) -> ConfigErr
                     .flatten()
                     .map(describe_metadata)
             });
+            let source = source.map(|source| name_variable(&source, &key));
             let mut line = String::new();
             if !key.is_empty() {
                 line.push_str(&format!("key `{key}`: "));
@@ -609,6 +610,24 @@ fn invalid(figment: &Figment, error: figment::Error, sources: &str) -> ConfigErr
         })
         .collect();
     ConfigError::Invalid { errors }
+}
+
+/// `source` with the one variable that set `key` named, when the source is the prefixed
+/// environment (`` `VELO_` environment variable(s) `` for `job.model.max_depth` becomes
+/// `environment variable VELO_JOB__MODEL__MAX_DEPTH`, the mapping [`env_provider`] reverses).
+fn name_variable(source: &str, key: &str) -> String {
+    let prefix = source
+        .strip_prefix('`')
+        .and_then(|rest| rest.split_once('`'))
+        .filter(|(_, tail)| tail.trim() == "environment variable(s)")
+        .map(|(prefix, _)| prefix);
+    match prefix {
+        Some(prefix) if !key.is_empty() => {
+            let parts: Vec<String> = key.split('.').map(str::to_ascii_uppercase).collect();
+            format!("{VARIABLE_SOURCE}{prefix}{}", parts.join("__"))
+        }
+        _ => source.to_owned(),
+    }
 }
 
 /// The valid name closest to `found` when it is close enough to be a typo: within a third of
@@ -1057,6 +1076,19 @@ mod tests {
             jail.create_file("typo.yaml", "job: {KIND: Train, depht: 3}")?;
             let message = error_of(ConfigLoader::default().file("typo.yaml"));
             assert!(message.contains("did you mean `depth`?"), "{message}");
+            // A variable's error names the variable.
+            jail.create_file("plain.yaml", "job: {KIND: Train}")?;
+            jail.set_env("VELO_JOB__DEPTH", "deep");
+            let message = ConfigLoader::default()
+                .file("plain.yaml")
+                .load::<Settings>()
+                .expect_err("a word for a number")
+                .to_string();
+            assert!(
+                message.contains("environment variable VELO_JOB__DEPTH"),
+                "{message}"
+            );
+            jail.set_env("VELO_JOB__DEPTH", "3");
             jail.create_file("far.yaml", "job: {KIND: Train, colour: 3}")?;
             let message = error_of(ConfigLoader::default().file("far.yaml"));
             assert!(!message.contains("did you mean"), "{message}");
