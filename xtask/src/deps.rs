@@ -821,26 +821,30 @@ const UNIT_DATA = [{"i":0,"name":"ring","version":"0.17.8","mode":"build-script"
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path();
         std::fs::create_dir_all(project.join("src")).unwrap();
-        std::fs::write(
-            project.join("Cargo.toml"),
-            "[package]\nname = \"scratch\"\nversion = \"0.1.0\"\nedition = \"2021\"\nlicense = \"MIT\"\npublish = false\n\n[dependencies]\nsmallvec = \"=1.6.0\"\n\n[workspace]\n",
-        )
-        .unwrap();
+        // The scratch project pinning `smallvec` at `version`, its lock file resolved.
+        let pin = |version: &str| {
+            std::fs::write(
+                project.join("Cargo.toml"),
+                format!("[package]\nname = \"scratch\"\nversion = \"0.1.0\"\nedition = \"2021\"\nlicense = \"MIT\"\npublish = false\n\n[dependencies]\nsmallvec = \"={version}\"\n\n[workspace]\n"),
+            )
+            .unwrap();
+            let lock = Command::new(cargo_bin())
+                .current_dir(project)
+                .arg("generate-lockfile")
+                .status()
+                .unwrap();
+            assert!(
+                lock.success(),
+                "cargo generate-lockfile needs crates.io's index"
+            );
+        };
         std::fs::write(project.join("src/lib.rs"), "").unwrap();
         std::fs::write(
             project.join("deny.toml"),
             "[licenses]\nallow = [\"MIT\", \"Apache-2.0\"]\n",
         )
         .unwrap();
-        let lock = Command::new(cargo_bin())
-            .current_dir(project)
-            .arg("generate-lockfile")
-            .status()
-            .unwrap();
-        assert!(
-            lock.success(),
-            "cargo generate-lockfile needs crates.io's index"
-        );
+        pin("1.6.0");
         let verdict = deny(project).unwrap();
         assert!(!verdict.passed, "smallvec 1.6.0 must be reported");
         assert!(
@@ -849,17 +853,7 @@ const UNIT_DATA = [{"i":0,"name":"ring","version":"0.17.8","mode":"build-script"
             verdict.report
         );
         // The same project without the vulnerable version passes.
-        std::fs::write(
-            project.join("Cargo.toml"),
-            "[package]\nname = \"scratch\"\nversion = \"0.1.0\"\nedition = \"2021\"\nlicense = \"MIT\"\npublish = false\n\n[dependencies]\nsmallvec = \"=1.13.2\"\n\n[workspace]\n",
-        )
-        .unwrap();
-        let lock = Command::new(cargo_bin())
-            .current_dir(project)
-            .arg("generate-lockfile")
-            .status()
-            .unwrap();
-        assert!(lock.success());
+        pin("1.13.2");
         let verdict = deny(project).unwrap();
         assert!(
             verdict.passed,

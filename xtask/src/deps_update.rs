@@ -560,6 +560,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let git_in = |path: &Path, args: &[&str]| git(path, args).unwrap();
+        // A repository whose commits need no global git identity.
+        let init_repo = |path: &Path| {
+            git_in(path, &["init", "--quiet", "-b", "main"]);
+            git_in(path, &["config", "user.email", "t@example.invalid"]);
+            git_in(path, &["config", "user.name", "t"]);
+        };
         let make_dep = |name: &str, body: &str| -> PathBuf {
             let path = root.join(name);
             std::fs::create_dir_all(path.join("src")).unwrap();
@@ -569,31 +575,9 @@ mod tests {
             )
             .unwrap();
             std::fs::write(path.join("src/lib.rs"), body).unwrap();
-            git_in(&path, &["init", "--quiet", "-b", "main"]);
-            git_in(
-                &path,
-                &[
-                    "-c",
-                    "user.email=t@example.invalid",
-                    "-c",
-                    "user.name=t",
-                    "add",
-                    ".",
-                ],
-            );
-            git_in(
-                &path,
-                &[
-                    "-c",
-                    "user.email=t@example.invalid",
-                    "-c",
-                    "user.name=t",
-                    "commit",
-                    "--quiet",
-                    "-m",
-                    "v1",
-                ],
-            );
+            init_repo(&path);
+            git_in(&path, &["add", "."]);
+            git_in(&path, &["commit", "--quiet", "-m", "v1"]);
             path
         };
         let good = make_dep("good", "pub fn one() -> u32 { 1 }\n");
@@ -623,31 +607,9 @@ mod tests {
         lock.current_dir(&project).arg("generate-lockfile");
         cargo_env(&mut lock);
         assert!(lock.status().unwrap().success());
-        git_in(&project, &["init", "--quiet", "-b", "main"]);
-        git_in(
-            &project,
-            &[
-                "-c",
-                "user.email=t@example.invalid",
-                "-c",
-                "user.name=t",
-                "add",
-                ".",
-            ],
-        );
-        git_in(
-            &project,
-            &[
-                "-c",
-                "user.email=t@example.invalid",
-                "-c",
-                "user.name=t",
-                "commit",
-                "--quiet",
-                "-m",
-                "chore: start",
-            ],
-        );
+        init_repo(&project);
+        git_in(&project, &["add", "."]);
+        git_in(&project, &["commit", "--quiet", "-m", "chore: start"]);
         let locked = std::fs::read_to_string(project.join("Cargo.lock")).unwrap();
 
         // New commits upstream: good keeps its behaviour, bad changes its.
@@ -656,19 +618,7 @@ mod tests {
             (&bad, "pub fn two() -> u32 { 3 }\n"),
         ] {
             std::fs::write(path.join("src/lib.rs"), body).unwrap();
-            git_in(
-                path,
-                &[
-                    "-c",
-                    "user.email=t@example.invalid",
-                    "-c",
-                    "user.name=t",
-                    "commit",
-                    "--quiet",
-                    "-am",
-                    "v2",
-                ],
-            );
+            git_in(path, &["commit", "--quiet", "-am", "v2"]);
         }
         let gate = format!("CARGO_TARGET_DIR={} cargo test --quiet", target.display());
         let request = Request {
