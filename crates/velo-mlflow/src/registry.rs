@@ -314,6 +314,10 @@ impl Client {
 
     /// The version an alias points at, if the alias exists (MLflow answers a missing alias
     /// with 400 INVALID_PARAMETER_VALUE, read here as `None` after checking the model exists).
+    ///
+    /// An alias being moved by another client can be missing for an instant on the server
+    /// while the model still lists it; the lookup is then asked again, a few times, before the
+    /// server's answer is passed on.
     pub async fn get_model_version_by_alias(
         &self,
         name: &str,
@@ -323,27 +327,33 @@ impl Client {
         struct Answer {
             model_version: ModelVersion,
         }
-        match self
-            .call::<Answer>(
-                Method::GET,
-                "registered-models/alias",
-                &[("name", name.to_owned()), ("alias", alias.to_owned())],
-                Body::Empty,
-                Idempotency::Safe,
-            )
-            .await
-        {
-            Ok(answer) => Ok(Some(answer.model_version)),
-            Err(error) if error.is_not_found() => Ok(None),
-            Err(error) if error.error_code() == Some("INVALID_PARAMETER_VALUE") => {
-                match self.get_registered_model(name).await? {
-                    Some(model) if !model.aliases.iter().any(|known| known.alias == alias) => {
-                        Ok(None)
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .call::<Answer>(
+                    Method::GET,
+                    "registered-models/alias",
+                    &[("name", name.to_owned()), ("alias", alias.to_owned())],
+                    Body::Empty,
+                    Idempotency::Safe,
+                )
+                .await
+            {
+                Ok(answer) => return Ok(Some(answer.model_version)),
+                Err(error) if error.is_not_found() => return Ok(None),
+                Err(error) if error.error_code() == Some("INVALID_PARAMETER_VALUE") => {
+                    match self.get_registered_model(name).await? {
+                        Some(model) if !model.aliases.iter().any(|known| known.alias == alias) => {
+                            return Ok(None);
+                        }
+                        Some(_) if attempt < ATTEMPTS => continue,
+                        _ => return Err(error),
                     }
-                    _ => Err(error),
                 }
+                Err(error) => return Err(error),
             }
-            Err(error) => Err(error),
         }
     }
 
