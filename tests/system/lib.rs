@@ -22,30 +22,34 @@ pub fn root() -> PathBuf {
 /// built once with cargo when the workspace build has not made it yet.
 pub fn velo_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("tests run from target/<profile>/deps");
-        let binary = profile_dir.join(format!("velo{}", std::env::consts::EXE_SUFFIX));
-        if !binary.is_file() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut build = std::process::Command::new(cargo);
-            build
-                .current_dir(root())
-                .args(["build", "-p", "velo-cli", "--bin", "velo"]);
-            if profile_dir
-                .file_name()
-                .is_some_and(|name| name == "release")
-            {
-                build.arg("--release");
-            }
-            let status = build.status().expect("cargo runs");
-            assert!(status.success(), "cannot build the velo binary");
+    BINARY.get_or_init(|| workspace_binary("velo-cli", "velo"))
+}
+
+/// The binary `bin` of workspace package `package` in this build's profile directory, built
+/// with cargo when the workspace build has not made it yet.
+pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let binary = profile_dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
+    if !binary.is_file() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build
+            .current_dir(root())
+            .args(["build", "-p", package, "--bin", bin]);
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
+            build.arg("--release");
         }
-        binary
-    })
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "cannot build the {bin} binary");
+    }
+    binary
 }
 
 /// The `velo` binary, run from the workspace root with no `VELO_` or `MLFLOW_` configuration

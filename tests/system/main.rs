@@ -16,6 +16,7 @@ mod containers;
 mod crash;
 mod deploy;
 mod hostile;
+mod init;
 mod jobs;
 mod kafka;
 mod models;
@@ -25,7 +26,7 @@ mod scenarios;
 mod serve;
 mod stress;
 
-pub(crate) use velo_tests::{Output, output, root, velo, velo_binary};
+pub(crate) use velo_tests::{Output, output, root, velo, velo_binary, workspace_binary};
 
 /// Runs `script` in `python` with MLflow's client on the embedded store `store` (its
 /// `file://` URI as `sys.argv[1]`); its standard output, trimmed. Fails the test with the

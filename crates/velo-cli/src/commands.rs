@@ -82,6 +82,10 @@ enum Command {
     /// Create datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Create a project for a new dataset: schemas inferred from the data (with a comment on
+    /// each rule), features with leaking columns left out, the data split into `data/`, and the
+    /// job configs; then `cd DIR && velo project` runs it.
+    Init(crate::init::InitArgs),
     /// Run the whole lifecycle from `configs/` (tuning, training, promotion, inference,
     /// evaluations, explanations), creating `data/` first when it holds no dataset.
     Project {
@@ -245,6 +249,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Some(Command::Data(DataCommand::Validate { file, schema })) => validate(&file, &schema),
         Some(Command::Project { csv }) => project(csv.as_deref()),
+        Some(Command::Init(args)) => crate::init::init(&args),
         Some(Command::Serve(args)) => crate::serve::serve(&args),
         Some(Command::Models { command, store }) => crate::models::run(&command, &store),
         Some(Command::Sandbox { command, store }) => crate::models::sandbox(&command, &store),

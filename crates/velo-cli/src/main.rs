@@ -8,6 +8,7 @@
 
 #[macro_use]
 mod commands;
+mod init;
 mod logging;
 mod models;
 mod progress;

@@ -35,6 +35,7 @@ pub mod common;
 mod context;
 mod error;
 mod html;
+pub mod init;
 mod job;
 pub mod models;
 pub mod plots;

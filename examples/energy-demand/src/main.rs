@@ -6,6 +6,9 @@
 //! test, on an embedded store in `DIR/mlruns`. The only project-specific parts are the data,
 //! the three schema files and the job settings: no velo code knows about energy.
 //!
+//! `energy-demand DIR --data-only` writes the dataset alone (`DIR/data/{inputs,targets}_{train,
+//! test}.parquet`), for `velo init` to start a project from.
+//!
 //! The jobs' settings are written here as YAML, as a user would write config files; an
 //! embedder can as well build them with serde from any format.
 #![allow(clippy::print_stdout, reason = "the example reports to the terminal")]
@@ -54,9 +57,17 @@ columns:
 ";
 
 fn main() -> Result<()> {
-    let dir = std::env::args_os().nth(1).map(PathBuf::from).context(
-        "usage: energy-demand DIR (a directory to write the data, store and outputs to)",
+    let mut args = std::env::args_os().skip(1);
+    let dir = args.next().map(PathBuf::from).context(
+        "usage: energy-demand DIR [--data-only] (a directory to write the data, store and \
+         outputs to)",
     )?;
+    if args.next().is_some_and(|flag| flag == "--data-only") {
+        // The dataset alone, as a new user would bring it to `velo init`.
+        write_dataset(&dir)?;
+        println!("wrote {}", dir.join("data").display());
+        return Ok(());
+    }
     for line in run_lifecycle(&dir)? {
         println!("{line}");
     }

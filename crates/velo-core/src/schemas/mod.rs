@@ -100,6 +100,7 @@
 //! ```
 
 mod coerce;
+pub mod infer;
 mod report;
 mod validator;
 mod value;

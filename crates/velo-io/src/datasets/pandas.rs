@@ -78,6 +78,18 @@ pub(crate) fn range_index(schema: &Schema) -> Option<RangeIndex> {
     })
 }
 
+/// The one index a schema's pandas metadata declares, by name: a named range index or an index
+/// column; `None` for none, an unnamed index (`__index_level_0__`) or a multi-index.
+pub(crate) fn declared_index(schema: &Schema) -> Option<String> {
+    if let Some(range) = range_index(schema) {
+        return Some(range.name);
+    }
+    match pandas_index_columns(schema).as_slice() {
+        [one] if !one.starts_with("__index_level_") => Some(one.clone()),
+        _ => None,
+    }
+}
+
 /// The pandas metadata JSON for a schema whose `index` column (if any) is a named index.
 pub(crate) fn pandas_metadata(schema: &Schema, index: Option<&str>) -> String {
     let columns: Vec<Value> = schema

@@ -116,6 +116,24 @@ impl ParquetReader {
             batch_size: default_batch_size(),
         }
     }
+
+    /// The index the file's pandas metadata declares (as `DataFrame.to_parquet` writes it): a
+    /// column, or a named `RangeIndex`, which reading turns into a column; `None` without
+    /// pandas metadata, for an unnamed index and for a multi-index.
+    ///
+    /// # Errors
+    /// The file cannot be opened or is not Parquet.
+    pub fn pandas_index(&self) -> Result<Option<String>, DatasetError> {
+        let file = open(&self.path)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| {
+            DatasetError::ParquetRead {
+                path: self.path.clone(),
+                reason: parquet_reason(&source).to_owned(),
+                source: source.into(),
+            }
+        })?;
+        Ok(super::pandas::declared_index(builder.schema()))
+    }
 }
 
 impl CsvReader {
