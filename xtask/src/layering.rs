@@ -156,6 +156,8 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("workspace root");
-        check(root).expect("layering");
+        if let Err(error) = check(root) {
+            panic!("layering: {error:#}");
+        }
     }
 }

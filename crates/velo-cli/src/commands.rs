@@ -195,12 +195,17 @@ struct ConfigArgs {
 
 impl ConfigArgs {
     fn load(&self) -> Result<velo_io::configs::Loaded<Settings>, Failure> {
-        ConfigLoader::default()
+        let loaded = ConfigLoader::default()
             .files(self.files.iter().cloned())
             .extras(self.extras.iter().cloned())
             .profile(self.profile.clone())
             .load::<Settings>()
-            .map_err(|error| Failure::Usage(error.into()))
+            .map_err(|error| Failure::Usage(error.into()))?;
+        // Before logging starts (the config configures it): straight to the terminal.
+        for notice in loaded.notices() {
+            eprintln!("note: {notice}");
+        }
+        Ok(loaded)
     }
 }
 

@@ -15,6 +15,19 @@
 //!    clients would (see [`MlflowService::overrides`]): the one place that decides where MLflow
 //!    lives, for `velo run`, `velo config show` and embedders alike.
 //!
+//! # Relative paths
+//!
+//! A relative path in a file is relative to that file's directory, as in compose files and
+//! Cargo manifests: in `configs/training.yaml`, `../data/inputs_train.parquet` and
+//! `schemas/inputs.yaml`. The values read as paths are those at the keys [`PATH_KEYS`] and the
+//! strings of a `schemas` mapping. Paths from the environment or `--extras` are relative to the
+//! working directory, and so are URIs (`tracking_uri`), as in MLflow.
+//!
+//! Configs written before this rule named paths relative to the working directory. Such a path
+//! is still read that way, with a notice saying how to write it ([`Loaded::notices`]), when it
+//! names nothing relative to its file but does relative to the working directory (the file, or
+//! for an output its directory).
+//!
 //! Extraction errors name the key path, the expected type and the source (file, variable or
 //! snippet) of the offending value; [`Loaded::provenance`] tells, for each effective value,
 //! which source it came from. figment appears nowhere else in velo.
@@ -39,6 +52,24 @@ pub const ENV_PREFIX: &str = "VELO_";
 
 /// The key of the per-file section holding profile overrides.
 pub const PROFILES_KEY: &str = "profiles";
+
+/// The keys whose string values are paths, relative to the file that sets them (besides the
+/// strings of a `schemas` mapping): readers' and writers' `path`, a CSV reader's `schema`,
+/// reports (`junit`, `report`, `markdown`, `html`) and log directories (`logs`,
+/// `prediction_log`).
+pub const PATH_KEYS: [&str; 8] = [
+    "path",
+    "schema",
+    "junit",
+    "report",
+    "markdown",
+    "html",
+    "logs",
+    "prediction_log",
+];
+
+/// The key of a mapping whose string values are all paths (a job's schema files).
+const SCHEMAS_KEY: &str = "schemas";
 
 /// Where velo's configuration files hold their [`MlflowService`], which the MLflow variables
 /// override.
@@ -400,7 +431,7 @@ impl ConfigLoader {
     /// # Errors
     /// A file that is missing, unreadable, of an unknown extension or malformed, or a
     /// malformed snippet.
-    fn figment(&self) -> Result<Figment, ConfigError> {
+    fn figment(&self, notices: &mut Vec<String>) -> Result<Figment, ConfigError> {
         let mut figment = Figment::new();
         let mut defined = std::collections::BTreeSet::new();
         for path in &self.files {
@@ -411,10 +442,12 @@ impl ConfigLoader {
                 source,
             })?;
             let origin = path.display().to_string();
-            let dict = format.parse(&text).map_err(|message| ConfigError::Parse {
+            let mut dict = format.parse(&text).map_err(|message| ConfigError::Parse {
                 origin: origin.clone(),
                 message,
             })?;
+            let base = path.parent().unwrap_or_else(|| Path::new(""));
+            rebase_paths(&mut dict, base, &origin, "", notices);
             let metadata = Metadata::from(
                 format!("{} file", format.name()),
                 Source::File(path.clone()),
@@ -486,12 +519,140 @@ impl ConfigLoader {
     /// # Errors
     /// See [`ConfigError`]: every extraction error is listed with its key path and source.
     pub fn load<T: DeserializeOwned>(&self) -> Result<Loaded<T>, ConfigError> {
-        let figment = self.figment()?;
+        let mut notices = Vec::new();
+        let figment = self.figment(&mut notices)?;
         let value = figment
             .extract::<T>()
             .map_err(|error| invalid(&figment, error, &self.sources()))?;
-        Ok(Loaded { value, figment })
+        Ok(Loaded {
+            value,
+            figment,
+            notices,
+        })
     }
+}
+
+/// Resolves the relative paths of a file's `dict` against `base`, the file's directory (see
+/// the module docs); `key` is the dotted path of `dict`, for notices.
+fn rebase_paths(dict: &mut Dict, base: &Path, origin: &str, key: &str, notices: &mut Vec<String>) {
+    let in_schemas = key.rsplit('.').next() == Some(SCHEMAS_KEY);
+    for (name, value) in dict.iter_mut() {
+        let dotted = if key.is_empty() {
+            name.clone()
+        } else {
+            format!("{key}.{name}")
+        };
+        match value {
+            Value::Dict(_, inner) => rebase_paths(inner, base, origin, &dotted, notices),
+            Value::Array(_, items) => {
+                for (position, item) in items.iter_mut().enumerate() {
+                    if let Value::Dict(_, inner) = item {
+                        let dotted = format!("{dotted}.{position}");
+                        rebase_paths(inner, base, origin, &dotted, notices);
+                    }
+                }
+            }
+            Value::String(_, text) if in_schemas || PATH_KEYS.contains(&name.as_str()) => {
+                if let Some(resolved) = rebase(text, base, origin, &dotted, notices) {
+                    *text = resolved;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `text` resolved against `base` when it is a relative path (`None` to keep it as it is):
+/// an absolute path, a URI, an empty string and paths in a file of the working directory are
+/// kept; a path written for the working directory (see the module docs) is kept too, with a
+/// notice.
+fn rebase(
+    text: &str,
+    base: &Path,
+    origin: &str,
+    key: &str,
+    notices: &mut Vec<String>,
+) -> Option<String> {
+    let path = Path::new(text);
+    let uri = text.contains("://");
+    if text.is_empty() || uri || path.is_absolute() || base.as_os_str().is_empty() {
+        return None;
+    }
+    let resolved = normalize(&base.join(path));
+    if resolved == normalize(path) {
+        return None;
+    }
+    // What exists decides: the file itself first, then (for an output) its directory.
+    let has_parent = |candidate: &Path| {
+        candidate
+            .parent()
+            .is_some_and(|parent| !parent.as_os_str().is_empty() && parent.is_dir())
+    };
+    let legacy =
+        !resolved.exists() && (path.exists() || (!has_parent(&resolved) && has_parent(path)));
+    if legacy {
+        let relative = relative_to(path, base);
+        notices.push(format!(
+            "{origin}: `{key}: {text}` is read relative to the working directory, as configs \
+             were before paths became relative to their file; write `{key}: {}` to keep this \
+             meaning wherever velo runs from",
+            relative.display()
+        ));
+        return None;
+    }
+    Some(resolved.display().to_string())
+}
+
+/// `path` with `.` and `name/..` pairs removed, without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(component),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
+    }
+}
+
+/// A relative `path` (from the working directory) written relative to the directory `base`:
+/// `data/x` from `configs` is `../data/x` (an absolute `base` is compared with the absolute
+/// `path`).
+fn relative_to(path: &Path, base: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute =
+        |path: &Path| normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+    let (base, path) = if base.is_absolute() {
+        (absolute(base), absolute(path))
+    } else {
+        (normalize(base), normalize(path))
+    };
+    let base: Vec<Component<'_>> = base
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect();
+    let target: Vec<Component<'_>> = path.components().collect();
+    let common = base.iter().zip(&target).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..base.len() {
+        out.push("..");
+    }
+    for component in &target[common..] {
+        out.push(component.as_os_str());
+    }
+    out
 }
 
 /// Merges one layer per MLflow variable that changes the [`MlflowService`] at `key`, over
@@ -715,6 +876,16 @@ pub struct Loaded<T> {
     /// The validated configuration.
     pub value: T,
     figment: Figment,
+    notices: Vec<String>,
+}
+
+impl<T> Loaded<T> {
+    /// What the user should know about how the configuration was read, one sentence each:
+    /// paths still read relative to the working directory, and how to write them (see the
+    /// module docs).
+    pub fn notices(&self) -> &[String] {
+        &self.notices
+    }
 }
 
 impl<T: Serialize> Loaded<T> {
@@ -832,6 +1003,55 @@ mod tests {
 
     fn default_depth() -> u32 {
         20
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_their_file_and_old_configs_still_load() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("configs")?;
+            jail.create_dir("configs/schemas")?;
+            jail.create_dir("data")?;
+            jail.create_file("data/old.parquet", "")?;
+            jail.create_file(
+                "configs/job.yaml",
+                "job:\n  inputs: {KIND: ParquetReader, path: ../data/x.parquet}\n  \
+                 legacy: {path: data/old.parquet}\n  absolute: {path: /srv/x.parquet}\n  \
+                 schemas: {inputs: schemas/inputs.yaml}\n  name: data/not_a_path\n  \
+                 services: {mlflow: {tracking_uri: ./mlruns}}\n  \
+                 outputs: {report: ../outputs/r.html}\n",
+            )?;
+            let loaded = ConfigLoader::default()
+                .without_env()
+                .file("configs/job.yaml")
+                .extra("job: {extra: {path: data/from_extras.parquet}}")
+                .load::<serde_json::Value>()
+                .map_err(|error| error.to_string())?;
+            let job = &loaded.value["job"];
+            assert_eq!(job["inputs"]["path"], "data/x.parquet");
+            assert_eq!(job["schemas"]["inputs"], "configs/schemas/inputs.yaml");
+            assert_eq!(job["absolute"]["path"], "/srv/x.parquet");
+            assert_eq!(job["name"], "data/not_a_path", "not a path key");
+            assert_eq!(
+                job["services"]["mlflow"]["tracking_uri"], "./mlruns",
+                "a URI"
+            );
+            assert_eq!(job["outputs"]["report"], "outputs/r.html");
+            assert_eq!(
+                job["extra"]["path"], "data/from_extras.parquet",
+                "the working directory"
+            );
+            // A path written for the working directory still names what it named, with a
+            // notice saying how to write it.
+            assert_eq!(job["legacy"]["path"], "data/old.parquet");
+            let notices = loaded.notices();
+            assert_eq!(notices.len(), 1, "{notices:?}");
+            assert!(
+                notices[0].contains("write `job.legacy.path: ../data/old.parquet`"),
+                "{}",
+                notices[0]
+            );
+            Ok(())
+        });
     }
 
     fn check(loader: ConfigLoader, expected_depth: u32, expected_name: &str) {

@@ -830,11 +830,11 @@ impl Layout<'_> {
 
     fn readers(&self, split: &str, targets: bool) -> String {
         let mut text =
-            format!("  inputs: {{KIND: ParquetReader, path: data/inputs_{split}.parquet}}\n");
+            format!("  inputs: {{KIND: ParquetReader, path: ../data/inputs_{split}.parquet}}\n");
         if targets {
             let _ = writeln!(
                 text,
-                "  targets: {{KIND: ParquetReader, path: data/targets_{split}.parquet}}"
+                "  targets: {{KIND: ParquetReader, path: ../data/targets_{split}.parquet}}"
             );
         }
         text
@@ -859,7 +859,7 @@ impl Layout<'_> {
         format!(
             "# Search the forest's depth on the training split.\n# Run: velo run \
              configs/tuning.yaml\njob:\n  KIND: TuningJob\n{}  schemas: {{inputs: \
-             configs/schemas/inputs.yaml, targets: configs/schemas/targets.yaml}}\n  model:\n    \
+             schemas/inputs.yaml, targets: schemas/targets.yaml}}\n  model:\n    \
              KIND: RandomForestModel\n    n_estimators: 50\n{}  metric: {{KIND: \
              RegressionMetric, name: mean_squared_error}}\n  splitter: {splitter}\n  searcher:\n    \
              KIND: GridCVSearcher\n    param_grid: {{max_depth: [6, 12, 18]}}\n{}",
@@ -873,8 +873,8 @@ impl Layout<'_> {
         format!(
             "# Train a random forest, score it on the last tenth of the training split{}, \
              register it.\n# Run: velo run configs/training.yaml\njob:\n  KIND: TrainingJob\n{}  \
-             schemas:\n    inputs: configs/schemas/inputs.yaml\n    targets: \
-             configs/schemas/targets.yaml\n    outputs: configs/schemas/outputs.yaml\n  model:\n    \
+             schemas:\n    inputs: schemas/inputs.yaml\n    targets: \
+             schemas/targets.yaml\n    outputs: schemas/outputs.yaml\n  model:\n    \
              KIND: RandomForestModel\n    n_estimators: 100\n    max_depth: 16\n    seed: 42\n{}  \
              metrics:\n    - {{KIND: RegressionMetric, name: root_mean_squared_error}}\n    - \
              {{KIND: RegressionMetric, name: mean_absolute_error}}\n    - {{KIND: \
@@ -909,8 +909,8 @@ impl Layout<'_> {
         format!(
             "# Predict the test inputs with the Champion model.\n# Run: velo run \
              configs/inference.yaml\njob:\n  KIND: InferenceJob\n{}  outputs: {{KIND: \
-             ParquetWriter, path: outputs/predictions_test.parquet{index}}}\n  schemas: {{inputs: \
-             configs/schemas/inputs.yaml, outputs: configs/schemas/outputs.yaml}}\n  \
+             ParquetWriter, path: ../outputs/predictions_test.parquet{index}}}\n  schemas: {{inputs: \
+             schemas/inputs.yaml, outputs: schemas/outputs.yaml}}\n  \
              alias_or_version: Champion\n{}",
             self.readers("test", false),
             self.services()
@@ -922,8 +922,8 @@ impl Layout<'_> {
             "# Score the Champion model on the test split; fail when it does no better than \
              predicting the mean\n# (R² <= 0): raise the threshold to the quality you need.\n# \
              Run: velo run configs/evaluations.yaml\njob:\n  KIND: EvaluationsJob\n{}  schemas:\n    \
-             inputs: configs/schemas/inputs.yaml\n    targets: configs/schemas/targets.yaml\n    \
-             outputs: configs/schemas/outputs.yaml\n  alias_or_version: Champion\n  metrics:\n    \
+             inputs: schemas/inputs.yaml\n    targets: schemas/targets.yaml\n    \
+             outputs: schemas/outputs.yaml\n  alias_or_version: Champion\n  metrics:\n    \
              - {{KIND: RegressionMetric, name: root_mean_squared_error}}\n    - {{KIND: \
              RegressionMetric, name: mean_absolute_error}}\n    - {{KIND: RegressionMetric, \
              name: r2_score}}\n  thresholds:\n    r2_score: {{threshold: 0.0, \
@@ -937,11 +937,11 @@ impl Layout<'_> {
         format!(
             "# Explain the Champion model: global importances and per-sample contributions.\n# \
              Run: velo run configs/explanations.yaml\njob:\n  KIND: ExplanationsJob\n  \
-             inputs_samples: {{KIND: ParquetReader, path: data/inputs_test.parquet, limit: \
+             inputs_samples: {{KIND: ParquetReader, path: ../data/inputs_test.parquet, limit: \
              100}}\n  models_explanations: {{KIND: ParquetWriter, path: \
-             outputs/models_explanations.parquet}}\n  samples_explanations: {{KIND: \
-             ParquetWriter, path: outputs/samples_explanations.parquet}}\n  schemas: {{inputs: \
-             configs/schemas/inputs.yaml}}\n  alias_or_version: Champion\n{}",
+             ../outputs/models_explanations.parquet}}\n  samples_explanations: {{KIND: \
+             ParquetWriter, path: ../outputs/samples_explanations.parquet}}\n  schemas: {{inputs: \
+             schemas/inputs.yaml}}\n  alias_or_version: Champion\n{}",
             self.services()
         )
     }
@@ -981,7 +981,7 @@ impl Layout<'_> {
              slices, directional expectations and\n# hand-written cases that say what the \
              model must get right.\n# Run: velo run configs/scenarios.yaml   (exit 1 names \
              each failed scenario)\njob:\n  KIND: ScenariosJob\n{}  schemas:\n    inputs: \
-             configs/schemas/inputs.yaml\n    targets: configs/schemas/targets.yaml\n  \
+             schemas/inputs.yaml\n    targets: schemas/targets.yaml\n  \
              alias_or_version: Champion\n  suite:\n    metrics: [root_mean_squared_error, \
              mean_absolute_error, r2_score]\n    auto_slices: {{count: 3, max_depth: 2, exclude: \
              {}}}\n    scenarios:\n      - name: quality\n        description: the whole test \
@@ -1050,8 +1050,8 @@ impl Layout<'_> {
         }
         let _ = write!(
             text,
-            "  outputs:\n    table: {{KIND: ParquetWriter, path: outputs/scenarios.parquet}}\n    \
-             junit: outputs/scenarios.xml\n    report: outputs/scenarios.html\n{}",
+            "  outputs:\n    table: {{KIND: ParquetWriter, path: ../outputs/scenarios.parquet}}\n    \
+             junit: ../outputs/scenarios.xml\n    report: ../outputs/scenarios.html\n{}",
             self.services()
         );
         text
@@ -1086,11 +1086,11 @@ impl Layout<'_> {
              arrived. Here the test split stands in\n# for production.\n# Run: velo run \
              configs/monitoring.yaml   (add `fail_on_drift: true` to fail, and alert, on \
              drift)\njob:\n  KIND: MonitoringJob\n{}  schemas:\n    inputs: \
-             configs/schemas/inputs.yaml\n    targets: configs/schemas/targets.yaml\n  \
+             schemas/inputs.yaml\n    targets: schemas/targets.yaml\n  \
              alias_or_version: Champion\n  window: {window}\n  # Columns the model does not \
              see.\n  skip: {}\n  metrics: [root_mean_squared_error, mean_absolute_error]\n  \
-             outputs:\n    table: {{KIND: ParquetWriter, path: outputs/monitoring.parquet}}\n    \
-             report: outputs/monitoring.html\n{}",
+             outputs:\n    table: {{KIND: ParquetWriter, path: ../outputs/monitoring.parquet}}\n    \
+             report: ../outputs/monitoring.html\n{}",
             self.readers("test", true),
             list(&skip),
             self.services()
@@ -1104,8 +1104,8 @@ impl Layout<'_> {
              evaluations, explanations\nvelo run configs/scenarios.yaml    # scenario tests of \
              the Champion\nvelo run configs/monitoring.yaml   # drift and decay, window by \
              window\nvelo serve --model-uri models:/{name}@Champion\n```\n\n- \
-             `configs/schemas/*.yaml`: the inferred schemas; each comment says why a rule was \
-             chosen.\n- `configs/*.yaml`: one job each; paths are relative to this directory.\n- \
+             `schemas/*.yaml`: the inferred schemas; each comment says why a rule was \
+             chosen.\n- `configs/*.yaml`: one job each; paths in a config are relative to its file.\n- \
              `data/`: {train} training rows and {test} test rows ({split}).\n- Target: `{target}`; \
              index: {index}.\n",
             name = self.options.name,

@@ -28,9 +28,9 @@ use crate::{
 /// ```yaml
 /// job:
 ///   KIND: ScenariosJob
-///   inputs: {KIND: ParquetReader, path: data/inputs_test.parquet}
-///   targets: {KIND: ParquetReader, path: data/targets_test.parquet}
-///   schemas: {inputs: configs/schemas/inputs.yaml, targets: configs/schemas/targets.yaml}
+///   inputs: {KIND: ParquetReader, path: ../data/inputs_test.parquet}
+///   targets: {KIND: ParquetReader, path: ../data/targets_test.parquet}
+///   schemas: {inputs: schemas/inputs.yaml, targets: schemas/targets.yaml}
 ///   alias_or_version: Champion
 ///   suite:
 ///     slices: {night: {column: hr, max: 5}}

@@ -43,8 +43,8 @@ impl Project {
         self.path("mlruns")
     }
 
-    /// A shipped job configuration, with its relative paths rebased onto this project (data and
-    /// outputs) and the repository (schemas), the store pointed here, and `edit` applied.
+    /// A shipped job configuration, with its relative paths (relative to its file) rebased onto
+    /// this project (data and outputs) and the repository (schemas), the store pointed here, and `edit` applied.
     fn settings(&self, config: &str, edit: impl FnOnce(&mut serde_yaml::Value)) -> Settings {
         let text = std::fs::read_to_string(root().join("configs").join(config)).unwrap();
         let mut value: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
@@ -62,10 +62,16 @@ impl Project {
     fn rebase(&self, value: &mut serde_yaml::Value) {
         match value {
             serde_yaml::Value::String(text) => {
-                if text.starts_with("data/") || text.starts_with("outputs/") {
-                    *text = self.path(text).display().to_string();
-                } else if text.starts_with("configs/") {
-                    *text = root().join(&*text).display().to_string();
+                // Paths are relative to the config's file: `../data/…` from `configs/`,
+                // `../../data/…` from `configs/feedback/`, and `schemas/…` or `../schemas/…`.
+                let mut rest = text.as_str();
+                while let Some(shorter) = rest.strip_prefix("../") {
+                    rest = shorter;
+                }
+                if rest.starts_with("data/") || rest.starts_with("outputs/") {
+                    *text = self.path(rest).display().to_string();
+                } else if rest.starts_with("schemas/") {
+                    *text = root().join("configs").join(rest).display().to_string();
                 }
             }
             serde_yaml::Value::Mapping(map) => {
