@@ -756,12 +756,25 @@ fn invalid(figment: &Figment, error: figment::Error, sources: &str) -> ConfigErr
             if !key.is_empty() {
                 line.push_str(&format!("key `{key}`: "));
             }
-            line.push_str(&plain_types(&error.kind.to_string()));
-            if let figment::error::Kind::UnknownField(found, expected)
-            | figment::error::Kind::UnknownVariant(found, expected) = &error.kind
-                && let Some(nearest) = nearest(found, expected)
-            {
-                line.push_str(&format!("; did you mean `{nearest}`?"));
+            match &error.kind {
+                figment::error::Kind::UnknownField(found, expected)
+                | figment::error::Kind::UnknownVariant(found, expected) => {
+                    let what = if matches!(error.kind, figment::error::Kind::UnknownField(..)) {
+                        "key"
+                    } else {
+                        "value"
+                    };
+                    line.push_str(&format!("unknown {what} `{found}`"));
+                    if let Some(nearest) = nearest(found, expected) {
+                        line.push_str(&format!("; did you mean `{nearest}`?"));
+                    }
+                    let valid: Vec<String> =
+                        expected.iter().map(|name| format!("`{name}`")).collect();
+                    if !valid.is_empty() {
+                        line.push_str(&format!(" (expected one of {})", valid.join(", ")));
+                    }
+                }
+                kind => line.push_str(&plain_types(&kind.to_string())),
             }
             match source {
                 Some(source) => line.push_str(&format!(" (in {source})")),
@@ -794,14 +807,23 @@ fn name_variable(source: &str, key: &str) -> String {
 /// The valid name closest to `found` when it is close enough to be a typo: within a third of
 /// its length in edits (at least 2), or differing only in case.
 fn nearest<'a>(found: &str, valid: &[&'a str]) -> Option<&'a str> {
-    let limit = (found.chars().count() / 3).max(2);
+    let length = found.chars().count();
+    let limit = (length / 3).max(2);
+    let found = found.to_lowercase();
     valid
         .iter()
         .map(|name| {
-            (
-                strsim::levenshtein(&found.to_lowercase(), &name.to_lowercase()),
-                *name,
-            )
+            let name_lower = name.to_lowercase();
+            let whole = strsim::levenshtein(&found, &name_lower);
+            // A misspelt start of a longer name (`RandomForrest` for `RandomForestModel`)
+            // counts as one edit more than the misspelling.
+            let start: String = name_lower.chars().take(length).collect();
+            let prefix = if length >= 4 && name_lower.chars().count() > length {
+                strsim::levenshtein(&found, &start) + 1
+            } else {
+                usize::MAX
+            };
+            (whole.min(prefix), *name)
         })
         .filter(|(distance, _)| *distance <= limit)
         .min_by_key(|(distance, _)| *distance)
@@ -1052,6 +1074,30 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_nearest_name_allows_a_misspelt_start_of_a_longer_one() {
+        let kinds = [
+            "RandomForestModel",
+            "GradientBoostingModel",
+            "NeuralNetModel",
+        ];
+        assert_eq!(nearest("RandomForrest", &kinds), Some("RandomForestModel"));
+        assert_eq!(
+            nearest("randomforestmodel", &kinds),
+            Some("RandomForestModel")
+        );
+        assert_eq!(
+            nearest("n_estimator", &["n_estimators", "max_depth"]),
+            Some("n_estimators")
+        );
+        assert_eq!(nearest("Tree", &kinds), None);
+        assert_eq!(
+            nearest("abc", &["abcdefgh"]),
+            None,
+            "too short to be a start"
+        );
     }
 
     fn check(loader: ConfigLoader, expected_depth: u32, expected_name: &str) {

@@ -277,7 +277,20 @@ fn seen(array: &ArrayRef, missing: usize) -> String {
             100.0 * count as f64 / array.len().max(1) as f64
         ),
     };
-    format!("{} in the data, {missing}", array.data_type())
+    format!("{} in the data, {missing}", plain_type(array.data_type()))
+}
+
+/// An Arrow type as users name it (`int64`, `text`, `timestamps`).
+fn plain_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".to_owned(),
+        DataType::Boolean => "booleans".to_owned(),
+        DataType::Date32 | DataType::Date64 => "dates".to_owned(),
+        DataType::Timestamp(_, None) => "timestamps".to_owned(),
+        DataType::Timestamp(_, Some(zone)) => format!("timestamps ({zone})"),
+        DataType::Dictionary(_, value) => plain_type(value),
+        other => other.to_string().to_ascii_lowercase(),
+    }
 }
 
 fn empty(name: &str, data_type: ColumnType, rows: usize) -> InferredColumn {
@@ -514,7 +527,7 @@ fn strings(
                 let mut column = time(name, &text, column_type, what)?;
                 column.note = format!(
                     "{} in the data, every value {what}, {}",
-                    array.data_type(),
+                    plain_type(array.data_type()),
                     column.note
                 );
                 return Ok(column);
