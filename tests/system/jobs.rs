@@ -78,7 +78,7 @@ fn tune(uri: &str, data: &Path, threads: usize) -> arrow::record_batch::RecordBa
         .data
 }
 
-fn lifecycle(uri: &str, data: &Path) {
+pub(crate) fn lifecycle(uri: &str, data: &Path) {
     // Tuning: the same cv results, bit for bit, on one thread and on two.
     let (one, two) = (tune(uri, data, 1), tune(uri, data, 2));
     assert_eq!(plots_of(uri, "Tuning"), ["plots/cv_results.png"]);

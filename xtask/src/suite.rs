@@ -19,7 +19,8 @@ pub(crate) fn test() -> Result<()> {
             .env("VELO_IT", "1")
             .env("VELO_PYTHON", &python)
             .env("VELO_MLFLOW_PYTHON", &python)
-            .env("VELO_MLFLOW", python::venv_script(&root(), "mlflow"));
+            .env("VELO_MLFLOW", python::venv_script(&root(), "mlflow"))
+            .env("VELO_WEED", python::venv_script(&root(), "weed"));
         command.env("VELO_TOOLS", crate::install::tools_dir());
         // Installed, so the tests that need them must run, not skip.
         if crate::install::DESKTOP.ready() {

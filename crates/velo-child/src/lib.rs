@@ -1,5 +1,8 @@
 //! Servers started as child processes on a loopback port, for tests, benches and dev tasks.
 //!
+//! Besides any command, it starts the engines velo runs beside: a private PostgreSQL cluster
+//! ([`postgres::Postgres`]) and an S3-compatible object store ([`s3::S3Server`], SeaweedFS).
+//!
 //! [`ChildServer::start`] spawns a command in a process group of its own, with its output
 //! appended to a log file, and waits until it is ready (it listens on its port, or an HTTP path
 //! answers `200`). Dropping the handle ends the whole group: `SIGTERM`, a grace period, then
@@ -19,6 +22,12 @@
 //! # Ok(())
 //! # }
 //! ```
+
+pub mod postgres;
+pub mod s3;
+mod scratch;
+
+pub use scratch::ScratchDir;
 
 use std::{
     io::{self, Read as _, Write as _},

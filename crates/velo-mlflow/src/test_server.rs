@@ -1,15 +1,18 @@
 //! A real `mlflow server` on 127.0.0.1 for integration tests (feature `test-server`).
 //!
 //! The server runs from the `mlflow` console script named by `VELO_MLFLOW` (`cargo xtask
-//! install` creates it in the project's venv), with a SQLite backend and proxied artifacts in a
-//! temporary directory, on a free port. It is stopped (with every worker process) on drop.
+//! install` creates it in the project's venv), on a free port, with either a SQLite backend and
+//! proxied artifacts in a temporary directory ([`TestServer::start`]), or the engines a team
+//! runs: a PostgreSQL backend and artifacts proxied to an S3 bucket served by SeaweedFS
+//! ([`TestServer::start_on_postgres_and_s3`]). It is stopped (with every worker process, and
+//! its database and object store) on drop.
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
 
-use velo_child::{ChildServer, Ready};
+use velo_child::{ChildServer, Ready, postgres::Postgres, s3::S3Server};
 
 /// A running MLflow tracking server, stopped (with every worker process) on drop.
 #[derive(Debug)]
@@ -17,8 +20,13 @@ pub struct TestServer {
     server: ChildServer,
     uri: String,
     // Dropped after the server: fields drop in declaration order.
+    postgres: Option<Postgres>,
+    s3: Option<S3Server>,
     dir: tempfile::TempDir,
 }
+
+/// The bucket the PostgreSQL and S3 server keeps its artifacts in (under `artifacts/`).
+pub const BUCKET: &str = "mlflow";
 
 /// Whether integration tests must run (`VELO_IT=1` or `CI` set) rather than be skipped.
 pub fn required() -> bool {
@@ -94,8 +102,111 @@ impl TestServer {
         Ok(Self {
             uri: server.url(),
             server,
+            postgres: None,
+            s3: None,
             dir,
         })
+    }
+
+    /// Starts a server on PostgreSQL with artifacts proxied to an S3 bucket, the engines and
+    /// the skip rules of [`TestServer::start_or_skip`]: `VELO_MLFLOW` for MLflow, `VELO_WEED`
+    /// for SeaweedFS's `weed`, and PostgreSQL's server programs (see
+    /// [`velo_child::postgres::bin_dir`]).
+    ///
+    /// # Panics
+    /// When the engines are required (`VELO_IT`, `CI`) but missing, or cannot start.
+    pub fn on_postgres_and_s3_or_skip(test: &str) -> Option<Self> {
+        let mlflow = std::env::var_os("VELO_MLFLOW");
+        let weed = std::env::var_os("VELO_WEED");
+        let postgres = velo_child::postgres::bin_dir();
+        match (mlflow, weed, postgres) {
+            (Some(mlflow), Some(weed), Some(postgres)) => {
+                match Self::start_on_postgres_and_s3(
+                    Path::new(&mlflow),
+                    &postgres,
+                    Path::new(&weed),
+                ) {
+                    Ok(server) => Some(server),
+                    Err(error) => {
+                        panic!("cannot start mlflow on PostgreSQL and S3 for {test}: {error}")
+                    }
+                }
+            }
+            _ if required() => panic!(
+                "{test}: VELO_MLFLOW, VELO_WEED and PostgreSQL are required (VELO_IT/CI); run `cargo xtask test`"
+            ),
+            _ => {
+                #[allow(clippy::print_stderr, reason = "a skipped test must be visible")]
+                {
+                    eprintln!(
+                        "SKIPPED {test}: set VELO_MLFLOW and VELO_WEED and install PostgreSQL (cargo xtask install and test do)"
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Starts a PostgreSQL cluster (`postgres_bin`: its server programs), an S3 server (`weed`)
+    /// with the bucket [`BUCKET`], and `mlflow server` with `--backend-store-uri
+    /// postgresql://…` and `--artifacts-destination s3://mlflow/artifacts` (proxied artifacts).
+    ///
+    /// # Errors
+    /// When an engine cannot start (the error holds the end of its log).
+    pub fn start_on_postgres_and_s3(
+        mlflow: &Path,
+        postgres_bin: &Path,
+        weed: &Path,
+    ) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("velo-mlflow-server")
+            .tempdir()?;
+        let postgres = Postgres::start(postgres_bin)?;
+        postgres.create_database("mlflow")?;
+        let s3 = S3Server::start(weed, &[BUCKET])?;
+        let port = velo_child::free_port()?;
+        let mut command = Command::new(mlflow);
+        command
+            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--workers", "1", "--backend-store-uri"])
+            .arg(postgres.url("mlflow"))
+            .args([
+                "--artifacts-destination",
+                &format!("s3://{BUCKET}/artifacts"),
+            ])
+            .envs(s3.env())
+            .env("MLFLOW_TRACKING_URI", "")
+            .env("PYTHONUNBUFFERED", "1")
+            .current_dir(dir.path());
+        let server = ChildServer::start(
+            "mlflow server",
+            &mut command,
+            port,
+            &dir.path().join("server.log"),
+            Ready::Http("/health"),
+        )?;
+        Ok(Self {
+            uri: server.url(),
+            server,
+            postgres: Some(postgres),
+            s3: Some(s3),
+            dir,
+        })
+    }
+
+    /// The PostgreSQL cluster behind the server, if it has one.
+    pub fn postgres_mut(&mut self) -> Option<&mut Postgres> {
+        self.postgres.as_mut()
+    }
+
+    /// The S3 server its artifacts go to, if it has one.
+    pub fn s3(&self) -> Option<&S3Server> {
+        self.s3.as_ref()
+    }
+
+    /// The end of the server's log.
+    pub fn log_tail(&self, bytes: usize) -> String {
+        self.server.log_tail(bytes)
     }
 
     /// The tracking URI, `http://127.0.0.1:PORT`.
