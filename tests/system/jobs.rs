@@ -10,6 +10,16 @@ use crate::{output, velo};
 
 /// `velo run FILE -e SNIPPET` against the store at `uri`, with no MLflow variables inherited.
 pub(crate) fn run_job(file: &str, uri: &str, job: &str) -> crate::Output {
+    run_job_with(file, uri, job, &[])
+}
+
+/// [`run_job`] with `env` set for the process (an object store's settings, say).
+pub(crate) fn run_job_with(
+    file: &str,
+    uri: &str,
+    job: &str,
+    env: &[(&'static str, String)],
+) -> crate::Output {
     let snippet = format!(
         "job: {{{job}{}services: {{mlflow: {{tracking_uri: '{uri}', registry_uri: '{uri}'}}}}}}",
         if job.is_empty() { "" } else { ", " }
@@ -19,7 +29,8 @@ pub(crate) fn run_job(file: &str, uri: &str, job: &str) -> crate::Output {
             .args(["run", file, "-e", &snippet])
             .env_remove("MLFLOW_TRACKING_URI")
             .env_remove("MLFLOW_REGISTRY_URI")
-            .env_remove("MLFLOW_EXPERIMENT_NAME"),
+            .env_remove("MLFLOW_EXPERIMENT_NAME")
+            .envs(env.iter().map(|(key, value)| (*key, value.as_str()))),
     )
 }
 

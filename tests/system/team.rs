@@ -1,10 +1,11 @@
 //! The engines a team already runs: MLflow on PostgreSQL with artifacts proxied to an S3
 //! bucket (SeaweedFS), all started for real on 127.0.0.1.
 
+use velo_io::datasets::{DatasetReader as _, ParquetReader};
 use velo_io::registries;
-use velo_mlflow::test_server::{BUCKET, TestServer};
+use velo_mlflow::test_server::{ArtifactMode, BUCKET, TestServer};
 
-use crate::jobs::{lifecycle, run_job, synthetic_data, training_snippet};
+use crate::jobs::{lifecycle, run_job, run_job_with, synthetic_data, training_snippet};
 
 /// Runs `script` with the venv's Python and the S3 server's environment; its stdout, trimmed.
 fn python(server: &TestServer, script: &str) -> Option<String> {
@@ -25,9 +26,10 @@ fn python(server: &TestServer, script: &str) -> Option<String> {
 
 #[test]
 fn the_lifecycle_runs_on_mlflow_with_postgresql_and_s3_artifacts() {
-    let Some(mut server) =
-        TestServer::on_postgres_and_s3_or_skip("the lifecycle on PostgreSQL and S3")
-    else {
+    let Some(mut server) = TestServer::on_postgres_and_s3_or_skip(
+        "the lifecycle on PostgreSQL and S3",
+        ArtifactMode::Proxied,
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -96,4 +98,107 @@ fn the_lifecycle_runs_on_mlflow_with_postgresql_and_s3_artifacts() {
         "{}",
         trained.stdout
     );
+}
+
+/// The predictions of an inference output file.
+fn predictions(path: &std::path::Path) -> Vec<f64> {
+    let data = ParquetReader::new(path).read().unwrap().data;
+    let column = arrow::compute::cast(
+        data.column_by_name("prediction").unwrap(),
+        &arrow::datatypes::DataType::Float64,
+    )
+    .unwrap();
+    column
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap()
+        .values()
+        .to_vec()
+}
+
+#[test]
+fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
+    let Some(server) = TestServer::on_postgres_and_s3_or_skip(
+        "artifacts straight to S3 (--no-serve-artifacts)",
+        ArtifactMode::Direct,
+    ) else {
+        return;
+    };
+    let env: Vec<(&'static str, String)> = server.s3().unwrap().env().to_vec();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_data(&data);
+    let uri = server.uri();
+    let trained = run_job_with("configs/training.yaml", uri, &training_snippet(&data), &env);
+    assert_eq!(
+        trained.code,
+        0,
+        "{}\n{}",
+        trained.stderr,
+        server.log_tail(2000)
+    );
+    assert!(
+        trained.stdout.contains("registered bikes version 1"),
+        "{}",
+        trained.stdout
+    );
+    let promoted = run_job_with(
+        "configs/promotion.yaml",
+        uri,
+        "thresholds: {r2_score: {threshold: -100.0, greater_is_better: true}}",
+        &env,
+    );
+    assert_eq!(promoted.code, 0, "{}", promoted.stderr);
+    let infer = |version: &str, out: &std::path::Path| {
+        let inferred = run_job_with(
+            "configs/inference.yaml",
+            uri,
+            &format!(
+                "inputs: {{path: '{}'}}, outputs: {{path: '{}'}}, alias_or_version: {version}",
+                data.join("inputs_test.parquet").display(),
+                out.display()
+            ),
+            &env,
+        );
+        assert_eq!(inferred.code, 0, "{}", inferred.stderr);
+        predictions(out)
+    };
+    let by_velo = infer("Champion", &dir.path().join("champion.parquet"));
+    assert!(!by_velo.is_empty());
+
+    let Some(python) = std::env::var_os("VELO_PYTHON") else {
+        assert!(std::env::var_os("VELO_IT").is_none() && std::env::var_os("CI").is_none());
+        return;
+    };
+    // MLflow's client reads velo's model straight from the bucket, then uploads the same files
+    // as a new run's model and registers them: version 2, written by Python.
+    let script = "import os, sys, boto3, mlflow\n\
+        mlflow.set_tracking_uri(sys.argv[1])\n\
+        s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n\
+        keys = [o['Key'] for o in s3.list_objects_v2(Bucket=sys.argv[2], Prefix='artifacts/')['Contents']]\n\
+        assert any(k.endswith('/model/MLmodel') for k in keys), keys\n\
+        path = mlflow.artifacts.download_artifacts('models:/bikes@Champion')\n\
+        mlflow.set_experiment('bikes')\n\
+        run = mlflow.start_run()\n\
+        assert run.info.artifact_uri.startswith('s3://'), run.info.artifact_uri\n\
+        mlflow.log_artifacts(path, 'model')\n\
+        mlflow.end_run()\n\
+        version = mlflow.register_model(f'runs:/{run.info.run_id}/model', 'bikes')\n\
+        print(version.version)\n";
+    let uploaded = std::process::Command::new(python)
+        .args(["-c", script, uri, BUCKET])
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        uploaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&uploaded.stderr)
+    );
+    // MLflow prints links to the run after the version: the version is the last line.
+    let stdout = String::from_utf8_lossy(&uploaded.stdout);
+    assert_eq!(stdout.trim().lines().last(), Some("2"), "{stdout}");
+    // velo loads the version Python wrote, and predicts exactly as with its own.
+    let by_python = infer("2", &dir.path().join("python.parquet"));
+    assert_eq!(by_python, by_velo);
 }

@@ -1,4 +1,5 @@
-//! Artifacts through the server's artifact proxy (`mlflow-artifacts:` URIs).
+//! Artifacts through the server's artifact proxy (`mlflow-artifacts:` URIs), or straight in a
+//! bucket for `s3://` artifact roots (see the `s3` module).
 //!
 //! A run's `artifact_uri` such as `mlflow-artifacts:/1/<run>/artifacts` maps to
 //! `{tracking}/api/2.0/mlflow-artifacts/artifacts/1/<run>/artifacts/<path>`; a URI with a host
@@ -15,6 +16,7 @@ use url::Url;
 use crate::{
     client::{Body, Client, Idempotency},
     error::{Error, Result},
+    s3::S3Root,
     types::FileInfo,
 };
 
@@ -120,6 +122,9 @@ impl Client {
                 "an artifact needs a file name".to_owned(),
             ));
         }
+        if let Some(root) = S3Root::parse(artifact_uri) {
+            return root?.upload(path, bytes).await;
+        }
         let (url, _) = self.artifact_location(artifact_uri, path)?;
         self.send(
             Method::PUT,
@@ -178,6 +183,9 @@ impl Client {
             #[serde(default)]
             files: Vec<FileInfo>,
         }
+        if let Some(root) = S3Root::parse(artifact_uri) {
+            return root?.list(path).await;
+        }
         let (url, full) = self.artifact_endpoint(artifact_uri, path)?;
         let body = self
             .send(
@@ -213,6 +221,9 @@ impl Client {
 
     /// The bytes of the artifact file `path`.
     pub async fn download_artifact(&self, artifact_uri: &str, path: &str) -> Result<Vec<u8>> {
+        if let Some(root) = S3Root::parse(artifact_uri) {
+            return root?.download(path).await;
+        }
         let (url, _) = self.artifact_location(artifact_uri, path)?;
         self.send(
             Method::GET,

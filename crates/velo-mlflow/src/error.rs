@@ -53,6 +53,16 @@ pub enum Error {
         /// Why it cannot be used.
         reason: String,
     },
+    /// An object store (an `s3://` artifact location) refused or failed a request, after its
+    /// retries.
+    #[error("cannot use the artifact location {uri}")]
+    ObjectStore {
+        /// The artifact URI.
+        uri: String,
+        /// The cause (`object_store`'s error, boxed).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A local file could not be read or written while moving artifacts.
     #[error("cannot access {path}")]
     Io {

@@ -28,6 +28,17 @@ pub struct TestServer {
 /// The bucket the PostgreSQL and S3 server keeps its artifacts in (under `artifacts/`).
 pub const BUCKET: &str = "mlflow";
 
+/// Where a server on PostgreSQL and S3 has its clients put artifacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactMode {
+    /// Through the server (`--artifacts-destination s3://…`): clients see
+    /// `mlflow-artifacts:` URIs and need no S3 credentials.
+    Proxied,
+    /// Straight to the bucket (`--no-serve-artifacts --default-artifact-root s3://…`): clients
+    /// see `s3://` URIs and need the S3 server's environment ([`S3Server::env`]).
+    Direct,
+}
+
 /// Whether integration tests must run (`VELO_IT=1` or `CI` set) rather than be skipped.
 pub fn required() -> bool {
     std::env::var_os("VELO_IT").is_some_and(|value| value != "0")
@@ -115,7 +126,7 @@ impl TestServer {
     ///
     /// # Panics
     /// When the engines are required (`VELO_IT`, `CI`) but missing, or cannot start.
-    pub fn on_postgres_and_s3_or_skip(test: &str) -> Option<Self> {
+    pub fn on_postgres_and_s3_or_skip(test: &str, artifacts: ArtifactMode) -> Option<Self> {
         let mlflow = std::env::var_os("VELO_MLFLOW");
         let weed = std::env::var_os("VELO_WEED");
         let postgres = velo_child::postgres::bin_dir();
@@ -125,6 +136,7 @@ impl TestServer {
                     Path::new(&mlflow),
                     &postgres,
                     Path::new(&weed),
+                    artifacts,
                 ) {
                     Ok(server) => Some(server),
                     Err(error) => {
@@ -149,7 +161,7 @@ impl TestServer {
 
     /// Starts a PostgreSQL cluster (`postgres_bin`: its server programs), an S3 server (`weed`)
     /// with the bucket [`BUCKET`], and `mlflow server` with `--backend-store-uri
-    /// postgresql://…` and `--artifacts-destination s3://mlflow/artifacts` (proxied artifacts).
+    /// postgresql://…` and its artifacts under `s3://mlflow/artifacts`, proxied or not.
     ///
     /// # Errors
     /// When an engine cannot start (the error holds the end of its log).
@@ -157,6 +169,7 @@ impl TestServer {
         mlflow: &Path,
         postgres_bin: &Path,
         weed: &Path,
+        artifacts: ArtifactMode,
     ) -> std::io::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("velo-mlflow-server")
@@ -169,11 +182,15 @@ impl TestServer {
         command
             .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--workers", "1", "--backend-store-uri"])
-            .arg(postgres.url("mlflow"))
-            .args([
-                "--artifacts-destination",
-                &format!("s3://{BUCKET}/artifacts"),
-            ])
+            .arg(postgres.url("mlflow"));
+        let root = format!("s3://{BUCKET}/artifacts");
+        match artifacts {
+            ArtifactMode::Proxied => command.args(["--artifacts-destination", &root]),
+            ArtifactMode::Direct => {
+                command.args(["--no-serve-artifacts", "--default-artifact-root", &root])
+            }
+        };
+        command
             .envs(s3.env())
             .env("MLFLOW_TRACKING_URI", "")
             .env("PYTHONUNBUFFERED", "1")

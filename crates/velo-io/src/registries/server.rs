@@ -353,7 +353,7 @@ impl ModelRegistry for MlflowServer {
     fn read_model_file(&self, version: &ModelVersion, relative: &str) -> Result<Vec<u8>> {
         velo_mlflow::check_relative_path(relative)?;
         let source = &version.source;
-        if source.starts_with("mlflow-artifacts:") {
+        if source.starts_with("mlflow-artifacts:") || source.starts_with("s3://") {
             return Ok(self
                 .mlflow
                 .run(async |client| client.download_artifact(source, relative).await)?);
@@ -375,7 +375,7 @@ impl ModelRegistry for MlflowServer {
 
     fn download_model(&self, version: &ModelVersion, into: &Path) -> Result<()> {
         let source = &version.source;
-        if source.starts_with("mlflow-artifacts:") {
+        if source.starts_with("mlflow-artifacts:") || source.starts_with("s3://") {
             self.mlflow
                 .run(async |client| client.download_dir(source, "", into).await)?;
             return Ok(());
