@@ -1003,3 +1003,198 @@ fn the_job_logs_what_it_scored_to_a_topic() {
         );
     }
 }
+
+/// The number of records in `topic`, summed over its partitions' high watermarks.
+fn records_in(broker: &str, topic: &str) -> i64 {
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .unwrap();
+    metadata
+        .topics()
+        .iter()
+        .flat_map(rdkafka::metadata::MetadataTopic::partitions)
+        .map(|partition| {
+            consumer
+                .fetch_watermarks(topic, partition.id(), Duration::from_secs(5))
+                .map_or(0, |(_, high)| high)
+        })
+        .sum()
+}
+
+#[test]
+fn three_workers_in_one_group_share_the_stream_and_survive_a_killed_member() {
+    let Some((broker, dir, uri)) = setup("a consumer group of three workers", 6) else {
+        return;
+    };
+    let base = inputs_records(&dir.path().join("data"));
+    let total = 100_000_usize;
+    let mut records = Vec::with_capacity(total);
+    let (mut good, mut bad) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    for i in 0..total {
+        let key = i.to_string();
+        let value = if i % 100 == 99 {
+            bad.insert(key.clone());
+            format!("{{\"broken\": {i}").into_bytes()
+        } else {
+            good.insert(key.clone());
+            serde_json::to_vec(&numbered_row(&base, i)).unwrap()
+        };
+        records.push((key, value));
+    }
+    produce(&broker.address, "inputs", &records);
+    let max_batch = 500_usize;
+    let job = format!(
+        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, max_batch: {max_batch}, idle_timeout_ms: 8000, poll_interval_s: 0, consumer: {{session.timeout.ms: '6000', heartbeat.interval.ms: '1000', partition.assignment.strategy: cooperative-sticky}}",
+        broker.address
+    );
+    // Each worker's log, line by line: it says which partitions the group gives it.
+    let (lines, seen) = std::sync::mpsc::channel::<(usize, String)>();
+    let mut logs = Vec::new();
+    let mut spawn = |index: usize| {
+        let mut child = job_command(&uri, &job).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = lines.clone();
+        logs.push(std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut text = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send((index, line.clone()));
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        }));
+        child
+    };
+    let mut workers: Vec<std::process::Child> = (0..3).map(&mut spawn).collect();
+    // Once every worker owns partitions and a fifth of the stream is scored, the first worker
+    // dies without a word and another joins.
+    let mut assigned = [false; 3];
+    let started = Instant::now();
+    while !assigned.iter().all(|a| *a) {
+        while let Ok((index, line)) = seen.try_recv() {
+            if index < 3 && line.contains("partitions assigned") && line.contains("inputs/") {
+                assigned[index] = true;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the group never formed: assignments {assigned:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The group has worked together for a while (15,000 outputs, and 20,000 in all).
+    let formed = records_in(&broker.address, "predictions");
+    while records_in(&broker.address, "predictions") < (formed + 15_000).max(20_000) {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the group scored too little"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    workers[0].kill().unwrap();
+    let _ = workers[0].wait();
+    workers.push(spawn(3));
+    drop(lines);
+    let mut consumed = Vec::new();
+    let mut logs = logs.into_iter();
+    let killed_log = logs.next().unwrap().join().unwrap();
+    for (worker, log) in workers.into_iter().skip(1).zip(logs) {
+        let output = worker.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let log = log.join().unwrap();
+        assert!(output.status.success(), "a worker failed: {log}");
+        let count: u64 = stdout
+            .split("consumed ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{stdout}"));
+        consumed.push(count);
+    }
+    // Both survivors took a part (the newcomer takes what is left when its assignment comes,
+    // possibly nothing; the killed worker's part is what the others did not consume).
+    assert!(consumed[..2].iter().all(|count| *count > 0), "{consumed:?}");
+
+    let outputs = read_until_idle(&broker.address, "predictions", Duration::from_secs(5));
+    let keys: std::collections::BTreeSet<String> = outputs
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.key().unwrap()).into_owned())
+        .collect();
+    assert_eq!(keys, good, "every good input has an output");
+    let dead = read_until_idle(&broker.address, "dead", Duration::from_secs(3));
+    let dead_keys: std::collections::BTreeSet<String> = dead
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.key().unwrap()).into_owned())
+        .collect();
+    assert_eq!(dead_keys, bad, "every broken input has a dead letter");
+    // Repeats come from work the broker had not committed when the group changed: the
+    // killed worker's batches in flight, and those whose commits the broker had not stored yet
+    // (commits are asynchronous, and tansu on SQLite acknowledges them late; measured here
+    // from none to about 17,000). A broken group, where members read the same partitions,
+    // would repeat the whole stream once per extra member.
+    let repeats = outputs.len() - good.len() + dead.len() - bad.len();
+    let mut per_source: std::collections::BTreeMap<String, usize> = Default::default();
+    for message in &outputs {
+        let value: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        *per_source
+            .entry(value["source"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let mut repeated: std::collections::BTreeMap<String, (usize, i64, i64)> = Default::default();
+    for (source, count) in &per_source {
+        if *count > 1 {
+            let (partition, offset) = source.rsplit_once('/').unwrap();
+            let offset: i64 = offset.parse().unwrap();
+            let entry = repeated
+                .entry(partition.to_owned())
+                .or_insert((0, i64::MAX, i64::MIN));
+            entry.0 += count - 1;
+            entry.1 = entry.1.min(offset);
+            entry.2 = entry.2.max(offset);
+        }
+    }
+    assert!(
+        repeats < total / 2,
+        "{repeats} repeats: by partition (repeats, first, last offset) {repeated:?}; the killed worker's log:\n{}",
+        killed_log
+            .lines()
+            .filter(|line| !line.contains("model loaded"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The pause: the longest stretch without an output after the kill.
+    let mut after: Vec<i64> = outputs
+        .iter()
+        .filter_map(|m| m.timestamp().to_millis())
+        .filter(|at| *at >= killed_at_ms)
+        .collect();
+    after.sort_unstable();
+    let pause = after
+        .first()
+        .map(|first| first - killed_at_ms)
+        .into_iter()
+        .chain(after.windows(2).map(|pair| pair[1] - pair[0]))
+        .max()
+        .unwrap_or_default();
+    println!(
+        "three workers, one killed once the group had scored 15,000 records: {} outputs for {} good inputs ({repeats} repeats; by partition (repeats, first, last offset) {repeated:?}), {} dead letters; records consumed by the survivors and the newcomer: {consumed:?}; longest pause in output after the kill: {pause} ms",
+        outputs.len(),
+        good.len(),
+        dead.len()
+    );
+}

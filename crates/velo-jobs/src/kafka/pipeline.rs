@@ -72,7 +72,12 @@ impl InFlight {
 }
 
 /// The producer's context: each delivery report counts against its batch.
-pub(super) struct Acks;
+#[derive(Default)]
+pub(super) struct Acks {
+    /// Deliveries the broker refused: a revocation then commits nothing (the job fails on
+    /// them anyway, and its records must be read again).
+    pub(super) failures: std::sync::atomic::AtomicU64,
+}
 
 impl rdkafka::ClientContext for Acks {}
 
@@ -80,7 +85,141 @@ impl rdkafka::producer::ProducerContext for Acks {
     type DeliveryOpaque = Arc<InFlight>;
 
     fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, batch: Arc<InFlight>) {
+        if result.is_err() {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         batch.acknowledge(result.as_ref().err().map(|(error, _)| error.to_string()));
+    }
+}
+
+/// The offsets of `offsets` whose partitions `consumer` is assigned now.
+pub(super) fn owned(
+    consumer: &StreamConsumer<Group>,
+    offsets: &TopicPartitionList,
+) -> TopicPartitionList {
+    let assigned = consumer.assignment().unwrap_or_default();
+    let mut kept = TopicPartitionList::with_capacity(offsets.count());
+    for element in offsets.elements() {
+        if assigned
+            .find_partition(element.topic(), element.partition())
+            .is_some()
+        {
+            let _ = kept.add_partition_offset(element.topic(), element.partition(), element.offset());
+        }
+    }
+    kept
+}
+
+/// The consumer's side of group membership: before partitions are taken away in a rebalance,
+/// every output already sent is flushed to the broker and the offsets after the records it
+/// answers are committed, so that the partitions' next owner repeats nothing this worker
+/// finished (only the batch it was still reading, at most, which is scored and sent, and
+/// whose offsets for partitions it no longer owns are not committed).
+pub(super) struct Group {
+    /// The producer of the outputs, flushed before a revocation's commit.
+    pub(super) producer: Arc<rdkafka::producer::ThreadedProducer<Acks>>,
+    /// Per input partition, the offset after the last record whose outputs were sent.
+    pub(super) sent: std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>,
+    /// How long a revocation waits for the outputs in flight.
+    pub(super) flush: std::time::Duration,
+}
+
+impl Group {
+    /// Records that the outputs of the records before `offsets` are sent.
+    pub(super) fn sent(&self, offsets: &TopicPartitionList) {
+        if let Ok(mut sent) = self.sent.lock() {
+            for element in offsets.elements() {
+                if let rdkafka::Offset::Offset(next) = element.offset() {
+                    let entry = sent
+                        .entry((element.topic().to_owned(), element.partition()))
+                        .or_insert(next);
+                    *entry = (*entry).max(next);
+                }
+            }
+        }
+    }
+}
+
+impl rdkafka::ClientContext for Group {}
+
+impl rdkafka::consumer::ConsumerContext for Group {
+    fn pre_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        let rdkafka::consumer::Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        use rdkafka::producer::Producer as _;
+        if let Err(error) = self.producer.flush(self.flush) {
+            tracing::warn!(%error, "partitions revoked before every output was acknowledged; their records will be scored again");
+            return;
+        }
+        if self
+            .producer
+            .context()
+            .failures
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+        {
+            tracing::warn!("partitions revoked after a refused delivery; their offsets are not committed");
+            return;
+        }
+        let mut offsets = TopicPartitionList::with_capacity(revoked.count());
+        if let Ok(mut sent) = self.sent.lock() {
+            for element in revoked.elements() {
+                let key = (element.topic().to_owned(), element.partition());
+                if let Some(next) = sent.remove(&key) {
+                    let _ = offsets.add_partition_offset(
+                        element.topic(),
+                        element.partition(),
+                        rdkafka::Offset::Offset(next),
+                    );
+                }
+            }
+        }
+        if offsets.count() == 0 {
+            return;
+        }
+        match consumer.commit(&offsets, CommitMode::Sync) {
+            Ok(()) => tracing::info!(
+                partitions = offsets.count(),
+                "partitions revoked: the offsets of every output sent are committed"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "partitions revoked and their offsets not committed; their records will be scored again");
+            }
+        }
+    }
+
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Assign(assigned) = rebalance {
+            let partitions: Vec<String> = assigned
+                .elements()
+                .iter()
+                .map(|element| format!("{}/{}", element.topic(), element.partition()))
+                .collect();
+            tracing::info!(
+                partitions = %partitions.join(","),
+                "partitions assigned"
+            );
+        }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        if let Err(error) = result {
+            tracing::warn!(%error, partitions = offsets.count(), "a commit was refused; its records will be scored again after a restart or a rebalance");
+        }
     }
 }
 
@@ -112,7 +251,7 @@ impl Pipeline {
     /// `room` batches are in flight (`drain`: none may stay).
     pub(super) async fn settle(
         &mut self,
-        consumer: &StreamConsumer,
+        consumer: &StreamConsumer<Group>,
         metrics: &StreamMetrics,
         stream: &mut Stream,
         room: usize,
@@ -130,7 +269,7 @@ impl Pipeline {
     /// Waits for every batch in flight and commits them.
     pub(super) async fn drain(
         &mut self,
-        consumer: &StreamConsumer,
+        consumer: &StreamConsumer<Group>,
         metrics: &StreamMetrics,
         stream: &mut Stream,
     ) -> Result<(), JobError> {
@@ -139,16 +278,21 @@ impl Pipeline {
 
     pub(super) fn commit_oldest(
         &mut self,
-        consumer: &StreamConsumer,
+        consumer: &StreamConsumer<Group>,
         metrics: &StreamMetrics,
         stream: &mut Stream,
     ) -> Result<(), JobError> {
         let Some(sent) = self.sent.pop_front() else {
             return Ok(());
         };
-        consumer
-            .commit(&sent.offsets, CommitMode::Async)
-            .map_err(kafka("commit offsets"))?;
+        // Only partitions still assigned: a revoked one was committed when it was revoked, and
+        // its new owner may have moved on since.
+        let owned = owned(consumer, &sent.offsets);
+        if owned.count() > 0 {
+            consumer
+                .commit(&owned, CommitMode::Async)
+                .map_err(kafka("commit offsets"))?;
+        }
         let counts = &mut stream.counts;
         counts.consumed += sent.counts.consumed;
         counts.predicted += sent.counts.predicted;
@@ -160,7 +304,7 @@ impl Pipeline {
         metrics
             .batch_seconds
             .observe(sent.started.elapsed().as_secs_f64());
-        self.committed = Some(sent.offsets);
+        self.committed = Some(owned);
         if stream.first_commit.is_none() {
             stream.first_commit = Some((Instant::now(), stream.received));
         }

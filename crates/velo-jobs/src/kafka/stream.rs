@@ -22,7 +22,7 @@ use super::{
     batch::{Batch, Counts},
     metrics::{StreamMetrics, serve_metrics},
     outputs::Outputs,
-    pipeline::{Acks, IN_FLIGHT_BATCHES, InFlight, Pipeline, Sent},
+    pipeline::{Acks, Group, IN_FLIGHT_BATCHES, InFlight, Pipeline, Sent},
 };
 use crate::{JobContext, JobError, JobOutcome, common::run_tracked, scoring::Scorer};
 
@@ -126,9 +126,11 @@ impl KafkaInferenceJob {
         for (key, value) in &self.producer {
             producer_config.set(key, value);
         }
-        let producer: ThreadedProducer<Acks> = producer_config
-            .create_with_context(Acks)
-            .map_err(kafka("create the producer"))?;
+        let producer: Arc<ThreadedProducer<Acks>> = Arc::new(
+            producer_config
+                .create_with_context(Acks::default())
+                .map_err(kafka("create the producer"))?,
+        );
 
         let mut consumer_config = self.client(&BTreeMap::new());
         consumer_config
@@ -144,8 +146,13 @@ impl KafkaInferenceJob {
         for (key, value) in &self.consumer {
             consumer_config.set(key, value);
         }
-        let consumer: StreamConsumer = consumer_config
-            .create()
+        let group = Group {
+            producer: Arc::clone(&producer),
+            sent: std::sync::Mutex::default(),
+            flush: Duration::from_secs(10),
+        };
+        let consumer: StreamConsumer<Group> = consumer_config
+            .create_with_context(group)
             .map_err(kafka("create the consumer"))?;
         consumer
             .subscribe(&[&self.input_topic])
@@ -300,9 +307,11 @@ impl KafkaInferenceJob {
                     send(&producer, record).await?;
                 }
             }
+            let offsets = batch.next_offsets();
+            consumer.context().sent(&offsets);
             pipeline.push(Sent {
                 in_flight,
-                offsets: batch.next_offsets(),
+                offsets,
                 counts: Counts {
                     consumed: batch.len() as u64,
                     predicted: outputs.len() as u64,
@@ -342,9 +351,12 @@ impl KafkaInferenceJob {
         pipeline.drain(&consumer, metrics, &mut stream).await?;
         // The last commit is synchronous: once the job returns, its offsets are stored.
         if let Some(offsets) = pipeline.committed.take() {
-            consumer
-                .commit(&offsets, CommitMode::Sync)
-                .map_err(kafka("commit offsets"))?;
+            let owned = super::pipeline::owned(&consumer, &offsets);
+            if owned.count() > 0 {
+                consumer
+                    .commit(&owned, CommitMode::Sync)
+                    .map_err(kafka("commit offsets"))?;
+            }
         }
         stream.last = Some(Instant::now());
         Ok(stream)
@@ -495,7 +507,7 @@ impl Stream {
 }
 
 /// Records between the consumer's positions and the ends of its assigned partitions.
-fn consumer_lag(consumer: &StreamConsumer) -> Option<i64> {
+fn consumer_lag(consumer: &StreamConsumer<Group>) -> Option<i64> {
     let positions = consumer.position().ok()?;
     let mut lag = 0;
     for element in positions.elements() {
