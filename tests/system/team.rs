@@ -201,4 +201,64 @@ fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
     // velo loads the version Python wrote, and predicts exactly as with its own.
     let by_python = infer("2", &dir.path().join("python.parquet"));
     assert_eq!(by_python, by_velo);
+
+    // Datasets in the bucket: inputs uploaded by Python, read by the job, and predictions
+    // written there, which pandas reads back.
+    let upload = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
+        .args([
+            "-c",
+            "import os, sys, boto3\n\
+             s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n\
+             s3.upload_file(sys.argv[1], sys.argv[2], 'data/inputs_test.parquet')\n",
+        ])
+        .arg(data.join("inputs_test.parquet"))
+        .arg(BUCKET)
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        upload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upload.stderr)
+    );
+    let in_bucket = run_job_with(
+        "configs/inference.yaml",
+        uri,
+        &format!(
+            "inputs: {{path: 's3://{BUCKET}/data/inputs_test.parquet'}}, outputs: {{path: 's3://{BUCKET}/outputs/predictions.parquet'}}"
+        ),
+        &env,
+    );
+    assert_eq!(in_bucket.code, 0, "{}", in_bucket.stderr);
+    let read = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
+        .args([
+            "-c",
+            "import io, os, sys, boto3, pandas\n\
+             s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n\
+             body = s3.get_object(Bucket=sys.argv[1], Key='outputs/predictions.parquet')['Body'].read()\n\
+             frame = pandas.read_parquet(io.BytesIO(body))\n\
+             print(len(frame), round(float(frame['prediction'].sum()), 3))\n",
+        ])
+        .arg(BUCKET)
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let expected = format!(
+        "{} {:.3}",
+        by_velo.len(),
+        (by_velo.iter().sum::<f64>() * 1000.0).round() / 1000.0
+    );
+    let seen = String::from_utf8_lossy(&read.stdout);
+    let seen: Vec<&str> = seen.split_whitespace().collect();
+    assert_eq!(seen[0], by_velo.len().to_string(), "{expected}");
+    let total: f64 = seen[1].parse().unwrap();
+    assert!(
+        (total - by_velo.iter().sum::<f64>()).abs() < 0.01,
+        "{expected} vs {seen:?}"
+    );
 }

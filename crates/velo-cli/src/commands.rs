@@ -459,8 +459,8 @@ fn dry_run_checks(settings: &Settings) -> Result<(), Failure> {
     let value = serde_json::to_value(settings).map_err(|error| Failure::Usage(error.into()))?;
     let mut problems = Vec::new();
     for (key, path) in reader_paths(&value, "") {
-        if !std::path::Path::new(&path).exists() {
-            problems.push(format!("{key} = {path}: no such file"));
+        if let Err(reason) = datasets::probe(std::path::Path::new(&path)) {
+            problems.push(format!("{key} = {path}: {reason}"));
         }
     }
     let mlflow = &job.services().mlflow;

@@ -36,7 +36,7 @@ mod blocking;
 mod client;
 mod error;
 mod registry;
-mod s3;
+pub mod s3;
 #[cfg(feature = "test-server")]
 pub mod test_server;
 mod tracking;

@@ -173,3 +173,67 @@ impl S3Root {
         Ok(files)
     }
 }
+
+/// Objects named by `s3://bucket/key` URIs, read and written whole, blocking: the same store
+/// and settings as `s3://` artifact roots, for datasets kept in a bucket.
+pub mod objects {
+    use object_store::ObjectStoreExt as _;
+
+    use super::{Error, ObjectPath, PutPayload, Result, S3Root};
+
+    fn runtime() -> Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Io {
+                path: "a runtime for S3 requests".to_owned(),
+                source,
+            })
+    }
+
+    /// The root of the bucket and the object's key.
+    fn locate(uri: &str) -> Result<(S3Root, String)> {
+        let rest = uri
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::InvalidArgument(format!("{uri} is not an s3:// URI")))?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if key.is_empty() {
+            return Err(Error::InvalidArgument(format!("{uri} names no object")));
+        }
+        let root = S3Root::open(uri, bucket)?;
+        Ok((root, key.to_owned()))
+    }
+
+    /// The bytes of the object `uri` (`s3://bucket/key`).
+    ///
+    /// # Errors
+    /// A malformed URI, or the store's error (a missing object among them).
+    pub fn get(uri: &str) -> Result<Vec<u8>> {
+        let (root, key) = locate(uri)?;
+        runtime()?.block_on(async {
+            let result = root
+                .store
+                .get(&ObjectPath::from(key))
+                .await
+                .map_err(|source| root.error(source))?;
+            let bytes = result.bytes().await.map_err(|source| root.error(source))?;
+            Ok(bytes.to_vec())
+        })
+    }
+
+    /// Writes `bytes` as the object `uri`, whole: readers see the old object or the new one,
+    /// never a part.
+    ///
+    /// # Errors
+    /// A malformed URI, or the store's error.
+    pub fn put(uri: &str, bytes: Vec<u8>) -> Result<()> {
+        let (root, key) = locate(uri)?;
+        runtime()?.block_on(async {
+            root.store
+                .put(&ObjectPath::from(key), PutPayload::from(bytes))
+                .await
+                .map_err(|source| root.error(source))?;
+            Ok(())
+        })
+    }
+}

@@ -25,7 +25,9 @@ mod writers;
 
 pub use lineage::{Dataset, Lineage, LineageBuilder, mlflow_type};
 pub use pandas::pandas_index_columns;
-pub use readers::{BatchStream, CsvReader, DatasetReader, ParquetReader, Reader, ValidatedStream};
+pub use readers::{
+    BatchStream, CsvReader, DatasetReader, ParquetReader, Reader, ValidatedStream, probe,
+};
 pub use schema_file::load_schema;
 pub use writers::{
     BatchSink, Compression, CsvWriter, DatasetWriter, ParquetWriter, WriteSummary, Writer,

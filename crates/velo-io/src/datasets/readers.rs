@@ -661,11 +661,66 @@ fn parquet_reason(error: &ParquetError) -> &'static str {
     }
 }
 
+/// Whether a dataset path names something to read: a file or directory that exists, or an
+/// `s3://` object that can be read (it is fetched once); the reason otherwise, in words.
+///
+/// # Errors
+/// `no such file`, or the object store's error.
+pub fn probe(path: &Path) -> Result<(), String> {
+    match s3_uri(path) {
+        Some(uri) => velo_mlflow::s3::objects::get(uri)
+            .map(|_| ())
+            .map_err(|error| {
+                let mut text = error.to_string();
+                let mut cause = std::error::Error::source(&error);
+                while let Some(next) = cause {
+                    text.push_str(&format!(": {next}"));
+                    cause = next.source();
+                }
+                text
+            }),
+        None if path.exists() => Ok(()),
+        None => Err("no such file".to_owned()),
+    }
+}
+
+/// The `s3://` URI a dataset path names, if it names one.
+pub(crate) fn s3_uri(path: &Path) -> Option<&str> {
+    path.to_str().filter(|text| text.starts_with("s3://"))
+}
+
 impl DatasetReader for ParquetReader {
     fn stream(&self) -> Result<BatchStream, DatasetError> {
+        check_batch_size(&self.path, self.batch_size)?;
+        match s3_uri(&self.path) {
+            // An object in a bucket, read whole (configured as MLflow's S3 artifacts are).
+            Some(uri) => {
+                let bytes = velo_mlflow::s3::objects::get(uri).map_err(|source| {
+                    DatasetError::ParquetRead {
+                        path: self.path.clone(),
+                        reason: "cannot read the object".to_owned(),
+                        source: source.into(),
+                    }
+                })?;
+                self.stream_from(bytes::Bytes::from(bytes))
+            }
+            None => self.stream_from(open(&self.path)?),
+        }
+    }
+
+    fn source_uri(&self) -> String {
+        s3_uri(&self.path).map_or_else(|| file_uri(&self.path), str::to_owned)
+    }
+}
+
+impl ParquetReader {
+    /// Streams the Parquet data of `input` (a file, or an object's bytes).
+    fn stream_from<T: parquet::file::reader::ChunkReader + 'static>(
+        &self,
+        input: T,
+    ) -> Result<BatchStream, DatasetError> {
         let path = self.path.clone();
-        check_batch_size(&path, self.batch_size)?;
-        let file = open(&path)?;
+        let file = input;
         let read_error = |source: ParquetError| DatasetError::ParquetRead {
             path: path.clone(),
             reason: parquet_reason(&source).to_owned(),
@@ -786,10 +841,6 @@ impl DatasetReader for ParquetReader {
             BatchStream::new(path, uri, schema, limited(batches, self.limit))
                 .with_expected_rows(Some(rows)),
         )
-    }
-
-    fn source_uri(&self) -> String {
-        file_uri(&self.path)
     }
 }
 

@@ -250,7 +250,63 @@ impl Writer {
 
 impl DatasetWriter for ParquetWriter {
     fn open(&self, schema: SchemaRef) -> Result<Box<dyn BatchSink>, DatasetError> {
-        Ok(Box::new(ParquetSink::create(self, schema)?))
+        match super::readers::s3_uri(&self.path) {
+            Some(uri) => Ok(Box::new(S3Sink::create(self, uri, schema)?)),
+            None => Ok(Box::new(ParquetSink::create(self, schema)?)),
+        }
+    }
+}
+
+/// A Parquet file for an `s3://` object: written locally (in the system's temporary
+/// directory), then put whole, so that the object appears only once complete.
+struct S3Sink {
+    local: ParquetSink,
+    uri: String,
+    _dir: tempfile::TempDir,
+}
+
+impl S3Sink {
+    fn create(writer: &ParquetWriter, uri: &str, schema: SchemaRef) -> Result<Self, DatasetError> {
+        let dir = tempfile::Builder::new()
+            .prefix("velo-s3-write")
+            .tempdir()
+            .map_err(|source| DatasetError::Io {
+                action: "create a temporary directory for",
+                path: PathBuf::from(uri),
+                source,
+            })?;
+        let local = ParquetWriter {
+            path: dir.path().join("object.parquet"),
+            ..writer.clone()
+        };
+        Ok(Self {
+            local: ParquetSink::create(&local, schema)?,
+            uri: uri.to_owned(),
+            _dir: dir,
+        })
+    }
+}
+
+impl BatchSink for S3Sink {
+    fn push(&mut self, batch: &RecordBatch) -> Result<(), DatasetError> {
+        self.local.push(batch)
+    }
+
+    fn finish(self: Box<Self>) -> Result<WriteSummary, DatasetError> {
+        let Self { local, uri, _dir } = *self;
+        let written = Box::new(local).finish()?;
+        let failed =
+            |source: Box<dyn std::error::Error + Send + Sync>| DatasetError::ParquetWrite {
+                path: PathBuf::from(&uri),
+                source,
+            };
+        let bytes = std::fs::read(&written.path).map_err(|error| failed(error.into()))?;
+        velo_mlflow::s3::objects::put(&uri, bytes).map_err(|error| failed(error.into()))?;
+        Ok(WriteSummary {
+            path: PathBuf::from(&uri),
+            uri,
+            ..written
+        })
     }
 }
 
