@@ -118,7 +118,7 @@ fn predictions(path: &std::path::Path) -> Vec<f64> {
 
 #[test]
 fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
-    let Some(server) = TestServer::on_postgres_and_s3_or_skip(
+    let Some(mut server) = TestServer::on_postgres_and_s3_or_skip(
         "artifacts straight to S3 (--no-serve-artifacts)",
         ArtifactMode::Direct,
     ) else {
@@ -260,5 +260,30 @@ fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
     assert!(
         (total - by_velo.iter().sum::<f64>()).abs() < 0.01,
         "{expected} vs {seen:?}"
+    );
+
+    // The object store dies: training fails, naming the artifact location, and registers
+    // nothing (the registry on PostgreSQL still answers).
+    let uri = uri.to_owned();
+    let stores = registries::open(&uri).unwrap();
+    let before = stores.registry.list_model_versions("bikes").unwrap().len();
+    server.s3_mut().unwrap().kill();
+    let failed = run_job_with(
+        "configs/training.yaml",
+        &uri,
+        &training_snippet(&data),
+        &env,
+    );
+    assert_eq!(failed.code, 1, "{}", failed.stdout);
+    assert!(
+        failed
+            .stderr
+            .contains("cannot use the artifact location s3://"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(
+        stores.registry.list_model_versions("bikes").unwrap().len(),
+        before
     );
 }

@@ -139,6 +139,12 @@ impl S3Server {
         ]
     }
 
+    /// Kills the server outright (`SIGKILL` to its group), as a crash would: requests then
+    /// fail to connect.
+    pub fn kill(&mut self) {
+        self.server.kill();
+    }
+
     /// The end of its log.
     pub fn log_tail(&self, bytes: usize) -> String {
         self.server.log_tail(bytes)

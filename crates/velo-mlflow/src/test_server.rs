@@ -221,6 +221,11 @@ impl TestServer {
         self.s3.as_ref()
     }
 
+    /// The S3 server, to stop it in a fault test.
+    pub fn s3_mut(&mut self) -> Option<&mut S3Server> {
+        self.s3.as_mut()
+    }
+
     /// The end of the server's log.
     pub fn log_tail(&self, bytes: usize) -> String {
         self.server.log_tail(bytes)
