@@ -544,11 +544,36 @@ assert producer.flush(30) == 0
         "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, idle_timeout_ms: 3000, poll_interval_s: 0",
         broker.address
     );
-    // Metrics are served while the job streams.
+    // Metrics, liveness and readiness are served while the job streams.
     let port = velo_child::free_port().unwrap();
     let mut child = job_command(&uri, &format!("{job}, metrics_addr: '127.0.0.1:{port}'"))
         .spawn()
         .unwrap();
+    let get = |path: &str| {
+        reqwest::blocking::get(format!("http://127.0.0.1:{port}{path}"))
+            .map(|response| {
+                (
+                    response.status().as_u16(),
+                    response.text().unwrap_or_default(),
+                )
+            })
+            .unwrap_or((0, String::new()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = get("/ready");
+        if status == 200 {
+            assert!(body.contains("2 partitions assigned"), "{body}");
+            break;
+        }
+        assert!(
+            status == 0 || status == 503,
+            "/ready answers 503 until the group is joined: {status} {body}"
+        );
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get("/health").0, 200);
     let deadline = Instant::now() + Duration::from_secs(60);
     let scraped = loop {
         let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
@@ -567,6 +592,7 @@ assert producer.flush(30) == 0
         "velo_kafka_records_out_total 190",
         "velo_kafka_dead_letters_total 10",
         "velo_kafka_model_version 1",
+        "velo_kafka_assigned_partitions 2",
         "velo_kafka_batch_duration_seconds_count",
     ] {
         assert!(scraped.contains(line), "{line} in {scraped}");

@@ -252,10 +252,19 @@ fn velo_serve_speaks_mlflows_scoring_protocol() {
     assert_eq!(status, 413, "the body limit holds");
 
     let client = reqwest::blocking::Client::new();
-    for path in ["/ping", "/health", "/version"] {
+    for path in ["/ping", "/health", "/version", "/ready"] {
         let response = client.get(server.url(path)).send().unwrap();
         assert_eq!(response.status().as_u16(), 200, "{path}");
     }
+    // Readiness says which model answers.
+    let ready: serde_json::Value = client
+        .get(server.url("/ready"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["version"], "1", "{ready}");
     let metrics = server.metrics();
     assert!(
         metrics.contains("velo_serve_requests_total{status=\"200\"} 5"),

@@ -123,6 +123,8 @@ pub(super) struct Group {
     pub(super) sent: std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>,
     /// How long a revocation waits for the outputs in flight.
     pub(super) flush: std::time::Duration,
+    /// Where the partitions owned are counted (`/ready`, `velo_kafka_assigned_partitions`).
+    pub(super) metrics: Arc<super::metrics::StreamMetrics>,
 }
 
 impl Group {
@@ -152,6 +154,8 @@ impl rdkafka::consumer::ConsumerContext for Group {
         let rdkafka::consumer::Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
+        self.metrics
+            .assign(-i64::try_from(revoked.count()).unwrap_or(i64::MAX));
         use rdkafka::producer::Producer as _;
         if let Err(error) = self.producer.flush(self.flush) {
             tracing::warn!(%error, "partitions revoked before every output was acknowledged; their records will be scored again");
@@ -200,6 +204,8 @@ impl rdkafka::consumer::ConsumerContext for Group {
         rebalance: &rdkafka::consumer::Rebalance<'_>,
     ) {
         if let rdkafka::consumer::Rebalance::Assign(assigned) = rebalance {
+            self.metrics
+                .assign(i64::try_from(assigned.count()).unwrap_or(0));
             let partitions: Vec<String> = assigned
                 .elements()
                 .iter()

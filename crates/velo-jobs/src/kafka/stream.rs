@@ -113,7 +113,7 @@ impl KafkaInferenceJob {
         &self,
         scorer: &Arc<Scorer>,
         stop: &AtomicBool,
-        metrics: &StreamMetrics,
+        metrics: &Arc<StreamMetrics>,
         run: &ActiveRun,
     ) -> Result<Stream, JobError> {
         // The producer first: its setup (metadata, the idempotent producer's id) overlaps the
@@ -150,6 +150,7 @@ impl KafkaInferenceJob {
             producer: Arc::clone(&producer),
             sent: std::sync::Mutex::default(),
             flush: Duration::from_secs(10),
+            metrics: Arc::clone(metrics),
         };
         let consumer: StreamConsumer<Group> = consumer_config
             .create_with_context(group)

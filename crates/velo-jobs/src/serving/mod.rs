@@ -160,6 +160,7 @@ fn router_with(server: Arc<Server>, options: &ServeOptions) -> Router {
         .route("/invocations", post(invocations))
         .route("/ping", get(ping))
         .route("/health", get(ping))
+        .route("/ready", get(ready))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
@@ -457,6 +458,22 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 
 async fn ping() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], "\n")
+}
+
+/// Readiness, apart from liveness (`/health`): the model that answers requests now. A server
+/// listens only once its model is loaded, and keeps serving the old version while a moved
+/// alias loads, so it is ready whenever it answers; the body says with what.
+async fn ready(State(server): State<Arc<Server>>) -> impl IntoResponse {
+    let model = server.scorer.current();
+    let body = serde_json::json!({
+        "ready": true,
+        "model": model.version.name,
+        "version": model.version.version,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }
 
 async fn version() -> impl IntoResponse {
