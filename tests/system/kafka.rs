@@ -1224,3 +1224,97 @@ fn three_workers_in_one_group_share_the_stream_and_survive_a_killed_member() {
         dead.len()
     );
 }
+
+#[test]
+fn sighup_reloads_what_a_stream_can_change_and_refuses_the_rest() {
+    let Some((broker, dir, uri)) = setup("configuration reloads", 2) else {
+        return;
+    };
+    let base = inputs_records(&dir.path().join("data"));
+    let tune = dir.path().join("tune.yaml");
+    std::fs::write(&tune, "job: {max_batch: 500}\n").unwrap();
+    let job = format!(
+        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, poll_interval_s: 0",
+        broker.address
+    );
+    let command = job_command(&uri, &job);
+    // The tunables come from a second file, read again on SIGHUP (the snippet stays as given).
+    let mut args: Vec<std::ffi::OsString> = command.get_args().map(ToOwned::to_owned).collect();
+    args.insert(2, tune.clone().into_os_string());
+    let mut command = Command::new(crate::velo_binary());
+    command
+        .current_dir(crate::root())
+        .args(&args)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("MLFLOW_REGISTRY_URI")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let wait_for = |needle: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut other = Vec::new();
+        loop {
+            match seen.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => other.push(line),
+                Err(_) => assert!(
+                    Instant::now() < deadline,
+                    "never logged {needle:?}; logged:\n{}",
+                    other.join("\n")
+                ),
+            }
+        }
+    };
+    let records: Vec<(String, Vec<u8>)> = (0..300).map(|i| numbered_record(&base, i)).collect();
+    produce(&broker.address, "inputs", &records);
+    wait_for("partitions assigned");
+    let hup = |content: &str| {
+        std::fs::write(&tune, content).unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // A tunable: applied between batches, and said.
+    hup("job: {max_batch: 50}\n");
+    let applied = wait_for("configuration reloaded");
+    assert!(applied.contains("max_batch 500 -> 50"), "{applied}");
+    // A typo: refused with the loader's diagnosis; the stream goes on.
+    hup("job: {max_bach: 5}\n");
+    let refused = wait_for("configuration is refused");
+    assert!(refused.contains("did you mean `max_batch`"), "{refused}");
+    // A change that needs a restart: refused, naming the key.
+    hup("job: {max_batch: 50, group_id: elsewhere}\n");
+    let restart = wait_for("needs a restart");
+    assert!(restart.contains("group_id"), "{restart}");
+    // Still streaming with what runs.
+    let more: Vec<(String, Vec<u8>)> = (300..400).map(|i| numbered_record(&base, i)).collect();
+    produce(&broker.address, "inputs", &more);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records_in(&broker.address, "predictions") < 400 {
+        assert!(
+            Instant::now() < deadline,
+            "the stream stopped after the reloads"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let _ = log.join();
+}

@@ -180,7 +180,7 @@ enum DataCommand {
 }
 
 /// Where a configuration comes from.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct ConfigArgs {
     /// Configuration files (YAML, JSON or TOML), merged left to right.
     #[arg(required = true)]
@@ -387,7 +387,7 @@ fn run(config: &ConfigArgs, dry_run: bool, sandbox: Option<&str>) -> Result<(), 
     // is asked to stop first: it finishes its batch, commits and returns; a second signal kills.
     let on_signal = context.clone();
     let streaming = matches!(job, velo_jobs::JobConfig::KafkaInferenceJob(_));
-    let _ = ctrlc::set_handler(move || {
+    let on_stop = move || {
         // Every job sees the request: a training job registers nothing after it.
         let again = on_signal
             .stop
@@ -401,7 +401,18 @@ fn run(config: &ConfigArgs, dry_run: bool, sandbox: Option<&str>) -> Result<(), 
         let _ = on_signal.kill_active_run();
         eprintln!("interrupted: the open run was ended as KILLED");
         std::process::exit(130);
-    });
+    };
+    // SIGHUP: a streaming job's configuration is read again and validated; a valid one is
+    // handed to the job, which applies what can change while it runs; a bad one is refused
+    // and the running one stays. Other jobs take SIGHUP as a stop, as a hung-up terminal.
+    #[cfg(unix)]
+    {
+        let reload = (streaming && sandbox.is_none())
+            .then(|| (config.clone(), std::sync::Arc::clone(&context.reload)));
+        watch_signals(on_stop, reload);
+    }
+    #[cfg(not(unix))]
+    let _ = ctrlc::set_handler(on_stop);
     // What the job refers to is checked before any run is opened: a wrong alias, version or
     // registered model name is a usage error (exit 2) that leaves no FAILED run behind.
     job.preflight(&context)
@@ -449,6 +460,58 @@ fn run(config: &ConfigArgs, dry_run: bool, sandbox: Option<&str>) -> Result<(), 
         return Err(Failure::Interrupted);
     }
     Ok(())
+}
+
+/// The slot a streaming job takes reloaded configurations from.
+#[cfg(unix)]
+type ReloadSlot = std::sync::Arc<std::sync::Mutex<Option<velo_jobs::JobConfig>>>;
+
+/// Watches SIGINT and SIGTERM (`on_stop`) and SIGHUP: with `reload`, the configuration is
+/// read again and, when valid, handed to the job; without, SIGHUP stops as the others do.
+#[cfg(unix)]
+fn watch_signals(on_stop: impl Fn() + Send + 'static, reload: Option<(ConfigArgs, ReloadSlot)>) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch signals; Ctrl-C ends the process without ending its run");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            match (&reload, signal) {
+                (Some((config, slot)), SIGHUP) => reload_config(config, slot),
+                _ => on_stop(),
+            }
+        }
+    });
+}
+
+/// Reads `config` again; a valid configuration goes to `slot`, a bad one is refused (logged).
+#[cfg(unix)]
+fn reload_config(config: &ConfigArgs, slot: &ReloadSlot) {
+    match config.load() {
+        Ok(loaded) => {
+            tracing::info!(files = ?config.files, "SIGHUP: configuration read again and valid");
+            if let Ok(mut pending) = slot.lock() {
+                *pending = Some(loaded.value.job);
+            }
+        }
+        Err(Failure::Usage(error) | Failure::Job(error)) => {
+            let mut message = error.to_string();
+            for cause in error.chain().skip(1) {
+                message.push_str(&format!(": {cause}"));
+            }
+            // One line: a log line per event.
+            let message = message.replace('\n', " ");
+            tracing::error!(
+                error = %message,
+                "SIGHUP: the configuration is refused; the running one stays"
+            );
+        }
+        Err(Failure::Interrupted) => {}
+    }
 }
 
 /// `velo run --dry-run`: beyond the configuration and schema files, every input file the job

@@ -39,6 +39,11 @@ pub struct JobContext {
     /// Set by the caller (a signal handler) to ask a streaming job to finish its batch, commit
     /// and return; jobs that end by themselves ignore it.
     pub stop: Arc<AtomicBool>,
+    /// A configuration waiting to replace the running one, put here by the caller (`velo run`
+    /// does on SIGHUP, after validating it). A streaming job takes it between batches, applies
+    /// the settings that can change while it runs, and refuses, keeping what runs, a change
+    /// that needs a restart; other jobs ignore it.
+    pub reload: Arc<Mutex<Option<crate::JobConfig>>>,
 }
 
 impl JobContext {
@@ -84,6 +89,7 @@ impl JobContext {
             active_run: Arc::default(),
             progress: Arc::new(NoProgress),
             stop: Arc::default(),
+            reload: Arc::default(),
         })
     }
 

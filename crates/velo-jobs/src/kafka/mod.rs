@@ -161,6 +161,80 @@ impl crate::Job for KafkaInferenceJob {
     }
 }
 
+/// The settings of a running stream that a reloaded configuration may change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tunables {
+    pub(crate) max_batch: std::num::NonZeroUsize,
+    pub(crate) max_wait_ms: u64,
+    pub(crate) poll_interval_s: u64,
+    pub(crate) idle_timeout_ms: Option<u64>,
+    pub(crate) log_every_s: u64,
+}
+
+impl KafkaInferenceJob {
+    /// What may change while the stream runs.
+    pub(crate) fn tunables(&self) -> Tunables {
+        Tunables {
+            max_batch: self.max_batch,
+            max_wait_ms: self.max_wait_ms,
+            poll_interval_s: self.poll_interval_s,
+            idle_timeout_ms: self.idle_timeout_ms,
+            log_every_s: self.log_every_s,
+        }
+    }
+
+    /// Checks a reloaded configuration against the running one: its new tunables, and what
+    /// changed, in words; or, when something else changed, the keys that need a restart.
+    pub(crate) fn reloaded(&self, new: &Self) -> Result<(Tunables, Vec<String>), Vec<String>> {
+        let mut fixed = Vec::new();
+        let mut check = |key: &str, same: bool| {
+            if !same {
+                fixed.push(key.to_owned());
+            }
+        };
+        check("brokers", self.brokers == new.brokers);
+        check("group_id", self.group_id == new.group_id);
+        check("input_topic", self.input_topic == new.input_topic);
+        check("output_topic", self.output_topic == new.output_topic);
+        check("dead_letter_topic", self.dead_letter_topic == new.dead_letter_topic);
+        check("alias_or_version", self.alias_or_version == new.alias_or_version);
+        check("max_records", self.max_records == new.max_records);
+        check("connect_timeout_ms", self.connect_timeout_ms == new.connect_timeout_ms);
+        check("metrics_addr", self.metrics_addr == new.metrics_addr);
+        check("prediction_log", self.prediction_log == new.prediction_log);
+        check("prediction_log_topic", self.prediction_log_topic == new.prediction_log_topic);
+        check("prediction_log_flush_s", self.prediction_log_flush_s == new.prediction_log_flush_s);
+        check("consumer", self.consumer == new.consumer);
+        check("producer", self.producer == new.producer);
+        check("services", self.services == new.services);
+        check("run_config", self.run_config == new.run_config);
+        if !fixed.is_empty() {
+            return Err(fixed);
+        }
+        let (old, tunables) = (self.tunables(), new.tunables());
+        let mut changes = Vec::new();
+        let mut note = |key: &str, before: String, after: String| {
+            if before != after {
+                changes.push(format!("{key} {before} -> {after}"));
+            }
+        };
+        note("max_batch", old.max_batch.to_string(), tunables.max_batch.to_string());
+        note("max_wait_ms", old.max_wait_ms.to_string(), tunables.max_wait_ms.to_string());
+        note(
+            "poll_interval_s",
+            old.poll_interval_s.to_string(),
+            tunables.poll_interval_s.to_string(),
+        );
+        note(
+            "idle_timeout_ms",
+            format!("{:?}", old.idle_timeout_ms),
+            format!("{:?}", tunables.idle_timeout_ms),
+        );
+        note("log_every_s", old.log_every_s.to_string(), tunables.log_every_s.to_string());
+        Ok((tunables, changes))
+    }
+}
+
 impl KafkaInferenceJob {
     fn default_run_config() -> RunConfig {
         RunConfig::named("KafkaInference")

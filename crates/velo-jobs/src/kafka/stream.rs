@@ -49,7 +49,9 @@ pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOu
                 Some(address) => Some(serve_metrics(address, Arc::clone(&metrics)).await?),
                 None => None,
             };
-            let stream = job.stream(&scorer, &context.stop, &metrics, run).await;
+            let stream = job
+                .stream(&scorer, &context.stop, &context.reload, &metrics, run)
+                .await;
             if let Some(server) = server {
                 server.abort();
             }
@@ -113,6 +115,7 @@ impl KafkaInferenceJob {
         &self,
         scorer: &Arc<Scorer>,
         stop: &AtomicBool,
+        reload: &std::sync::Mutex<Option<crate::JobConfig>>,
         metrics: &Arc<StreamMetrics>,
         run: &ActiveRun,
     ) -> Result<Stream, JobError> {
@@ -192,14 +195,38 @@ impl KafkaInferenceJob {
             ..Outputs::default()
         };
         let tick = Duration::from_millis(100);
+        // What runs: the configuration a reload may replace (its tunables only).
+        let mut current = self.clone();
         loop {
+            let pending = reload.lock().ok().and_then(|mut slot| slot.take());
+            if let Some(config) = pending {
+                match config {
+                    crate::JobConfig::KafkaInferenceJob(new) => match current.reloaded(&new) {
+                        Ok((_, changes)) if changes.is_empty() => {
+                            tracing::info!("configuration reloaded: nothing this stream uses changed");
+                        }
+                        Ok((_, changes)) => {
+                            tracing::info!(changes = %changes.join(", "), "configuration reloaded");
+                            current = new;
+                        }
+                        Err(keys) => tracing::warn!(
+                            keys = %keys.join(", "),
+                            "configuration refused: changing these needs a restart; the running configuration stays"
+                        ),
+                    },
+                    other => tracing::warn!(
+                        kind = other.kind(),
+                        "configuration refused: it is not a KafkaInferenceJob; the running configuration stays"
+                    ),
+                }
+            }
             if stop.load(Ordering::SeqCst)
                 || self.max_records.is_some_and(|max| stream.received >= max)
             {
                 break;
             }
-            if self.poll_interval_s > 0
-                && last_refresh.elapsed() >= Duration::from_secs(self.poll_interval_s)
+            if current.poll_interval_s > 0
+                && last_refresh.elapsed() >= Duration::from_secs(current.poll_interval_s)
             {
                 last_refresh = Instant::now();
                 let refresher = Arc::clone(scorer);
@@ -225,7 +252,7 @@ impl KafkaInferenceJob {
                 }
                 Err(_) => {
                     pipeline.drain(&consumer, metrics, &mut stream).await?;
-                    if self
+                    if current
                         .idle_timeout_ms
                         .is_some_and(|ms| last_record.elapsed() >= Duration::from_millis(ms))
                     {
@@ -236,14 +263,14 @@ impl KafkaInferenceJob {
             };
             let started = Instant::now();
             stream.first.get_or_insert(started);
-            let max_batch = self.max_batch.get();
+            let max_batch = current.max_batch.get();
             let limit = self.max_records.map_or(max_batch, |max| {
                 max_batch.min(usize::try_from(max - stream.received).unwrap_or(usize::MAX))
             });
             let mut batch = Batch::with_capacity(limit);
             batch.push(&first);
             drop(first);
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(self.max_wait_ms);
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(current.max_wait_ms);
             while batch.len() < limit {
                 match tokio::time::timeout_at(deadline, consumer.recv()).await {
                     Ok(Ok(message)) => batch.push(&message),
@@ -330,7 +357,7 @@ impl KafkaInferenceJob {
                     metrics.lag.set(lag);
                 }
             }
-            if self.log_every_s > 0 && last_log.elapsed() >= Duration::from_secs(self.log_every_s) {
+            if current.log_every_s > 0 && last_log.elapsed() >= Duration::from_secs(current.log_every_s) {
                 let seconds = last_log.elapsed().as_secs_f64();
                 last_log = Instant::now();
                 let counts = stream.counts;
