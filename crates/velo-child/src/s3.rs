@@ -57,6 +57,9 @@ impl S3Server {
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
             .args([
                 "-master.telemetry=false",
+                // A fixed number of volumes: by default SeaweedFS derives it from the free
+                // disk space, and refuses every upload on a nearly full disk.
+                "-volume.max=16",
                 "-admin.ui=false",
                 "-webdav=false",
             ])
