@@ -99,7 +99,20 @@ impl TestServer {
                 dir.path().join("mlflow.db").display()
             ))
             .arg("--artifacts-destination")
-            .arg(dir.path().join("artifacts"))
+            .arg(dir.path().join("artifacts"));
+        Self::launch(command, port, dir, None, None)
+    }
+
+    /// Starts `command` (an `mlflow server` serving on `port`) in `dir` and waits until it
+    /// answers `/health`.
+    fn launch(
+        mut command: Command,
+        port: u16,
+        dir: tempfile::TempDir,
+        postgres: Option<Postgres>,
+        s3: Option<S3Server>,
+    ) -> std::io::Result<Self> {
+        command
             .env("MLFLOW_TRACKING_URI", "")
             .env("PYTHONUNBUFFERED", "1")
             .current_dir(dir.path());
@@ -113,8 +126,8 @@ impl TestServer {
         Ok(Self {
             uri: server.url(),
             server,
-            postgres: None,
-            s3: None,
+            postgres,
+            s3,
             dir,
         })
     }
@@ -190,25 +203,8 @@ impl TestServer {
                 command.args(["--no-serve-artifacts", "--default-artifact-root", &root])
             }
         };
-        command
-            .envs(s3.env())
-            .env("MLFLOW_TRACKING_URI", "")
-            .env("PYTHONUNBUFFERED", "1")
-            .current_dir(dir.path());
-        let server = ChildServer::start(
-            "mlflow server",
-            &mut command,
-            port,
-            &dir.path().join("server.log"),
-            Ready::Http("/health"),
-        )?;
-        Ok(Self {
-            uri: server.url(),
-            server,
-            postgres: Some(postgres),
-            s3: Some(s3),
-            dir,
-        })
+        command.envs(s3.env());
+        Self::launch(command, port, dir, Some(postgres), Some(s3))
     }
 
     /// The PostgreSQL cluster behind the server, if it has one.
