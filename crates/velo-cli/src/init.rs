@@ -7,7 +7,7 @@ use clap::Args;
 use velo_io::configs::ConfigLoader;
 use velo_io::datasets::{self, DatasetWriter as _, ParquetReader, ParquetWriter, Reader};
 use velo_jobs::Settings;
-use velo_jobs::init::{DATA_FILES, InitOptions, Table, plan};
+use velo_jobs::init::{CONFIGS, DATA_FILES, InitOptions, Table, plan};
 
 use crate::commands::Failure;
 
@@ -41,18 +41,6 @@ pub(crate) struct InitArgs {
     #[arg(long)]
     force: bool,
 }
-
-/// The configs `velo init` writes, checked by loading each once written.
-const CONFIGS: [&str; 8] = [
-    "tuning",
-    "training",
-    "promotion",
-    "inference",
-    "evaluations",
-    "explanations",
-    "scenarios",
-    "monitoring",
-];
 
 pub(crate) fn init(args: &InitArgs) -> Result<(), Failure> {
     let usage = |error: anyhow::Error| Failure::Usage(error);
@@ -116,7 +104,8 @@ pub(crate) fn init(args: &InitArgs) -> Result<(), Failure> {
             .write(batch)
             .map_err(|error| write_error(&path, error.into()))?;
     }
-    // Every config written must load: a plan that does not is velo's bug, said plainly.
+    // Every config written (`CONFIGS`) must load: a plan that does not is velo's bug, said
+    // plainly.
     for config in CONFIGS {
         let path = args.dir.join(format!("configs/{config}.yaml"));
         ConfigLoader::default()

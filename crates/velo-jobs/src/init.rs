@@ -117,6 +117,18 @@ pub struct ProjectPlan {
     pub notes: Vec<String>,
 }
 
+/// The job configs a plan writes, as `configs/<name>.yaml`.
+pub const CONFIGS: [&str; 8] = [
+    "tuning",
+    "training",
+    "promotion",
+    "inference",
+    "evaluations",
+    "explanations",
+    "scenarios",
+    "monitoring",
+];
+
 /// The paths of the data files, relative to the project.
 pub const DATA_FILES: [&str; 4] = [
     "data/inputs_train.parquet",
@@ -1232,16 +1244,7 @@ mod tests {
             .unwrap();
         assert!(leak.contains("`part_a` and `part_b`"), "{leak}");
         // Every config is a valid job, and the schemas accept the data written.
-        for config in [
-            "tuning",
-            "training",
-            "promotion",
-            "inference",
-            "evaluations",
-            "explanations",
-            "scenarios",
-            "monitoring",
-        ] {
+        for config in CONFIGS {
             let text = file(&plan, &format!("configs/{config}.yaml"));
             settings(text).unwrap_or_else(|error| panic!("{config}: {error}\n{text}"));
         }
