@@ -21,7 +21,7 @@ use crate::JobError;
 use super::{
     batch::Counts,
     metrics::StreamMetrics,
-    stream::{Stream, kafka},
+    stream::Stream,
 };
 
 /// Acknowledgements still awaited for one batch's outputs and dead letters.
@@ -93,6 +93,22 @@ impl rdkafka::producer::ProducerContext for Acks {
     }
 }
 
+/// `topic/partition@offset` for each element, for logs.
+pub(super) fn describe(offsets: &TopicPartitionList) -> String {
+    offsets
+        .elements()
+        .iter()
+        .map(|element| {
+            let offset = match element.offset() {
+                rdkafka::Offset::Offset(offset) => offset.to_string(),
+                other => format!("{other:?}"),
+            };
+            format!("{}/{}@{offset}", element.topic(), element.partition())
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The offsets of `offsets` whose partitions `consumer` is assigned now.
 pub(super) fn owned(
     consumer: &StreamConsumer<Group>,
@@ -156,6 +172,7 @@ impl rdkafka::consumer::ConsumerContext for Group {
         };
         self.metrics
             .assign(-i64::try_from(revoked.count()).unwrap_or(i64::MAX));
+        tracing::info!(partitions = revoked.count(), "revoked by the group");
         use rdkafka::producer::Producer as _;
         if let Err(error) = self.producer.flush(self.flush) {
             tracing::warn!(%error, "partitions revoked before every output was acknowledged; their records will be scored again");
@@ -189,7 +206,7 @@ impl rdkafka::consumer::ConsumerContext for Group {
         }
         match consumer.commit(&offsets, CommitMode::Sync) {
             Ok(()) => tracing::info!(
-                partitions = offsets.count(),
+                offsets = %describe(&offsets),
                 "partitions revoked: the offsets of every output sent are committed"
             ),
             Err(error) => {
@@ -237,15 +254,30 @@ pub(super) struct Sent {
     pub(super) started: Instant,
 }
 
-/// Sent batches in consumption order, and the offsets last committed.
-#[derive(Default)]
-pub(super) struct Pipeline {
-    pub(super) sent: VecDeque<Sent>,
-    pub(super) committed: Option<TopicPartitionList>,
+/// A commit on its way to the broker: the offsets of `batches` acknowledged batches.
+struct Committing {
+    task: tokio::task::JoinHandle<rdkafka::error::KafkaResult<()>>,
+    batches: usize,
 }
 
-/// Batches whose acknowledgements may be awaited at once (after a new one is sent, the
-/// oldest is waited for while this many are in flight).
+/// Batches in flight, in consumption order: sent and awaiting their acknowledgements, then
+/// acknowledged and awaiting the broker's acknowledgement of their commit. A batch counts
+/// against the window until its commit is acknowledged, so that a worker that dies leaves
+/// at most the window (and the batch it was reading) to be scored again, however late the
+/// broker stores commits.
+#[derive(Default)]
+pub(super) struct Pipeline {
+    sent: VecDeque<Sent>,
+    /// The commit on its way (one at a time, synchronous on a blocking thread).
+    committing: Option<Committing>,
+    /// Offsets of acknowledged batches not yet sent to the broker, merged, and their count.
+    waiting: Option<(TopicPartitionList, usize)>,
+    /// Commits the broker refused (their records are scored again after a rebalance).
+    pub(super) refused: u64,
+}
+
+/// Batches whose acknowledgements and commits may be awaited at once (after a new one is
+/// sent, the oldest is waited for while this many are in flight).
 pub(super) const IN_FLIGHT_BATCHES: usize = 4;
 
 impl Pipeline {
@@ -253,51 +285,115 @@ impl Pipeline {
         self.sent.push_back(sent);
     }
 
-    /// Commits every leading batch that is acknowledged; waits for the oldest while more than
-    /// `room` batches are in flight (`drain`: none may stay).
+    /// Batches sent and not yet committed (acknowledged by the broker).
+    fn in_flight(&self) -> usize {
+        self.sent.len()
+            + self.committing.as_ref().map_or(0, |commit| commit.batches)
+            + self.waiting.as_ref().map_or(0, |(_, batches)| *batches)
+    }
+
+    /// Moves acknowledged batches to the commit, starts a commit when none is on its way, and
+    /// waits (for the oldest acknowledgement, or the commit) while more than `room` batches
+    /// are in flight (`drain`: none may stay).
     pub(super) async fn settle(
         &mut self,
-        consumer: &StreamConsumer<Group>,
+        consumer: &Arc<StreamConsumer<Group>>,
         metrics: &StreamMetrics,
         stream: &mut Stream,
         room: usize,
     ) -> Result<(), JobError> {
-        while let Some(oldest) = self.sent.front() {
-            if !oldest.in_flight.is_done() && self.sent.len() <= room {
-                break;
+        loop {
+            while self.sent.front().is_some_and(|oldest| oldest.in_flight.is_done()) {
+                self.acknowledged(metrics, stream)?;
             }
-            oldest.in_flight.wait().await?;
-            self.commit_oldest(consumer, metrics, stream)?;
+            if self
+                .committing
+                .as_ref()
+                .is_some_and(|commit| commit.task.is_finished())
+            {
+                self.finish_commit().await;
+            }
+            if self.committing.is_none()
+                && let Some((offsets, batches)) = self.waiting.take()
+            {
+                let consumer = Arc::clone(consumer);
+                self.committing = Some(Committing {
+                    task: tokio::task::spawn_blocking(move || {
+                        // Only partitions still assigned: a revoked one was committed when it
+                        // was revoked, and its new owner may have moved on since.
+                        let owned = owned(&consumer, &offsets);
+                        if owned.count() < offsets.count() {
+                            tracing::info!(
+                                kept = %describe(&owned),
+                                asked = %describe(&offsets),
+                                "partitions no longer assigned are left out of a commit"
+                            );
+                        }
+                        if owned.count() == 0 {
+                            return Ok(());
+                        }
+                        consumer.commit(&owned, CommitMode::Sync)
+                    }),
+                    batches,
+                });
+                if stream.first_commit.is_none() {
+                    stream.first_commit = Some((Instant::now(), stream.received));
+                }
+            }
+            if self.in_flight() <= room {
+                return Ok(());
+            }
+            match self.sent.front() {
+                Some(oldest) if !oldest.in_flight.is_done() => {
+                    let in_flight = Arc::clone(&oldest.in_flight);
+                    in_flight.wait().await?;
+                }
+                Some(_) => {}
+                None => self.finish_commit().await,
+            }
         }
-        Ok(())
     }
 
     /// Waits for every batch in flight and commits them.
     pub(super) async fn drain(
         &mut self,
-        consumer: &StreamConsumer<Group>,
+        consumer: &Arc<StreamConsumer<Group>>,
         metrics: &StreamMetrics,
         stream: &mut Stream,
     ) -> Result<(), JobError> {
         self.settle(consumer, metrics, stream, 0).await
     }
 
-    pub(super) fn commit_oldest(
-        &mut self,
-        consumer: &StreamConsumer<Group>,
-        metrics: &StreamMetrics,
-        stream: &mut Stream,
-    ) -> Result<(), JobError> {
+    /// Waits for the commit on its way; a refusal is logged and counted (the offsets of later
+    /// batches, or the revocation's commit, cover its records; until then they would be
+    /// scored again).
+    async fn finish_commit(&mut self) {
+        let Some(commit) = self.committing.take() else {
+            return;
+        };
+        let refused = match commit.task.await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(error) => Some(error.to_string()),
+        };
+        if let Some(error) = refused {
+            self.refused += 1;
+            tracing::warn!(%error, batches = commit.batches, "a commit was refused; its records will be scored again unless a later commit covers them");
+        }
+    }
+
+    /// Counts the oldest batch, acknowledged, and adds its offsets to the next commit.
+    fn acknowledged(&mut self, metrics: &StreamMetrics, stream: &mut Stream) -> Result<(), JobError> {
         let Some(sent) = self.sent.pop_front() else {
             return Ok(());
         };
-        // Only partitions still assigned: a revoked one was committed when it was revoked, and
-        // its new owner may have moved on since.
-        let owned = owned(consumer, &sent.offsets);
-        if owned.count() > 0 {
-            consumer
-                .commit(&owned, CommitMode::Async)
-                .map_err(kafka("commit offsets"))?;
+        // An acknowledgement may carry a refused delivery: the batch is then not committed.
+        let failure = sent.in_flight.failure.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(failure) = failure {
+            return Err(JobError::Kafka {
+                action: "deliver a batch's outputs, so it is not committed".to_owned(),
+                source: failure.into(),
+            });
         }
         let counts = &mut stream.counts;
         counts.consumed += sent.counts.consumed;
@@ -310,9 +406,20 @@ impl Pipeline {
         metrics
             .batch_seconds
             .observe(sent.started.elapsed().as_secs_f64());
-        self.committed = Some(owned);
-        if stream.first_commit.is_none() {
-            stream.first_commit = Some((Instant::now(), stream.received));
+        match &mut self.waiting {
+            Some((offsets, batches)) => {
+                // Later offsets replace earlier ones, partition by partition.
+                for element in sent.offsets.elements() {
+                    let (topic, partition) = (element.topic(), element.partition());
+                    let _ = if offsets.find_partition(topic, partition).is_some() {
+                        offsets.set_partition_offset(topic, partition, element.offset())
+                    } else {
+                        offsets.add_partition_offset(topic, partition, element.offset())
+                    };
+                }
+                *batches += 1;
+            }
+            None => self.waiting = Some((sent.offsets, 1)),
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::{
 
 use rdkafka::{
     ClientConfig, Offset,
-    consumer::{CommitMode, Consumer as _, StreamConsumer},
+    consumer::{Consumer as _, StreamConsumer},
     message::{Header, OwnedHeaders},
     producer::{BaseRecord, ThreadedProducer},
 };
@@ -76,6 +76,7 @@ pub(super) fn run(job: &KafkaInferenceJob, context: &JobContext) -> Result<JobOu
             ("records_in", counts.consumed),
             ("records_out", counts.predicted),
             ("dead_letters", counts.dead),
+            ("refused_commits", stream.refused_commits),
         ] {
             outcome.metrics.insert(name.to_owned(), value as f64);
         }
@@ -155,9 +156,11 @@ impl KafkaInferenceJob {
             flush: Duration::from_secs(10),
             metrics: Arc::clone(metrics),
         };
-        let consumer: StreamConsumer<Group> = consumer_config
-            .create_with_context(group)
-            .map_err(kafka("create the consumer"))?;
+        let consumer: Arc<StreamConsumer<Group>> = Arc::new(
+            consumer_config
+                .create_with_context(group)
+                .map_err(kafka("create the consumer"))?,
+        );
         consumer
             .subscribe(&[&self.input_topic])
             .map_err(kafka("subscribe to the input topic"))?;
@@ -376,16 +379,9 @@ impl KafkaInferenceJob {
                 }
             }
         }
+        // Every commit is acknowledged once the job returns (or counted as refused).
         pipeline.drain(&consumer, metrics, &mut stream).await?;
-        // The last commit is synchronous: once the job returns, its offsets are stored.
-        if let Some(offsets) = pipeline.committed.take() {
-            let owned = super::pipeline::owned(&consumer, &offsets);
-            if owned.count() > 0 {
-                consumer
-                    .commit(&owned, CommitMode::Sync)
-                    .map_err(kafka("commit offsets"))?;
-            }
-        }
+        stream.refused_commits = pipeline.refused;
         stream.last = Some(Instant::now());
         Ok(stream)
     }
@@ -509,6 +505,8 @@ pub(super) struct Stream {
     pub(super) last: Option<Instant>,
     /// When the first batch was committed, and the records read by then.
     pub(super) first_commit: Option<(Instant, u64)>,
+    /// Commits the broker refused (their records may be scored again).
+    pub(super) refused_commits: u64,
 }
 
 impl Stream {
