@@ -44,13 +44,30 @@ pub(crate) fn training_snippet(data: &Path) -> String {
 
 /// Tunes a small grid with `threads` workers and returns the run's cv results table.
 fn tune(uri: &str, data: &Path, threads: usize) -> arrow::record_batch::RecordBatch {
+    let (table, run) = tune_with(uri, data, &format!("n_jobs: {threads}"), "");
+    assert_eq!(
+        run.data.param("searcher.n_jobs"),
+        Some(threads.to_string().as_str())
+    );
+    table
+}
+
+/// Tunes a grid of six candidates on three folds, with `searcher` and `job` added to the
+/// searcher's and the job's settings; the run's cv results table and the run.
+pub(crate) fn tune_with(
+    uri: &str,
+    data: &Path,
+    searcher: &str,
+    job: &str,
+) -> (arrow::record_batch::RecordBatch, registries::Run) {
     let tuned = run_job(
         "configs/tuning.yaml",
         uri,
         &format!(
-            "inputs: {{path: '{}'}}, targets: {{path: '{}'}}, model: {{n_estimators: 6}}, splitter: {{n_splits: 3, test_size: 200}}, searcher: {{param_grid: {{max_depth: [2, 4, 6], min_samples_leaf: [1, 3]}}, n_jobs: {threads}}}",
+            "inputs: {{path: '{}'}}, targets: {{path: '{}'}}, model: {{n_estimators: 6}}, splitter: {{n_splits: 3, test_size: 200}}, searcher: {{param_grid: {{max_depth: [2, 4, 6], min_samples_leaf: [1, 3]}}, {searcher}}}{}{job}",
             data.join("inputs_train.parquet").display(),
-            data.join("targets_train.parquet").display()
+            data.join("targets_train.parquet").display(),
+            if job.is_empty() { "" } else { ", " }
         ),
     );
     assert_eq!(tuned.code, 0, "{}", tuned.stderr);
@@ -59,18 +76,15 @@ fn tune(uri: &str, data: &Path, threads: usize) -> arrow::record_batch::RecordBa
         "{}",
         tuned.stdout
     );
+    let run_id = tuned
+        .stdout
+        .split("(run ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no run id in {}", tuned.stdout))
+        .to_owned();
     let stores = registries::open(uri).unwrap();
-    let experiment = stores.tracking.get_or_create_experiment("bikes").unwrap();
-    let run = stores
-        .tracking
-        .list_runs(&experiment)
-        .unwrap()
-        .into_iter()
-        .find(|run| {
-            run.info.run_name == "Tuning"
-                && run.data.param("searcher.n_jobs") == Some(&threads.to_string())
-        })
-        .expect("the tuning run");
+    let run = stores.tracking.get_run(&run_id).unwrap();
     assert!(run.data.param("best.max_depth").is_some());
     assert!(
         run.data
@@ -83,10 +97,13 @@ fn tune(uri: &str, data: &Path, threads: usize) -> arrow::record_batch::RecordBa
         .unwrap();
     let file = tempfile::NamedTempFile::with_suffix(".parquet").unwrap();
     std::fs::write(file.path(), bytes).unwrap();
-    velo_io::datasets::Reader::ParquetReader(velo_io::datasets::ParquetReader::new(file.path()))
-        .read()
-        .unwrap()
-        .data
+    let table = velo_io::datasets::Reader::ParquetReader(velo_io::datasets::ParquetReader::new(
+        file.path(),
+    ))
+    .read()
+    .unwrap()
+    .data;
+    (table, run)
 }
 
 pub(crate) fn lifecycle(uri: &str, data: &Path) {
@@ -701,7 +718,7 @@ fn velo_project_runs_the_six_jobs_on_the_embedded_default() {
             print(runs, c.get_model_version_by_alias('bikes', 'Champion').version, plots)";
         assert_eq!(
             crate::mlflow_on_store(&python, script, &dir.path().join("mlruns")),
-            "[('Evaluations', 'FINISHED'), ('Explanations', 'FINISHED'), ('Training', 'FINISHED'), ('Tuning', 'FINISHED')] 1 \
+            "[('Evaluations', 'FINISHED'), ('Explanations', 'FINISHED'), ('Training', 'FINISHED'), ('Tuning', 'FINISHED'), ('candidate-0', 'FINISHED'), ('candidate-1', 'FINISHED'), ('candidate-2', 'FINISHED')] 1 \
              ['plots/contributions.png', 'plots/cv_results.png', 'plots/predicted_vs_actual.png', 'plots/predicted_vs_actual.png', 'plots/residuals.png', 'plots/residuals.png']"
         );
     }

@@ -21,6 +21,7 @@ mod jobs;
 mod kafka;
 mod models;
 mod monitoring;
+mod queue;
 mod sandbox;
 mod scenarios;
 mod serve;

@@ -179,7 +179,7 @@ pub(crate) enum Containers {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("which").multiple(false).args([
     "reference", "tracking", "chain", "package", "serve", "kafka", "scenarios", "stress",
-    "leaderboard", "monitoring",
+    "leaderboard", "monitoring", "queue",
 ])))]
 pub(crate) struct Bench {
     /// velo against ../shared/bench/sklearn_baseline.py (as shipped and with --n-jobs -1),
@@ -214,6 +214,9 @@ pub(crate) struct Bench {
     /// The monitoring job over a day of logged predictions, beside Evidently.
     #[arg(long)]
     pub(crate) monitoring: bool,
+    /// The PostgreSQL work queue's tasks per second, beside Optuna's RDBStorage.
+    #[arg(long)]
+    pub(crate) queue: bool,
     /// Runs of each side (medians are reported; some comparisons take at least 5).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) runs: u32,

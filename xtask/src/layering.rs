@@ -38,6 +38,8 @@ const DEV_ONLY: &[(&str, &str)] = &[
     ("velo-tests", "velo-io"),
     ("velo-tests", "velo-mlflow"),
     ("velo-tests", "velo-child"),
+    // velo-io's queue tests start a private PostgreSQL cluster.
+    ("velo-io", "velo-child"),
     // velo-cli's tests run its binary with the helpers of the tests package.
     ("velo-cli", "velo-tests"),
 ];

@@ -111,6 +111,9 @@ enum Command {
         #[command(flatten)]
         store: crate::models::StoreArgs,
     },
+    /// Run the tasks that jobs with `executor: {KIND: Queue, url: postgres://…}` put on a
+    /// PostgreSQL queue (tuning folds), one at a time, until stopped or idle.
+    Worker(crate::worker::WorkerArgs),
 }
 
 /// The jobs of the lifecycle, in the order `velo project` runs them (`configs/<job>.yaml`).
@@ -256,6 +259,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Failure> {
         Some(Command::Project { csv }) => project(csv.as_deref()),
         Some(Command::Init(args)) => crate::init::init(&args),
         Some(Command::Serve(args)) => crate::serve::serve(&args),
+        Some(Command::Worker(args)) => crate::worker::worker(&args),
         Some(Command::Models { command, store }) => crate::models::run(&command, &store),
         Some(Command::Sandbox { command, store }) => crate::models::sandbox(&command, &store),
         Some(Command::Data(DataCommand::Synth {
@@ -460,6 +464,14 @@ fn run(config: &ConfigArgs, dry_run: bool, sandbox: Option<&str>) -> Result<(), 
         return Err(Failure::Interrupted);
     }
     Ok(())
+}
+
+/// Calls `on_stop` on SIGINT, SIGTERM and SIGHUP (Ctrl-C elsewhere).
+pub(crate) fn watch_stop(on_stop: impl Fn() + Send + 'static) {
+    #[cfg(unix)]
+    watch_signals(on_stop, None);
+    #[cfg(not(unix))]
+    let _ = ctrlc::set_handler(on_stop);
 }
 
 /// The slot a streaming job takes reloaded configurations from.

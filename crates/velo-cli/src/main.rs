@@ -14,6 +14,7 @@ mod models;
 mod progress;
 mod reference;
 mod serve;
+mod worker;
 
 use std::process::ExitCode;
 

@@ -120,6 +120,8 @@ pub(crate) struct Labeled {
     pub(crate) schema: Schema,
     /// The validated inputs.
     pub(crate) inputs: velo_io::datasets::Dataset,
+    /// The targets' lineage (their rows are in `y`).
+    pub(crate) targets_lineage: velo_io::datasets::Lineage,
     /// The target column's name.
     pub(crate) target_name: String,
     /// The target values, one per input row.
@@ -154,13 +156,13 @@ impl Labeled {
 }
 
 /// Reads `inputs` and `targets` validated against `schemas` (whose `targets` names the target
-/// column), logs both as datasets of the run with `role` (`training`, `evaluation`, …), and
+/// column), logs both as datasets of the run (when there is one) with `role` (`training`, `evaluation`, …), and
 /// checks that they align row by row; `kind` names the job in errors.
 pub(crate) fn read_labeled(
     kind: &str,
     (inputs, targets): (&Reader, &Reader),
     schemas: &SchemaFiles,
-    run: &ActiveRun,
+    run: Option<&ActiveRun>,
     role: &str,
     progress: &dyn crate::progress::Progress,
 ) -> Result<Labeled, JobError> {
@@ -175,8 +177,10 @@ pub(crate) fn read_labeled(
     let read_inputs = inputs.read_validated(&schema)?;
     let read_targets = targets.read_validated(&targets_schema)?;
     drop(reading);
-    run.log_dataset(&read_inputs.lineage, role)?;
-    run.log_dataset(&read_targets.lineage, role)?;
+    if let Some(run) = run {
+        run.log_dataset(&read_inputs.lineage, role)?;
+        run.log_dataset(&read_targets.lineage, role)?;
+    }
     let (target_name, y) = target_values(&targets_schema, &read_targets.data, targets_path)?;
     let y = align_targets(
         (&schema, &read_inputs.data, inputs.path()),
@@ -186,6 +190,7 @@ pub(crate) fn read_labeled(
     Ok(Labeled {
         schema,
         inputs: read_inputs,
+        targets_lineage: read_targets.lineage,
         target_name,
         y,
     })

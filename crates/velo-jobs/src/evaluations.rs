@@ -138,7 +138,7 @@ impl EvaluationsJob {
             "EvaluationsJob",
             (&self.inputs, &self.targets),
             &self.schemas,
-            run,
+            Some(run),
             "evaluation",
             context.progress.as_ref(),
         )?;

@@ -287,7 +287,7 @@ impl FeedbackLoopJob {
             kind,
             (&self.history_inputs, &self.history_targets),
             &self.schemas,
-            run,
+            Some(run),
             "training",
             progress,
         )?;
@@ -300,7 +300,7 @@ impl FeedbackLoopJob {
             kind,
             (&self.production_inputs, &self.production_targets),
             &self.schemas,
-            run,
+            Some(run),
             "production",
             progress,
         )?;

@@ -334,7 +334,7 @@ impl GateJob {
                         <Self as crate::Job>::KIND,
                         (inputs, &self.targets),
                         &self.schemas,
-                        run,
+                        Some(run),
                         "gate",
                         context.progress.as_ref(),
                     )?;

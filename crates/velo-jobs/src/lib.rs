@@ -34,6 +34,7 @@
 pub mod common;
 mod context;
 mod error;
+pub mod executors;
 mod html;
 pub mod init;
 mod job;

@@ -145,7 +145,7 @@ impl RetrainingJob {
             kind,
             (&self.production_inputs, &self.production_targets),
             &self.training.schemas,
-            run,
+            Some(run),
             "production",
             context.progress.as_ref(),
         )?;
@@ -285,7 +285,7 @@ impl RetrainingJob {
             kind,
             (&self.training.inputs, &self.training.targets),
             &self.training.schemas,
-            run,
+            Some(run),
             "training",
             context.progress.as_ref(),
         )?;
@@ -313,6 +313,7 @@ impl RetrainingJob {
                 data,
                 lineage: original.inputs.lineage,
             },
+            targets_lineage: original.targets_lineage,
             target_name: original.target_name,
             y: targets,
         };

@@ -126,7 +126,7 @@ impl TrainingJob {
             "TrainingJob",
             (&self.inputs, &self.targets),
             &self.schemas,
-            run,
+            Some(run),
             "training",
             context.progress.as_ref(),
         )?;

@@ -57,6 +57,11 @@ pub struct TuningJob {
     /// The search strategy.
     #[serde(default)]
     pub searcher: Searcher,
+    /// Where candidates × folds are cross-validated: in this process (`KIND: Local`, the
+    /// default) or on `velo worker` processes through a PostgreSQL queue (`KIND: Queue`,
+    /// `url: postgres://…`); the results are the same.
+    #[serde(default)]
+    pub executor: crate::executors::Executor,
     /// Services.
     #[serde(default)]
     pub services: Services,
@@ -79,9 +84,10 @@ impl crate::Job for TuningJob {
                 self.searcher.describe()
             ),
             format!(
-                "score candidates by {} over {} folds",
+                "score candidates by {} over {} folds {}",
                 self.metric.name(),
-                self.splitter.n_splits()
+                self.splitter.n_splits(),
+                self.executor.describe()
             ),
         ]
     }
@@ -150,7 +156,7 @@ impl TuningJob {
             "TuningJob",
             (&self.inputs, &self.targets),
             &self.schemas,
-            run,
+            Some(run),
             "tuning",
             context.progress.as_ref(),
         )?;
@@ -158,6 +164,7 @@ impl TuningJob {
         let Labeled {
             schema: inputs_schema,
             inputs,
+            targets_lineage,
             y,
             ..
         } = labeled;
@@ -167,62 +174,130 @@ impl TuningJob {
                 "the searcher proposes no candidate".to_owned(),
             ));
         }
-        let splits = self.splitter.split(inputs.data.num_rows())?;
-        // Every fold's rows, selected once and shared by the candidates.
-        let folds = fold_rows(&inputs.data, &y, &splits)?;
-        tracing::info!(
-            candidates = candidates.len(),
-            folds = folds.len(),
-            "cross-validating"
-        );
-        let tasks: Vec<(usize, usize)> = (0..candidates.len())
-            .flat_map(|candidate| (0..folds.len()).map(move |fold| (candidate, fold)))
-            .collect();
-        let searching = context.progress.start(
-            &format!("cross-validating {} candidates", candidates.len()),
-            Some(tasks.len() as u64),
-        );
-        let evaluate = || {
-            tasks
-                .par_iter()
-                .map(|&(candidate, fold)| {
-                    let (x_train, y_train, x_test, y_test) = &folds[fold];
-                    let mut model = self.model.build(&inputs_schema);
-                    model.set_params(&candidates[candidate])?;
-                    let started = Instant::now();
-                    model.fit(x_train, y_train)?;
-                    let seconds = started.elapsed().as_secs_f64();
-                    let score = self.metric.score(y_test, &model.predict(x_test)?)?;
-                    searching.advance(1);
-                    Ok((score, seconds))
-                })
-                .collect::<Result<Vec<(f64, f64)>, JobError>>()
+        let folds = self.splitter.split(inputs.data.num_rows())?.len();
+        tracing::info!(candidates = candidates.len(), folds, "cross-validating");
+        let greater = self.metric.greater_is_better();
+        // Rounds of folds: every fold at once, or (successive halving) the first folds, then
+        // one fold per round for the candidates still in the race.
+        let rounds: Vec<std::ops::Range<usize>> = match &self.searcher {
+            Searcher::HalvingCVSearcher(halving) => {
+                let first = halving.min_folds.clamp(1, folds.max(1));
+                std::iter::once(0..first)
+                    .chain((first..folds).map(|fold| fold..fold + 1))
+                    .collect()
+            }
+            _ => std::iter::once(0..folds).collect(),
         };
-        let outcomes = match self.searcher.n_jobs() {
-            Some(threads) => rayon::ThreadPoolBuilder::new()
-                .num_threads(threads.max(1))
-                .build()
-                .map_err(|error| JobError::Runtime {
-                    action: format!("start {threads} threads"),
-                    source: Box::new(error),
-                })?
-                .install(evaluate)?,
-            None => evaluate()?,
-        };
+        let mut prepared: Option<Prepared> = None;
+        let mut outcomes: Vec<Vec<TaskResult>> = vec![Vec::new(); candidates.len()];
+        let mut alive: Vec<usize> = (0..candidates.len()).collect();
+        for (round, range) in rounds.iter().enumerate() {
+            if round > 0
+                && let Searcher::HalvingCVSearcher(halving) = &self.searcher
+            {
+                // The best 1 in `factor` go on (ties keep the earlier candidate).
+                let keep = alive.len().div_ceil(halving.factor.max(2)).max(1);
+                alive.sort_by(|&a, &b| {
+                    let (a_mean, b_mean) = (mean_of(&outcomes[a]), mean_of(&outcomes[b]));
+                    let order = a_mean.total_cmp(&b_mean);
+                    (if greater { order.reverse() } else { order }).then(a.cmp(&b))
+                });
+                alive.truncate(keep);
+                alive.sort_unstable();
+                tracing::info!(round, candidates = alive.len(), "halving: the best candidates go on");
+            }
+            let tasks: Vec<(usize, usize)> = alive
+                .iter()
+                .flat_map(|&candidate| range.clone().map(move |fold| (candidate, fold)))
+                .collect();
+            let results = match &self.executor {
+                crate::executors::Executor::Queue(queue) => {
+                    let shared = serde_json::json!({
+                        "job": self.for_workers(),
+                        "inputs_digest": inputs.lineage.digest,
+                        "targets_digest": targets_lineage.digest,
+                    });
+                    let payloads: Vec<serde_json::Value> = tasks
+                        .iter()
+                        .map(|&(candidate, fold)| {
+                            serde_json::json!({
+                                "candidate": candidate,
+                                "fold": fold,
+                                "params": candidates[candidate],
+                            })
+                        })
+                        .collect();
+                    queue
+                        .run(
+                            &format!("{}-tuning-{round}", run.id()),
+                            TASK_KIND,
+                            &shared,
+                            &payloads,
+                            context.progress.as_ref(),
+                        )?
+                        .iter()
+                        .map(TaskResult::from_value)
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+                _ => {
+                    if prepared.is_none() {
+                        prepared = Some(Prepared::new(
+                            self.clone(),
+                            inputs_schema.clone(),
+                            &inputs.data,
+                            &y,
+                        )?);
+                    }
+                    let Some(prepared) = prepared.as_ref() else {
+                        return Err(JobError::Config("no folds prepared".to_owned()));
+                    };
+                    let searching = context.progress.start(
+                        &format!("cross-validating {} candidates", alive.len()),
+                        Some(tasks.len() as u64),
+                    );
+                    let evaluate = || {
+                        tasks
+                            .par_iter()
+                            .map(|&(candidate, fold)| {
+                                let result = prepared.evaluate(&candidates[candidate], fold)?;
+                                searching.advance(1);
+                                Ok(result)
+                            })
+                            .collect::<Result<Vec<TaskResult>, JobError>>()
+                    };
+                    match self.searcher.n_jobs() {
+                        Some(threads) => rayon::ThreadPoolBuilder::new()
+                            .num_threads(threads.max(1))
+                            .build()
+                            .map_err(|error| JobError::Runtime {
+                                action: format!("start {threads} threads"),
+                                source: Box::new(error),
+                            })?
+                            .install(evaluate)?,
+                        None => evaluate()?,
+                    }
+                }
+            };
+            // Tasks run candidate by candidate, fold by fold: each candidate's folds stay a
+            // prefix of the splitter's.
+            for (&(candidate, _), result) in tasks.iter().zip(results) {
+                outcomes[candidate].push(result);
+            }
+        }
+        drop(prepared);
         let results: Vec<CandidateResult> = candidates
             .iter()
-            .enumerate()
-            .map(|(candidate, params)| {
-                let mine = &outcomes[candidate * folds.len()..(candidate + 1) * folds.len()];
-                CandidateResult {
-                    params: params.clone(),
-                    scores: mine.iter().map(|(score, _)| *score).collect(),
-                    fit_seconds: mine.iter().map(|(_, seconds)| *seconds).collect(),
-                }
+            .zip(&outcomes)
+            .map(|(params, mine)| CandidateResult {
+                params: params.clone(),
+                scores: mine.iter().map(|result| result.score).collect(),
+                fit_seconds: mine.iter().map(|result| result.seconds).collect(),
             })
             .collect();
-        let greater = self.metric.greater_is_better();
+        // The best candidate of those scored on the most folds (all of them but with halving).
+        let most = results.iter().map(|r| r.scores.len()).max().unwrap_or(0);
         let best = (0..results.len())
+            .filter(|&index| results[index].scores.len() == most)
             .reduce(|best, index| {
                 let (a, b) = (results[best].mean(), results[index].mean());
                 // Ties keep the first candidate, as scikit-learn's ranking does.
@@ -233,6 +308,31 @@ impl TuningJob {
                 }
             })
             .unwrap_or(0);
+        // Each candidate is a child run of the tuning run (MLflow's nested runs): its params,
+        // its score on each fold and their mean.
+        for (index, result) in results.iter().enumerate() {
+            let child = run.start_child(&format!("candidate-{index}"))?;
+            let params: Vec<Tag> = result
+                .params
+                .iter()
+                .map(|(key, value)| Tag::new(key.clone(), param_text(value)))
+                .collect();
+            child.tracking().log_batch(child.id(), &[], &params, &[])?;
+            let folds: Vec<(String, f64)> = result
+                .scores
+                .iter()
+                .enumerate()
+                .map(|(fold, score)| (format!("split{fold}_test_score"), *score))
+                .collect();
+            let mut metrics: Vec<(&str, f64)> = folds
+                .iter()
+                .map(|(name, score)| (name.as_str(), *score))
+                .collect();
+            metrics.push(("mean_test_score", result.mean()));
+            metrics.push(("std_test_score", result.std()));
+            child.log_metrics(&metrics, 0)?;
+            child.finish()?;
+        }
         let table = cv_results(&results, best, greater)?;
         let bytes = velo_io::datasets::parquet_bytes(&table, "cv_results.parquet")?;
         run.tracking()
@@ -289,13 +389,149 @@ impl TuningJob {
         outcome.lines.push(format!(
             "best of {} candidates over {} folds: {} (mean {} {})",
             results.len(),
-            folds.len(),
+            folds,
             serde_json::to_string(&results[best].params).unwrap_or_default(),
             name.as_str(),
             results[best].mean()
         ));
         Ok(outcome)
     }
+}
+
+/// The kind of the tasks a tuning job puts on a queue: one candidate on one fold.
+pub const TASK_KIND: &str = "tuning";
+
+impl TuningJob {
+    /// The job as workers receive it: dataset and schema paths made absolute (workers may
+    /// start elsewhere), run locally on the worker, no services of its own.
+    fn for_workers(&self) -> Self {
+        let absolute = |path: &std::path::Path| velo_io::datasets::absolute_path(path);
+        Self {
+            inputs: self.inputs.absolute(),
+            targets: self.targets.absolute(),
+            schemas: SchemaFiles {
+                inputs: absolute(&self.schemas.inputs),
+                targets: self.schemas.targets.as_deref().map(absolute),
+                outputs: self.schemas.outputs.as_deref().map(absolute),
+            },
+            executor: crate::executors::Executor::default(),
+            services: Services::default(),
+            ..self.clone()
+        }
+    }
+}
+
+/// One candidate's score on one fold, and the seconds its fit took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct TaskResult {
+    score: f64,
+    seconds: f64,
+}
+
+impl TaskResult {
+    fn to_value(self) -> serde_json::Value {
+        // Scores travel as text so that every bit of them, NaN and infinities too, comes back.
+        serde_json::json!({
+            "score": format!("{:?}", self.score),
+            "seconds": self.seconds,
+        })
+    }
+
+    fn from_value(value: &serde_json::Value) -> Result<Self, JobError> {
+        let score = value["score"]
+            .as_str()
+            .and_then(|text| text.parse::<f64>().ok())
+            .ok_or_else(|| JobError::Data(format!("a tuning task's result has no score: {value}")))?;
+        Ok(Self {
+            score,
+            seconds: value["seconds"].as_f64().unwrap_or(0.0),
+        })
+    }
+}
+
+/// A tuning job's rows, split once into folds: what evaluating a candidate on a fold needs
+/// (in the job's process, or once per batch on a queue's worker).
+pub(crate) struct Prepared {
+    job: TuningJob,
+    schema: velo_core::schemas::Schema,
+    folds: Vec<crate::common::FoldRows>,
+}
+
+impl Prepared {
+    fn new(
+        job: TuningJob,
+        schema: velo_core::schemas::Schema,
+        inputs: &arrow::array::RecordBatch,
+        y: &[f64],
+    ) -> Result<Self, JobError> {
+        let splits = job.splitter.split(inputs.num_rows())?;
+        // Every fold's rows, selected once and shared by the candidates.
+        let folds = fold_rows(inputs, y, &splits)?;
+        Ok(Self { job, schema, folds })
+    }
+
+    /// Fits `params` on a fold's training rows and scores its test rows.
+    fn evaluate(&self, params: &Params, fold: usize) -> Result<TaskResult, JobError> {
+        let (x_train, y_train, x_test, y_test) = self.folds.get(fold).ok_or_else(|| {
+            JobError::Config(format!(
+                "fold {fold} does not exist: the splitter makes {} folds",
+                self.folds.len()
+            ))
+        })?;
+        let mut model = self.job.model.build(&self.schema);
+        model.set_params(params)?;
+        let started = Instant::now();
+        model.fit(x_train, y_train)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let score = self.job.metric.score(y_test, &model.predict(x_test)?)?;
+        Ok(TaskResult { score, seconds })
+    }
+
+    /// On a worker: reads the batch's data as the job describes it, and checks that it is the
+    /// data the job read (same digests), so that every worker computes what the job would.
+    pub(crate) fn from_context(context: &serde_json::Value) -> Result<Self, JobError> {
+        let job: TuningJob = serde_json::from_value(context["job"].clone()).map_err(|error| {
+            JobError::Config(format!("the batch's tuning job cannot be read: {error}"))
+        })?;
+        let labeled = read_labeled(
+            "TuningJob",
+            (&job.inputs, &job.targets),
+            &job.schemas,
+            None,
+            "tuning",
+            &crate::progress::NoProgress,
+        )?;
+        for (what, lineage, key) in [
+            ("inputs", &labeled.inputs.lineage, "inputs_digest"),
+            ("targets", &labeled.targets_lineage, "targets_digest"),
+        ] {
+            let expected = context[key].as_str().unwrap_or_default();
+            if lineage.digest != expected {
+                return Err(JobError::Data(format!(
+                    "this worker read {what} {} with digest {}, but the job read digest {expected}: every worker must see the job's data",
+                    lineage.source_uri, lineage.digest
+                )));
+            }
+        }
+        Self::new(job, labeled.schema, &labeled.inputs.data, &labeled.y)
+    }
+
+    /// Runs one task (`{candidate, fold, params}`) and returns its result.
+    pub(crate) fn run_task(&self, payload: &serde_json::Value) -> Result<serde_json::Value, JobError> {
+        let params: Params = serde_json::from_value(payload["params"].clone()).map_err(|error| {
+            JobError::Config(format!("a tuning task's params cannot be read: {error}"))
+        })?;
+        let fold = payload["fold"]
+            .as_u64()
+            .and_then(|fold| usize::try_from(fold).ok())
+            .ok_or_else(|| JobError::Config(format!("a tuning task names no fold: {payload}")))?;
+        Ok(self.evaluate(&params, fold)?.to_value())
+    }
+}
+
+/// The mean score of a candidate's results so far.
+fn mean_of(results: &[TaskResult]) -> f64 {
+    results.iter().map(|result| result.score).sum::<f64>() / results.len().max(1) as f64
 }
 
 fn param_text(value: &ParamValue) -> String {
@@ -339,34 +575,49 @@ fn cv_results(
                 .collect::<Vec<_>>(),
         )));
     }
-    let n_folds = results.first().map_or(0, |r| r.scores.len());
+    // Halving leaves the folds of eliminated candidates empty (null).
+    let n_folds = results.iter().map(|r| r.scores.len()).max().unwrap_or(0);
     for fold in 0..n_folds {
         fields.push(Field::new(
             format!("split{fold}_test_score"),
             DataType::Float64,
-            false,
+            true,
         ));
-        columns.push(Arc::new(Float64Array::from_iter_values(
-            results.iter().map(|r| r.scores[fold]),
+        columns.push(Arc::new(Float64Array::from(
+            results
+                .iter()
+                .map(|r| r.scores.get(fold).copied())
+                .collect::<Vec<_>>(),
         )));
     }
     let means: Vec<f64> = results.iter().map(CandidateResult::mean).collect();
-    let ranks: Vec<u32> = means
+    // A candidate scored on more folds ranks first (it outlasted the others), then the mean.
+    let ranks: Vec<u32> = results
         .iter()
-        .map(|mean| {
-            let better = means
+        .map(|result| {
+            let (folds, mean) = (result.scores.len(), result.mean());
+            let better = results
                 .iter()
                 .filter(|other| {
-                    if greater {
-                        *other > mean
-                    } else {
-                        *other < mean
-                    }
+                    let (other_folds, other_mean) = (other.scores.len(), other.mean());
+                    other_folds > folds
+                        || (other_folds == folds
+                            && if greater {
+                                other_mean > mean
+                            } else {
+                                other_mean < mean
+                            })
                 })
                 .count();
             u32::try_from(better + 1).unwrap_or(u32::MAX)
         })
         .collect();
+    fields.push(Field::new("n_folds", DataType::UInt32, false));
+    columns.push(Arc::new(UInt32Array::from_iter_values(
+        results
+            .iter()
+            .map(|r| u32::try_from(r.scores.len()).unwrap_or(u32::MAX)),
+    )));
     fields.push(Field::new("mean_test_score", DataType::Float64, false));
     columns.push(Arc::new(Float64Array::from(means)));
     fields.push(Field::new("std_test_score", DataType::Float64, false));
@@ -404,11 +655,14 @@ pub enum Searcher {
     GridCVSearcher(GridCVSearcher),
     /// A fixed budget of random draws.
     RandomCVSearcher(RandomCVSearcher),
+    /// Random draws raced fold by fold: after each fold, only the best share goes on.
+    HalvingCVSearcher(HalvingCVSearcher),
 }
 
 velo_core::impl_kind_deserialize!(Searcher {
     GridCVSearcher,
-    RandomCVSearcher
+    RandomCVSearcher,
+    HalvingCVSearcher
 });
 
 impl Default for Searcher {
@@ -445,19 +699,13 @@ impl Searcher {
                 Ok(candidates)
             }
             Self::RandomCVSearcher(random) => {
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(random.seed);
-                (0..random.n_iter)
-                    .map(|_| {
-                        random
-                            .param_distributions
-                            .iter()
-                            .map(|(key, distribution)| {
-                                Ok((key.clone(), distribution.draw(key, &mut rng)?))
-                            })
-                            .collect::<Result<Params, JobError>>()
-                    })
-                    .collect()
+                draws(&random.param_distributions, random.n_iter, random.seed)
             }
+            Self::HalvingCVSearcher(halving) => draws(
+                &halving.param_distributions,
+                halving.n_candidates,
+                halving.seed,
+            ),
         }
     }
 
@@ -465,6 +713,7 @@ impl Searcher {
         match self {
             Self::GridCVSearcher(grid) => grid.n_jobs,
             Self::RandomCVSearcher(random) => random.n_jobs,
+            Self::HalvingCVSearcher(halving) => halving.n_jobs,
         }
     }
 
@@ -472,6 +721,7 @@ impl Searcher {
         match self {
             Self::GridCVSearcher(grid) => grid.refit,
             Self::RandomCVSearcher(random) => random.refit,
+            Self::HalvingCVSearcher(halving) => halving.refit,
         }
     }
 
@@ -482,6 +732,10 @@ impl Searcher {
                 format!("a grid of {candidates} candidates")
             }
             Self::RandomCVSearcher(random) => format!("{} random candidates", random.n_iter),
+            Self::HalvingCVSearcher(halving) => format!(
+                "{} random candidates halved fold by fold (1 in {} goes on)",
+                halving.n_candidates, halving.factor
+            ),
         }
     }
 }
@@ -544,6 +798,66 @@ impl RandomCVSearcher {
 
     fn default_seed() -> u64 {
         42
+    }
+}
+
+/// `n` draws of `distributions` from `seed`, in draw order.
+fn draws(
+    distributions: &BTreeMap<String, Distribution>,
+    n: usize,
+    seed: u64,
+) -> Result<Vec<Params>, JobError> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            distributions
+                .iter()
+                .map(|(key, distribution)| Ok((key.clone(), distribution.draw(key, &mut rng)?)))
+                .collect::<Result<Params, JobError>>()
+        })
+        .collect()
+}
+
+/// Successive halving over folds: every candidate is scored on the first `min_folds` folds,
+/// then, before each further fold, only the best 1 in `factor` (by mean score so far) goes
+/// on, so poor candidates stop early and the budget goes to the promising ones. The best
+/// candidate is the best of those scored on every fold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HalvingCVSearcher {
+    /// Parameter name -> the distribution values are drawn from.
+    pub param_distributions: BTreeMap<String, Distribution>,
+    /// Candidates drawn at the start.
+    #[serde(default = "HalvingCVSearcher::default_n_candidates")]
+    pub n_candidates: usize,
+    /// 1 in `factor` candidates goes on after each fold (at least 2).
+    #[serde(default = "HalvingCVSearcher::default_factor")]
+    pub factor: usize,
+    /// Folds every candidate is scored on before the first cut.
+    #[serde(default = "HalvingCVSearcher::default_min_folds")]
+    pub min_folds: usize,
+    /// Seed of the draws.
+    #[serde(default = "RandomCVSearcher::default_seed")]
+    pub seed: u64,
+    /// Refit the best candidate on all rows.
+    #[serde(default = "default_true")]
+    pub refit: bool,
+    /// Worker threads; `null` uses every core.
+    #[serde(default)]
+    pub n_jobs: Option<usize>,
+}
+
+impl HalvingCVSearcher {
+    fn default_n_candidates() -> usize {
+        27
+    }
+
+    fn default_factor() -> usize {
+        3
+    }
+
+    fn default_min_folds() -> usize {
+        1
     }
 }
 

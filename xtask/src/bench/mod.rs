@@ -6,13 +6,14 @@
 //! - `--chain [--package PATH]`: [`chain`], the six jobs of the reference package;
 //! - `--serve`, `--stress`: [`serve`], `velo serve` against `mlflow models serve`;
 //! - `--kafka`: [`kafka`]; `--scenarios`: [`scenarios`]; `--leaderboard`: [`leaderboard`];
-//!   `--monitoring`: [`monitoring`]; `--fuzz SECONDS`: [`fuzz`].
+//!   `--monitoring`: [`monitoring`]; `--queue`: [`queue`]; `--fuzz SECONDS`: [`fuzz`].
 
 mod chain;
 mod fuzz;
 mod kafka;
 mod leaderboard;
 mod monitoring;
+mod queue;
 mod reference;
 mod scenarios;
 mod serve;
@@ -55,6 +56,8 @@ pub(crate) fn bench(options: &flags::Bench) -> Result<()> {
         leaderboard::compare(&data_dir)
     } else if options.monitoring {
         monitoring::compare(&data_dir, runs)
+    } else if options.queue {
+        queue::compare(runs)
     } else if let Some(package) = &chain {
         chain::compare(package, &data_dir, runs)
     } else if options.tracking {

@@ -26,7 +26,8 @@ mod writers;
 pub use lineage::{Dataset, Lineage, LineageBuilder, mlflow_type};
 pub use pandas::pandas_index_columns;
 pub use readers::{
-    BatchStream, CsvReader, DatasetReader, ParquetReader, Reader, ValidatedStream, probe,
+    BatchStream, CsvReader, DatasetReader, ParquetReader, Reader, ValidatedStream, absolute_path,
+    probe,
 };
 pub use schema_file::load_schema;
 pub use writers::{

@@ -250,6 +250,20 @@ impl Reader {
         }
     }
 
+    /// The same reader with its path made absolute (from the working directory), so that a
+    /// process elsewhere (a queue's worker started in another directory) reads the same file;
+    /// `s3://` paths are kept.
+    #[must_use]
+    pub fn absolute(&self) -> Self {
+        let mut reader = self.clone();
+        let path = match &mut reader {
+            Self::ParquetReader(r) => &mut r.path,
+            Self::CsvReader(r) => &mut r.path,
+        };
+        *path = absolute_path(path);
+        reader
+    }
+
     fn inner(&self) -> &dyn DatasetReader {
         match self {
             Self::ParquetReader(r) => r,
@@ -1003,4 +1017,13 @@ impl DatasetReader for CsvReader {
     fn source_uri(&self) -> String {
         file_uri(&self.path)
     }
+}
+
+/// `path` made absolute against the working directory (kept as given when it is already
+/// absolute, an `s3://` URL, or the working directory is unknown).
+pub fn absolute_path(path: &Path) -> PathBuf {
+    if path.is_absolute() || path.to_str().is_some_and(|text| text.contains("://")) {
+        return path.to_path_buf();
+    }
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

@@ -3,6 +3,7 @@
 mod datasets;
 mod import;
 mod interop;
+mod queue;
 mod registries;
 
 use std::path::PathBuf;

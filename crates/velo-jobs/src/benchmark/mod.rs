@@ -303,7 +303,7 @@ impl BenchmarkJob {
             <Self as crate::Job>::KIND,
             (&self.inputs, &self.targets),
             &self.schemas,
-            run,
+            Some(run),
             "benchmark",
             context.progress.as_ref(),
         )?;
@@ -315,7 +315,7 @@ impl BenchmarkJob {
                     <Self as crate::Job>::KIND,
                     (&holdout.inputs, &holdout.targets),
                     &self.schemas,
-                    run,
+                    Some(run),
                     "holdout",
                     context.progress.as_ref(),
                 )?;

@@ -185,7 +185,7 @@ impl ScenariosJob {
             <Self as crate::Job>::KIND,
             (&self.inputs, &self.targets),
             &self.schemas,
-            run,
+            Some(run),
             "evaluation",
             context.progress.as_ref(),
         )?;

@@ -773,3 +773,72 @@ fn retraining_follows_its_policy_registers_a_challenger_and_the_gate_decides() {
         gate.lines
     );
 }
+
+#[test]
+fn halving_races_candidates_fold_by_fold_and_picks_the_best_finisher() {
+    let project = Project::new(3_000);
+    let settings = project.settings("tuning.yaml", |value| {
+        small_forest(value);
+        value["job"]["splitter"]["n_splits"] = 3.into();
+        value["job"]["splitter"]["test_size"] = 300.into();
+        value["job"]["searcher"] = serde_yaml::from_str(
+            "{KIND: HalvingCVSearcher, n_candidates: 9, factor: 3, seed: 5, param_distributions: {max_depth: {KIND: IntUniform, low: 1, high: 8}, min_samples_leaf: {KIND: IntUniform, low: 1, high: 40}}}",
+        )
+        .unwrap();
+    });
+    let outcome = project.run(&settings).unwrap();
+    let store = FileStore::open(project.store()).unwrap();
+    let bytes = store
+        .read_artifact(outcome.run_id.as_deref().unwrap(), "cv_results.parquet")
+        .unwrap();
+    let file = project.path("cv_results.parquet");
+    std::fs::write(&file, bytes).unwrap();
+    let table = ParquetReader::new(&file).read().unwrap().data;
+    let folds: Vec<u32> = table
+        .column_by_name("n_folds")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::UInt32Type>()
+        .values()
+        .to_vec();
+    let mut sorted = folds.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [1, 1, 1, 1, 1, 1, 2, 2, 3],
+        "9 candidates, 3 go on, then 1"
+    );
+    let split = |name: &str| {
+        table
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .iter()
+            .collect::<Vec<Option<f64>>>()
+    };
+    let (first, second) = (split("split0_test_score"), split("split1_test_score"));
+    // Those that went on had the lowest error on the first fold.
+    let cut = (0..9)
+        .filter(|&i| folds[i] == 1)
+        .map(|i| first[i].unwrap())
+        .fold(f64::INFINITY, f64::min);
+    for i in (0..9).filter(|&i| folds[i] >= 2) {
+        assert!(first[i].unwrap() <= cut, "candidate {i} went on");
+        assert!(second[i].is_some());
+    }
+    for i in (0..9).filter(|&i| folds[i] == 1) {
+        assert_eq!(second[i], None, "candidate {i} stopped after one fold");
+    }
+    // The finisher is the better of the two on their first two folds, and the best.
+    let mean2 = |i: usize| (first[i].unwrap() + second[i].unwrap()) / 2.0;
+    let finalists: Vec<usize> = (0..9).filter(|&i| folds[i] >= 2).collect();
+    let finisher = (0..9).find(|&i| folds[i] == 3).unwrap();
+    assert!(finalists.iter().all(|&i| mean2(finisher) <= mean2(i)));
+    let best = table
+        .column_by_name("is_best")
+        .unwrap()
+        .as_boolean()
+        .iter()
+        .position(|flag| flag == Some(true))
+        .unwrap();
+    assert_eq!(best, finisher);
+}
