@@ -197,3 +197,144 @@ fn two_workers_tune_as_one_process_does_and_a_frozen_workers_task_is_done_again(
         .count();
     assert_eq!(children, 6, "a child run per candidate");
 }
+
+/// Splits `file` into `parts` Parquet files `part-N.parquet` in `dir`; the rows in all.
+fn partition(file: &std::path::Path, dir: &std::path::Path, parts: usize) -> usize {
+    use velo_io::datasets::DatasetReader as _;
+    let batch = velo_io::datasets::ParquetReader::new(file)
+        .read()
+        .unwrap()
+        .data;
+    std::fs::create_dir_all(dir).unwrap();
+    let size = batch.num_rows().div_ceil(parts);
+    for part in 0..parts {
+        let start = part * size;
+        let slice = batch.slice(start, size.min(batch.num_rows() - start));
+        let bytes = velo_io::datasets::parquet_bytes(&slice, "part").unwrap();
+        std::fs::write(dir.join(format!("part-{part}.parquet")), bytes).unwrap();
+    }
+    batch.num_rows()
+}
+
+#[test]
+fn a_partitioned_inference_on_two_workers_writes_each_row_once_when_one_freezes_mid_partition() {
+    let Some(postgres) = postgres_or_skip("distributed inference") else {
+        return;
+    };
+    postgres.create_database("velo").unwrap();
+    let url = postgres.url("velo");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_data(&data);
+    let uri = dir.path().join("mlruns").display().to_string();
+    let trained = crate::jobs::run_job(
+        "configs/training.yaml",
+        &uri,
+        &crate::jobs::training_snippet(&data),
+    );
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    let parts = dir.path().join("parts");
+    let rows = partition(&data.join("inputs_test.parquet"), &parts, 6);
+    let outputs = dir.path().join("predictions");
+
+    let (lines, seen) = mpsc::channel();
+    let mut first = worker(&url, "w0", &lines);
+    let job = {
+        let (uri, parts, outputs, url) = (uri.clone(), parts.clone(), outputs.clone(), url.clone());
+        std::thread::spawn(move || {
+            crate::jobs::run_job(
+                "configs/inference.yaml",
+                &uri,
+                &format!(
+                    "inputs: {{path: '{}'}}, outputs: {{path: '{}'}}, alias_or_version: 1, executor: {{KIND: Queue, url: '{url}', lease_s: 2, stall_s: 120}}",
+                    parts.display(),
+                    outputs.display()
+                ),
+            )
+        })
+    };
+    let started = Instant::now();
+    let frozen_task = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the first worker never held a partition"
+        );
+        let Ok(line) = seen.recv_timeout(Duration::from_millis(100)) else {
+            continue;
+        };
+        if !line.contains("task claimed") {
+            continue;
+        }
+        signal(&first, "-STOP");
+        let held = psql(
+            &postgres,
+            "SELECT id FROM velo.tasks WHERE worker = 'w0' AND state = 'running'",
+        );
+        match held.first().filter(|id| !id.is_empty()) {
+            Some(id) => break id.clone(),
+            None => signal(&first, "-CONT"),
+        }
+    };
+    let second = worker(&url, "w1", &lines);
+    let inferred = job.join().unwrap();
+    assert_eq!(inferred.code, 0, "{}", inferred.stderr);
+    assert!(
+        inferred
+            .stdout
+            .contains(&format!("wrote {rows} predictions")),
+        "{}",
+        inferred.stdout
+    );
+    first.kill().unwrap();
+    let _ = first.wait();
+    assert!(second.wait_with_output().unwrap().status.success());
+    let redone = psql(
+        &postgres,
+        &format!("SELECT state, worker, attempts FROM velo.tasks WHERE id = {frozen_task}"),
+    );
+    assert_eq!(redone, ["done", "w1", "2"], "the frozen worker's partition");
+
+    // One output partition per input partition, under its name, and every input row once.
+    let mut names: Vec<String> = std::fs::read_dir(&outputs)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        (0..6)
+            .map(|part| format!("part-{part}.parquet"))
+            .collect::<Vec<_>>()
+    );
+    let mut instants = Vec::new();
+    for name in &names {
+        use velo_io::datasets::DatasetReader as _;
+        let batch = velo_io::datasets::ParquetReader::new(outputs.join(name))
+            .read()
+            .unwrap()
+            .data;
+        let column = arrow::compute::cast(
+            batch.column_by_name("instant").unwrap(),
+            &arrow::datatypes::DataType::Int64,
+        )
+        .unwrap();
+        instants.extend(
+            column
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap()
+                .values()
+                .iter()
+                .copied(),
+        );
+    }
+    let total = instants.len();
+    instants.sort_unstable();
+    instants.dedup();
+    assert_eq!(
+        (total, instants.len()),
+        (rows, rows),
+        "one output row per input row"
+    );
+}

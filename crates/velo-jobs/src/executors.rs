@@ -147,11 +147,12 @@ pub(crate) fn queue_error(error: QueueError) -> JobError {
 }
 
 /// Task kinds a worker knows, with the function that runs each.
-pub const KINDS: [&str; 1] = [crate::tuning::TASK_KIND];
+pub const KINDS: [&str; 2] = [crate::tuning::TASK_KIND, crate::inference::TASK_KIND];
 
 /// What a worker prepared for a batch (data read once, shared by the batch's tasks).
 enum Prepared {
-    Tuning(crate::tuning::Prepared),
+    Tuning(Box<crate::tuning::Prepared>),
+    Inference(Box<crate::inference::Prepared>),
 }
 
 /// A `velo worker`: claims tasks from a queue, one at a time, until stopped or idle.
@@ -261,8 +262,11 @@ impl Worker {
                 *prepared = None;
                 let ready = match task.kind.as_str() {
                     crate::tuning::TASK_KIND => {
-                        Prepared::Tuning(crate::tuning::Prepared::from_context(&context)?)
+                        Prepared::Tuning(Box::new(crate::tuning::Prepared::from_context(&context)?))
                     }
+                    crate::inference::TASK_KIND => Prepared::Inference(Box::new(
+                        crate::inference::Prepared::from_context(&context)?,
+                    )),
                     other => {
                         return Err(JobError::Config(format!(
                             "this worker cannot run tasks of kind `{other}` (it knows {})",
@@ -275,6 +279,7 @@ impl Worker {
         }
         match prepared.as_ref().map(|(_, _, ready)| ready) {
             Some(Prepared::Tuning(tuning)) => tuning.run_task(&task.payload),
+            Some(Prepared::Inference(inference)) => inference.run_task(&task.payload),
             None => Err(JobError::Config("no batch prepared".to_owned())),
         }
     }

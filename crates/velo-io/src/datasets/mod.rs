@@ -27,7 +27,7 @@ pub use lineage::{Dataset, Lineage, LineageBuilder, mlflow_type};
 pub use pandas::pandas_index_columns;
 pub use readers::{
     BatchStream, CsvReader, DatasetReader, ParquetReader, Reader, ValidatedStream, absolute_path,
-    probe,
+    partitions, probe,
 };
 pub use schema_file::load_schema;
 pub use writers::{
@@ -54,6 +54,12 @@ pub enum DatasetError {
     #[error("{path} holds no rows to import (an empty file, or a header only)")]
     NoRows {
         /// The file.
+        path: PathBuf,
+    },
+    /// A partitioned dataset's directory holds no Parquet file.
+    #[error("{path} is a directory without Parquet files (`*.parquet`) to read as partitions")]
+    NoPartitions {
+        /// The directory.
         path: PathBuf,
     },
     /// The file does not exist.

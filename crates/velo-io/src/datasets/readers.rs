@@ -250,6 +250,17 @@ impl Reader {
         }
     }
 
+    /// The same reader on another file (a partition of a partitioned dataset).
+    #[must_use]
+    pub fn with_path(&self, path: &Path) -> Self {
+        let mut reader = self.clone();
+        match &mut reader {
+            Self::ParquetReader(r) => r.path = path.to_path_buf(),
+            Self::CsvReader(r) => r.path = path.to_path_buf(),
+        }
+        reader
+    }
+
     /// The same reader with its path made absolute (from the working directory), so that a
     /// process elsewhere (a queue's worker started in another directory) reads the same file;
     /// `s3://` paths are kept.
@@ -1026,4 +1037,38 @@ pub fn absolute_path(path: &Path) -> PathBuf {
         return path.to_path_buf();
     }
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The files of a partitioned dataset: when `path` is a directory, its Parquet files
+/// (`*.parquet`, hidden and temporary files left out) sorted by name; `None` when `path` is
+/// not a directory (a file, or an `s3://` object).
+///
+/// # Errors
+/// The directory cannot be listed, or holds no Parquet file.
+pub fn partitions(path: &Path) -> Result<Option<Vec<PathBuf>>, DatasetError> {
+    if !path.is_dir() {
+        return Ok(None);
+    }
+    let listing = |source| DatasetError::Io {
+        action: "list the partitions of",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !name.ends_with(".parquet") || !entry.path().is_file() {
+            continue;
+        }
+        files.push(entry.path());
+    }
+    if files.is_empty() {
+        return Err(DatasetError::NoPartitions {
+            path: path.to_path_buf(),
+        });
+    }
+    files.sort();
+    Ok(Some(files))
 }

@@ -217,6 +217,17 @@ pub trait DatasetWriter: Send + Sync {
 }
 
 impl Writer {
+    /// The same writer to another file (a partition of a partitioned output).
+    #[must_use]
+    pub fn with_path(&self, path: &Path) -> Self {
+        let mut writer = self.clone();
+        match &mut writer {
+            Self::ParquetWriter(w) => w.path = path.to_path_buf(),
+            Self::CsvWriter(w) => w.path = path.to_path_buf(),
+        }
+        writer
+    }
+
     /// The destination file.
     pub fn path(&self) -> &Path {
         match self {
