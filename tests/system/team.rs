@@ -262,6 +262,75 @@ fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
         "{expected} vs {seen:?}"
     );
 
+    // A prefix of partitions in the bucket: each predicted into an object of the same name
+    // under the outputs prefix, every row once.
+    let script = "import io, os, sys, boto3, pandas\n\
+         s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n\
+         frame = pandas.read_parquet(sys.argv[1])\n\
+         size = -(-len(frame) // 3)\n\
+         for part in range(3):\n\
+         \x20   body = io.BytesIO(); frame.iloc[part * size:(part + 1) * size].to_parquet(body)\n\
+         \x20   s3.put_object(Bucket=sys.argv[2], Key=f'data/parts/part-{part}.parquet', Body=body.getvalue())\n";
+    let split = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
+        .args(["-c", script])
+        .arg(data.join("inputs_test.parquet"))
+        .arg(BUCKET)
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        split.status.success(),
+        "{}",
+        String::from_utf8_lossy(&split.stderr)
+    );
+    let partitioned = run_job_with(
+        "configs/inference.yaml",
+        uri,
+        &format!(
+            "inputs: {{path: 's3://{BUCKET}/data/parts/'}}, outputs: {{path: 's3://{BUCKET}/outputs/parts'}}"
+        ),
+        &env,
+    );
+    assert_eq!(partitioned.code, 0, "{}", partitioned.stderr);
+    assert!(
+        partitioned.stdout.contains("in 3 partitions"),
+        "{}",
+        partitioned.stdout
+    );
+    let read = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
+        .args([
+            "-c",
+            "import io, os, sys, boto3, pandas\n\
+             s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n\
+             keys = sorted(o['Key'] for o in s3.list_objects_v2(Bucket=sys.argv[1], Prefix='outputs/parts/')['Contents'])\n\
+             frames = [pandas.read_parquet(io.BytesIO(s3.get_object(Bucket=sys.argv[1], Key=k)['Body'].read())) for k in keys]\n\
+             frame = pandas.concat(frames)\n\
+             print(','.join(k.rsplit('/', 1)[1] for k in keys), len(frame), round(float(frame['prediction'].sum()), 3))\n",
+        ])
+        .arg(BUCKET)
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let seen = String::from_utf8_lossy(&read.stdout);
+    let seen: Vec<&str> = seen.split_whitespace().collect();
+    assert_eq!(
+        seen[..2],
+        [
+            "part-0.parquet,part-1.parquet,part-2.parquet",
+            &by_velo.len().to_string()
+        ]
+    );
+    let total: f64 = seen[2].parse().unwrap();
+    assert!(
+        (total - by_velo.iter().sum::<f64>()).abs() < 0.01,
+        "{seen:?}"
+    );
+
     // The object store dies: training fails, naming the artifact location, and registers
     // nothing (the registry on PostgreSQL still answers).
     let uri = uri.to_owned();

@@ -177,7 +177,7 @@ impl S3Root {
 /// Objects named by `s3://bucket/key` URIs, read and written whole, blocking: the same store
 /// and settings as `s3://` artifact roots, for datasets kept in a bucket.
 pub mod objects {
-    use object_store::ObjectStoreExt as _;
+    use object_store::{ObjectStore as _, ObjectStoreExt as _};
 
     use super::{Error, ObjectPath, PutPayload, Result, S3Root};
 
@@ -218,6 +218,35 @@ pub mod objects {
                 .map_err(|source| root.error(source))?;
             let bytes = result.bytes().await.map_err(|source| root.error(source))?;
             Ok(bytes.to_vec())
+        })
+    }
+
+    /// The objects directly under the prefix `uri` (`s3://bucket/prefix/`), as `s3://` URIs
+    /// sorted by key.
+    ///
+    /// # Errors
+    /// A malformed URI, or the store's error.
+    pub fn list(uri: &str) -> Result<Vec<String>> {
+        let rest = uri
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::InvalidArgument(format!("{uri} is not an s3:// URI")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let root = S3Root::open(uri, bucket)?;
+        let prefix = prefix.trim_end_matches('/');
+        runtime()?.block_on(async {
+            let path = (!prefix.is_empty()).then(|| ObjectPath::from(prefix));
+            let listing = root
+                .store
+                .list_with_delimiter(path.as_ref())
+                .await
+                .map_err(|source| root.error(source))?;
+            let mut keys: Vec<String> = listing
+                .objects
+                .iter()
+                .map(|object| format!("s3://{bucket}/{}", object.location.as_ref()))
+                .collect();
+            keys.sort();
+            Ok(keys)
         })
     }
 

@@ -1039,13 +1039,38 @@ pub fn absolute_path(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// The files of a partitioned dataset: when `path` is a directory, its Parquet files
-/// (`*.parquet`, hidden and temporary files left out) sorted by name; `None` when `path` is
-/// not a directory (a file, or an `s3://` object).
+/// The files of a partitioned dataset: when `path` is a directory or an `s3://bucket/prefix/`
+/// (ending in `/`), its Parquet files (`*.parquet`, hidden and temporary files left out)
+/// sorted by name; `None` when `path` is a file or an `s3://` object.
 ///
 /// # Errors
 /// The directory cannot be listed, or holds no Parquet file.
 pub fn partitions(path: &Path) -> Result<Option<Vec<PathBuf>>, DatasetError> {
+    if let Some(uri) = path.to_str().filter(|text| text.starts_with("s3://")) {
+        // A prefix (`s3://bucket/prefix/`) is a partitioned dataset; an object is not.
+        if !uri.ends_with('/') {
+            return Ok(None);
+        }
+        let objects = velo_mlflow::s3::objects::list(uri).map_err(|error| DatasetError::Io {
+            action: "list the partitions of",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(error.to_string()),
+        })?;
+        let files: Vec<PathBuf> = objects
+            .into_iter()
+            .filter(|key| {
+                let name = key.rsplit('/').next().unwrap_or_default();
+                name.ends_with(".parquet") && !name.starts_with('.')
+            })
+            .map(PathBuf::from)
+            .collect();
+        if files.is_empty() {
+            return Err(DatasetError::NoPartitions {
+                path: path.to_path_buf(),
+            });
+        }
+        return Ok(Some(files));
+    }
     if !path.is_dir() {
         return Ok(None);
     }
