@@ -87,6 +87,34 @@ fn signal(child: &Child, signal: &str) {
     assert!(status.success(), "kill {signal}");
 }
 
+/// Freezes worker `w0` (SIGSTOP: no heartbeat, no answer, as a worker that hangs or dies)
+/// once it holds a task; the task's id.
+fn freeze_holding(first: &Child, seen: &mpsc::Receiver<String>, postgres: &Postgres) -> String {
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the first worker never held a task"
+        );
+        let Ok(line) = seen.recv_timeout(Duration::from_millis(100)) else {
+            continue;
+        };
+        if !line.contains("task claimed") {
+            continue;
+        }
+        signal(first, "-STOP");
+        // Frozen between two tasks: let it go on to the next one.
+        let held = psql(
+            postgres,
+            "SELECT id FROM velo.tasks WHERE worker = 'w0' AND state = 'running'",
+        );
+        match held.first().filter(|id| !id.is_empty()) {
+            Some(id) => return id.clone(),
+            None => signal(first, "-CONT"),
+        }
+    }
+}
+
 #[test]
 fn two_workers_tune_as_one_process_does_and_a_frozen_workers_task_is_done_again() {
     let Some(postgres) = postgres_or_skip("distributed tuning") else {
@@ -116,29 +144,7 @@ fn two_workers_tune_as_one_process_does_and_a_frozen_workers_task_is_done_again(
             )
         })
     };
-    let started = Instant::now();
-    let frozen_task = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the first worker never held a task"
-        );
-        let Ok(line) = seen.recv_timeout(Duration::from_millis(100)) else {
-            continue;
-        };
-        if !line.contains("task claimed") {
-            continue;
-        }
-        signal(&first, "-STOP");
-        // Frozen between two tasks: let it go on to the next one.
-        let held = psql(
-            &postgres,
-            "SELECT id FROM velo.tasks WHERE worker = 'w0' AND state = 'running'",
-        );
-        match held.first().filter(|id| !id.is_empty()) {
-            Some(id) => break id.clone(),
-            None => signal(&first, "-CONT"),
-        }
-    };
+    let frozen_task = freeze_holding(&first, &seen, &postgres);
     // The second worker does the rest, and the frozen one's task once its lease lapsed.
     let second = worker(&url, "w1", &lines);
     let (queued, run) = job.join().unwrap();
@@ -253,28 +259,7 @@ fn a_partitioned_inference_on_two_workers_writes_each_row_once_when_one_freezes_
             )
         })
     };
-    let started = Instant::now();
-    let frozen_task = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the first worker never held a partition"
-        );
-        let Ok(line) = seen.recv_timeout(Duration::from_millis(100)) else {
-            continue;
-        };
-        if !line.contains("task claimed") {
-            continue;
-        }
-        signal(&first, "-STOP");
-        let held = psql(
-            &postgres,
-            "SELECT id FROM velo.tasks WHERE worker = 'w0' AND state = 'running'",
-        );
-        match held.first().filter(|id| !id.is_empty()) {
-            Some(id) => break id.clone(),
-            None => signal(&first, "-CONT"),
-        }
-    };
+    let frozen_task = freeze_holding(&first, &seen, &postgres);
     let second = worker(&url, "w1", &lines);
     let inferred = job.join().unwrap();
     assert_eq!(inferred.code, 0, "{}", inferred.stderr);

@@ -23,6 +23,10 @@
 //!    consumes): records/s from the first send to the last prediction read.
 //! 4. Latency: records paced at a fixed rate well under that throughput, each timed from its
 //!    send to its prediction being read back (p50, p99).
+//! 5. Group: the same backlog on a topic of four partitions, drained by one worker and by two
+//!    workers in one consumer group (jobs in threads of this process, each with its own
+//!    clients; eager `roundrobin` assignment): records/s from the first prediction read back
+//!    to the last, so that joining the group is left out.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -242,6 +246,13 @@ fn main() {
             names.push(format!("{name}-{run}"));
         }
     }
+    let mut grouped: Vec<String> = Vec::new();
+    for run in 0..runs {
+        for workers in [1, 2] {
+            grouped.push(format!("group{workers}-{run}"));
+            grouped.push(format!("group{workers}-{run}-predictions"));
+        }
+    }
     runtime.block_on(async {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
@@ -250,6 +261,11 @@ fn main() {
         let topics: Vec<NewTopic> = names
             .iter()
             .map(|name| NewTopic::new(name, 3, TopicReplication::Fixed(1)))
+            .chain(
+                grouped
+                    .iter()
+                    .map(|name| NewTopic::new(name, 4, TopicReplication::Fixed(1))),
+            )
             .collect();
         admin
             .create_topics(&topics, &AdminOptions::new())
@@ -374,6 +390,70 @@ fn main() {
     });
     worker.join().unwrap();
     let live = n as f64 / job_seconds;
+
+    // 5. One worker, then two in one group, on the same backlog (alternating, `runs` times).
+    let mut by_workers: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for run in 0..runs {
+        for workers in [1_usize, 2] {
+            let (input, output) = (
+                format!("group{workers}-{run}"),
+                format!("group{workers}-{run}-predictions"),
+            );
+            runtime.block_on(produce_all(&counting_producer(&brokers), &input, &records));
+            let threads: Vec<_> = (0..workers)
+                .map(|_| {
+                    let config: JobConfig = serde_json::from_value(json!({
+                        "KIND": "KafkaInferenceJob",
+                        "brokers": brokers,
+                        "group_id": format!("velo-{input}"),
+                        "input_topic": input,
+                        "output_topic": output,
+                        "dead_letter_topic": "dead",
+                        "max_batch": max_batch,
+                        "max_wait_ms": 5,
+                        "poll_interval_s": 0,
+                        "idle_timeout_ms": 3000,
+                        "log_every_s": 0,
+                        "consumer": {"partition.assignment.strategy": "roundrobin"},
+                        "services": {"mlflow": mlflow},
+                    }))
+                    .unwrap();
+                    let context = JobContext::open(&mlflow, RunContext::default()).unwrap();
+                    std::thread::spawn(move || config.run(&context).unwrap())
+                })
+                .collect();
+            // Until every key has a prediction (a rebalance may repeat a batch).
+            let arrivals = runtime.block_on(async {
+                let reader = consumer(&brokers, &format!("{output}-reader"), &output);
+                let mut seen: HashMap<String, Instant> = HashMap::with_capacity(n);
+                while seen.len() < n {
+                    let message = tokio::time::timeout(Duration::from_secs(120), reader.recv())
+                        .await
+                        .expect("predictions keep arriving")
+                        .unwrap();
+                    if let Some(key) = message.key() {
+                        seen.entry(String::from_utf8_lossy(key).into_owned())
+                            .or_insert_with(Instant::now);
+                    }
+                }
+                seen
+            });
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            assert_eq!(
+                arrivals.len(),
+                n,
+                "one prediction per record with {workers} workers"
+            );
+            let first = arrivals.values().min().copied().unwrap();
+            let last = arrivals.values().max().copied().unwrap();
+            by_workers[workers - 1].push(n as f64 / (last - first).as_secs_f64().max(1e-9));
+        }
+    }
+    let (one_run, two_run) = (by_workers[0].clone(), by_workers[1].clone());
+    let one = median(&mut by_workers[0]);
+    let two = median(&mut by_workers[1]);
     println!(
         "{}",
         json!({
@@ -393,6 +473,11 @@ fn main() {
             "latency_records": latencies.len(),
             "latency_p50_ms": percentile(&latencies, 0.5),
             "latency_p99_ms": percentile(&latencies, 0.99),
+            "group_one_worker_records_per_second": one,
+            "group_one_worker_by_run": one_run,
+            "group_two_workers_records_per_second": two,
+            "group_two_workers_by_run": two_run,
+            "group_speedup": two / one,
         })
     );
 }

@@ -115,7 +115,9 @@ pub(crate) fn compare(data_dir: &Path, records: usize, runs: usize) -> Result<()
          | job / broker | {:.0}% ({}; target >= 50%: {}) |\n\
          | job from its first record read, first commit after {:.2} s (records/s) | {:.0} |\n\
          | job while the records are produced and its predictions read (records/s) | {:.0} |\n\
-         | end-to-end latency p50 / p99 at a paced rate (ms) | {:.1} / {:.1} |",
+         | end-to-end latency p50 / p99 at a paced rate (ms) | {:.1} / {:.1} |\n\
+         | one worker draining a 4-partition backlog (records/s) | {:.0} ({}) |\n\
+         | two workers in one group, same backlog (records/s) | {:.0} ({}; {:.2}x one) |",
         figure("ceiling_records_per_second"),
         by_run("ceiling_by_run", 1.0, ""),
         result["max_batch"],
@@ -129,6 +131,11 @@ pub(crate) fn compare(data_dir: &Path, records: usize, runs: usize) -> Result<()
         figure("live_records_per_second"),
         figure("latency_p50_ms"),
         figure("latency_p99_ms"),
+        figure("group_one_worker_records_per_second"),
+        by_run("group_one_worker_by_run", 1.0, ""),
+        figure("group_two_workers_records_per_second"),
+        by_run("group_two_workers_by_run", 1.0, ""),
+        figure("group_speedup"),
     );
     Ok(())
 }
