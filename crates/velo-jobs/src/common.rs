@@ -502,6 +502,19 @@ pub struct SchemaFiles {
     pub outputs: Option<PathBuf>,
 }
 
+impl SchemaFiles {
+    /// The same files with absolute paths (for a queue's workers, which may start elsewhere).
+    #[must_use]
+    pub fn absolute(&self) -> Self {
+        let absolute = |path: &std::path::Path| velo_io::datasets::absolute_path(path);
+        Self {
+            inputs: absolute(&self.inputs),
+            targets: self.targets.as_deref().map(absolute),
+            outputs: self.outputs.as_deref().map(absolute),
+        }
+    }
+}
+
 /// A registered model version, chosen by alias (`Champion`) or by number (`3`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AliasOrVersion {

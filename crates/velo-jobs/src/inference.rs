@@ -117,19 +117,7 @@ impl crate::Job for InferenceJob {
                         pinned.outputs = self
                             .outputs
                             .with_path(&velo_io::datasets::absolute_path(self.outputs.path()));
-                        pinned.schemas = SchemaFiles {
-                            inputs: velo_io::datasets::absolute_path(&self.schemas.inputs),
-                            targets: self
-                                .schemas
-                                .targets
-                                .as_deref()
-                                .map(velo_io::datasets::absolute_path),
-                            outputs: self
-                                .schemas
-                                .outputs
-                                .as_deref()
-                                .map(velo_io::datasets::absolute_path),
-                        };
+                        pinned.schemas = self.schemas.absolute();
                         let payloads: Vec<serde_json::Value> = parts
                             .iter()
                             .zip(&outputs)

@@ -405,15 +405,10 @@ impl TuningJob {
     /// The job as workers receive it: dataset and schema paths made absolute (workers may
     /// start elsewhere), run locally on the worker, no services of its own.
     fn for_workers(&self) -> Self {
-        let absolute = |path: &std::path::Path| velo_io::datasets::absolute_path(path);
         Self {
             inputs: self.inputs.absolute(),
             targets: self.targets.absolute(),
-            schemas: SchemaFiles {
-                inputs: absolute(&self.schemas.inputs),
-                targets: self.schemas.targets.as_deref().map(absolute),
-                outputs: self.schemas.outputs.as_deref().map(absolute),
-            },
+            schemas: self.schemas.absolute(),
             executor: crate::executors::Executor::default(),
             services: Services::default(),
             ..self.clone()
