@@ -100,6 +100,66 @@ fn the_lifecycle_runs_on_mlflow_with_postgresql_and_s3_artifacts() {
     );
 }
 
+/// A TCP proxy on a free loopback port to `target`, which cuts every connection and refuses
+/// new ones once more than `cut_after` bytes went from clients to the server: to a client, the
+/// server stops in the middle of what it was sending. Its port.
+fn cutting_proxy(target: u16, cut_after: usize) -> u16 {
+    use std::{
+        io::{Read as _, Write as _},
+        net::{Shutdown, TcpListener, TcpStream},
+        sync::{
+            Arc, Mutex,
+            atomic::{AtomicBool, AtomicUsize, Ordering},
+        },
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let cut = Arc::new(AtomicBool::new(false));
+    let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            if cut.load(Ordering::SeqCst) {
+                let _ = client.shutdown(Shutdown::Both);
+                continue;
+            }
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            open.lock()
+                .unwrap()
+                .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+            // Client to server, counted; the cut closes every connection.
+            let (mut from, mut to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (sent, cut_flag, open_all) =
+                (Arc::clone(&sent), Arc::clone(&cut), Arc::clone(&open));
+            std::thread::spawn(move || {
+                let mut buffer = [0_u8; 16 * 1024];
+                while let Ok(read) = from.read(&mut buffer) {
+                    if read == 0 || to.write_all(&buffer[..read]).is_err() {
+                        break;
+                    }
+                    if sent.fetch_add(read, Ordering::SeqCst) + read > cut_after
+                        && !cut_flag.swap(true, Ordering::SeqCst)
+                    {
+                        for stream in open_all.lock().unwrap().iter() {
+                            let _ = stream.shutdown(Shutdown::Both);
+                        }
+                    }
+                }
+                let _ = to.shutdown(Shutdown::Write);
+            });
+            let (mut from, mut to) = (server, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from, &mut to);
+                let _ = to.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
 /// The predictions of an inference output file.
 fn predictions(path: &std::path::Path) -> Vec<f64> {
     let data = ParquetReader::new(path).read().unwrap().data;
@@ -331,11 +391,78 @@ fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
         "{seen:?}"
     );
 
+    // The object store stops in the middle of a multipart upload of a model (its second 5 MB
+    // part; a forest of 300 deep trees is about 11 MB): the job fails, naming the location,
+    // registers nothing, and the bucket shows no model file, whole or in part.
+    let stores = registries::open(uri).unwrap();
+    let before = stores.registry.list_model_versions("bikes").unwrap().len();
+    let s3_port: u16 = server
+        .s3()
+        .unwrap()
+        .endpoint()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = cutting_proxy(s3_port, 7 * 1024 * 1024);
+    let mut cut_env: Vec<(&'static str, String)> = env
+        .iter()
+        .filter(|(key, _)| *key != "MLFLOW_S3_ENDPOINT_URL")
+        .cloned()
+        .collect();
+    cut_env.extend([
+        (
+            "MLFLOW_S3_ENDPOINT_URL",
+            format!("http://127.0.0.1:{proxy}"),
+        ),
+        (
+            "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE",
+            "1048576".to_owned(),
+        ),
+        ("MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE", "5242880".to_owned()),
+    ]);
+    let keys_before = python_keys(&env);
+    let cut = run_job_with(
+        "configs/training.yaml",
+        uri,
+        &training_snippet(&data).replace(
+            "model: {n_estimators: 8, max_depth: 6}",
+            "model: {n_estimators: 300, max_depth: 30}",
+        ),
+        &cut_env,
+    );
+    assert_eq!(cut.code, 1, "{}\n{}", cut.stdout, cut.stderr);
+    assert!(cut.stderr.contains("s3://"), "{}", cut.stderr);
+    assert_eq!(
+        stores.registry.list_model_versions("bikes").unwrap().len(),
+        before
+    );
+    let new_keys: Vec<String> = python_keys(&env)
+        .into_iter()
+        .filter(|key| !keys_before.contains(key))
+        .collect();
+    println!(
+        "cut mid-upload: {}; new objects: {new_keys:?}",
+        cut.stderr
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    // The model file never appears, nor the `MLmodel` that makes a directory a model (it is
+    // uploaded last).
+    assert!(
+        !new_keys
+            .iter()
+            .any(|key| key.ends_with("/model.velo") || key.ends_with("/MLmodel")),
+        "a part of the cut model is visible: {new_keys:?}"
+    );
+
     // The object store dies: training fails, naming the artifact location, and registers
     // nothing (the registry on PostgreSQL still answers).
     let uri = uri.to_owned();
-    let stores = registries::open(&uri).unwrap();
-    let before = stores.registry.list_model_versions("bikes").unwrap().len();
     server.s3_mut().unwrap().kill();
     let failed = run_job_with(
         "configs/training.yaml",
@@ -355,4 +482,29 @@ fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
         stores.registry.list_model_versions("bikes").unwrap().len(),
         before
     );
+}
+
+/// Every key in the bucket, listed by boto3 (with `env`'s endpoint and keys).
+fn python_keys(env: &[(&'static str, String)]) -> Vec<String> {
+    let listed = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
+        .args([
+            "-c",
+            "import os, sys, boto3\n\
+             s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n\
+             for page in s3.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[1]):\n\
+             \x20   for o in page.get('Contents', []): print(o['Key'])\n",
+        ])
+        .arg(BUCKET)
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(ToOwned::to_owned)
+        .collect()
 }

@@ -146,9 +146,28 @@ impl Client {
 
     /// Uploads a local directory, recursively, under the artifact directory `path` (the empty
     /// path is the root), [`UPLOAD_CONCURRENCY`] files at a time. Symlinks are not followed.
+    /// `MLmodel` files go last, once every other file is stored: a model directory cut short
+    /// (a store that dies mid-upload) has no `MLmodel`, so no reader takes it for a model.
     pub async fn upload_dir(&self, artifact_uri: &str, path: &str, local: &Path) -> Result<()> {
         let prefix = check_relative_path(path)?.join("/");
-        let mut pending = walk(local)?.into_iter();
+        let (descriptors, files): (Vec<_>, Vec<_>) = walk(local)?
+            .into_iter()
+            .partition(|(relative, _)| relative.rsplit('/').next() == Some("MLmodel"));
+        for group in [files, descriptors] {
+            self.upload_all(artifact_uri, &prefix, group).await?;
+        }
+        Ok(())
+    }
+
+    /// Uploads `files` (relative path, local file) under `prefix`, [`UPLOAD_CONCURRENCY`] at
+    /// a time; the first error ends it.
+    async fn upload_all(
+        &self,
+        artifact_uri: &str,
+        prefix: &str,
+        files: Vec<(String, std::path::PathBuf)>,
+    ) -> Result<()> {
+        let mut pending = files.into_iter();
         let mut running = tokio::task::JoinSet::new();
         loop {
             while running.len() < UPLOAD_CONCURRENCY {
