@@ -1408,3 +1408,59 @@ fn sighup_reloads_what_a_stream_can_change_and_refuses_the_rest() {
     assert_eq!(child.wait().unwrap().code(), Some(130));
     let _ = log.join();
 }
+
+#[test]
+fn the_job_scores_with_a_model_from_mlflow_on_postgresql_and_s3() {
+    let Some(broker) = Broker::start_or_skip("the Kafka job on MLflow with PostgreSQL and S3")
+    else {
+        return;
+    };
+    let Some(server) = velo_mlflow::test_server::TestServer::on_postgres_and_s3_or_skip(
+        "the Kafka job on MLflow with PostgreSQL and S3",
+        velo_mlflow::test_server::ArtifactMode::Proxied,
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::jobs::synthetic_data(&data);
+    let uri = server.uri();
+    let trained = run_job("configs/training.yaml", uri, &training_snippet(&data));
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    let promoted = run_job("configs/promotion.yaml", uri, "");
+    assert_eq!(promoted.code, 0, "{}", promoted.stderr);
+    for topic in ["inputs", "predictions", "dead"] {
+        broker.create_topic(topic, 1);
+    }
+    let base = inputs_records(&data);
+    let records: Vec<(String, Vec<u8>)> = (0..100).map(|i| numbered_record(&base, i)).collect();
+    produce(&broker.address, "inputs", &records);
+    let job = format!(
+        "brokers: '{}', input_topic: inputs, output_topic: predictions, dead_letter_topic: dead, idle_timeout_ms: 3000, poll_interval_s: 0",
+        broker.address
+    );
+    let done = job_command(uri, &job).output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    // Every record answered by the Champion whose files are objects in the bucket, and the
+    // stream's run kept by the server on PostgreSQL.
+    let answers = read_all(&broker.address, "predictions", 100);
+    assert_eq!(answers.len(), 100);
+    assert!(answers.iter().all(|message| {
+        let value: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        value["prediction"].as_f64().is_some_and(f64::is_finite)
+    }));
+    let stores = velo_io::registries::open(uri).unwrap();
+    let experiment = stores.tracking.get_or_create_experiment("bikes").unwrap();
+    let run = stores
+        .tracking
+        .list_runs(&experiment)
+        .unwrap()
+        .into_iter()
+        .find(|run| run.info.run_name == "KafkaInference")
+        .expect("the stream's run");
+    assert_eq!(run.data.metric("records_out"), Some(100.0));
+}
