@@ -100,6 +100,23 @@ fn the_lifecycle_runs_on_mlflow_with_postgresql_and_s3_artifacts() {
     );
 }
 
+/// Runs `script` with the venv's Python, `args` after it and `env` set; its stdout. Fails the
+/// test with the script's stderr when it fails.
+fn python_with(script: &str, args: &[&std::ffi::OsStr], env: &[(&'static str, String)]) -> String {
+    let output = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
+        .args(["-c", script])
+        .args(args)
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// A TCP proxy on a free loopback port to `target`, which cuts every connection and refuses
 /// new ones once more than `cut_after` bytes went from clients to the server: to a client, the
 /// server stops in the middle of what it was sending. Its port.
@@ -264,22 +281,12 @@ fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
 
     // Datasets in the bucket: inputs uploaded by Python, read by the job, and predictions
     // written there, which pandas reads back.
-    let upload = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
-        .args([
-            "-c",
-            "import os, sys, boto3\n\
+    python_with(
+        "import os, sys, boto3\n\
              s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n\
              s3.upload_file(sys.argv[1], sys.argv[2], 'data/inputs_test.parquet')\n",
-        ])
-        .arg(data.join("inputs_test.parquet"))
-        .arg(BUCKET)
-        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
-        .output()
-        .unwrap();
-    assert!(
-        upload.status.success(),
-        "{}",
-        String::from_utf8_lossy(&upload.stderr)
+        &[data.join("inputs_test.parquet").as_ref(), BUCKET.as_ref()],
+        &env,
     );
     let in_bucket = run_job_with(
         "configs/inference.yaml",
@@ -290,31 +297,21 @@ fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
         &env,
     );
     assert_eq!(in_bucket.code, 0, "{}", in_bucket.stderr);
-    let read = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
-        .args([
-            "-c",
-            "import io, os, sys, boto3, pandas\n\
+    let read = python_with(
+        "import io, os, sys, boto3, pandas\n\
              s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n\
              body = s3.get_object(Bucket=sys.argv[1], Key='outputs/predictions.parquet')['Body'].read()\n\
              frame = pandas.read_parquet(io.BytesIO(body))\n\
              print(len(frame), round(float(frame['prediction'].sum()), 3))\n",
-        ])
-        .arg(BUCKET)
-        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
-        .output()
-        .unwrap();
-    assert!(
-        read.status.success(),
-        "{}",
-        String::from_utf8_lossy(&read.stderr)
+        &[BUCKET.as_ref()],
+        &env,
     );
     let expected = format!(
         "{} {:.3}",
         by_velo.len(),
         (by_velo.iter().sum::<f64>() * 1000.0).round() / 1000.0
     );
-    let seen = String::from_utf8_lossy(&read.stdout);
-    let seen: Vec<&str> = seen.split_whitespace().collect();
+    let seen: Vec<&str> = read.split_whitespace().collect();
     assert_eq!(seen[0], by_velo.len().to_string(), "{expected}");
     let total: f64 = seen[1].parse().unwrap();
     assert!(
@@ -331,17 +328,10 @@ fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
          for part in range(3):\n\
          \x20   body = io.BytesIO(); frame.iloc[part * size:(part + 1) * size].to_parquet(body)\n\
          \x20   s3.put_object(Bucket=sys.argv[2], Key=f'data/parts/part-{part}.parquet', Body=body.getvalue())\n";
-    let split = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
-        .args(["-c", script])
-        .arg(data.join("inputs_test.parquet"))
-        .arg(BUCKET)
-        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
-        .output()
-        .unwrap();
-    assert!(
-        split.status.success(),
-        "{}",
-        String::from_utf8_lossy(&split.stderr)
+    python_with(
+        script,
+        &[data.join("inputs_test.parquet").as_ref(), BUCKET.as_ref()],
+        &env,
     );
     let partitioned = run_job_with(
         "configs/inference.yaml",
@@ -357,27 +347,17 @@ fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
         "{}",
         partitioned.stdout
     );
-    let read = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
-        .args([
-            "-c",
-            "import io, os, sys, boto3, pandas\n\
+    let read = python_with(
+        "import io, os, sys, boto3, pandas\n\
              s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n\
              keys = sorted(o['Key'] for o in s3.list_objects_v2(Bucket=sys.argv[1], Prefix='outputs/parts/')['Contents'])\n\
              frames = [pandas.read_parquet(io.BytesIO(s3.get_object(Bucket=sys.argv[1], Key=k)['Body'].read())) for k in keys]\n\
              frame = pandas.concat(frames)\n\
              print(','.join(k.rsplit('/', 1)[1] for k in keys), len(frame), round(float(frame['prediction'].sum()), 3))\n",
-        ])
-        .arg(BUCKET)
-        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
-        .output()
-        .unwrap();
-    assert!(
-        read.status.success(),
-        "{}",
-        String::from_utf8_lossy(&read.stderr)
+        &[BUCKET.as_ref()],
+        &env,
     );
-    let seen = String::from_utf8_lossy(&read.stdout);
-    let seen: Vec<&str> = seen.split_whitespace().collect();
+    let seen: Vec<&str> = read.split_whitespace().collect();
     assert_eq!(
         seen[..2],
         [
@@ -486,25 +466,13 @@ fn velo_and_mlflows_client_share_artifacts_written_straight_to_s3() {
 
 /// Every key in the bucket, listed by boto3 (with `env`'s endpoint and keys).
 fn python_keys(env: &[(&'static str, String)]) -> Vec<String> {
-    let listed = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
-        .args([
-            "-c",
-            "import os, sys, boto3\n\
+    let listed = python_with(
+        "import os, sys, boto3\n\
              s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n\
              for page in s3.get_paginator('list_objects_v2').paginate(Bucket=sys.argv[1]):\n\
              \x20   for o in page.get('Contents', []): print(o['Key'])\n",
-        ])
-        .arg(BUCKET)
-        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
-        .output()
-        .unwrap();
-    assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
+        &[BUCKET.as_ref()],
+        env,
     );
-    String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .map(ToOwned::to_owned)
-        .collect()
+    listed.lines().map(ToOwned::to_owned).collect()
 }
