@@ -165,6 +165,16 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Turns a PostgreSQL error into a [`QueueError::Database`] saying what was being done.
+fn failing(url: &str, action: String) -> impl FnOnce(postgres::Error) -> QueueError + use<> {
+    let url = url.to_owned();
+    move |source| QueueError::Database {
+        url,
+        action,
+        source,
+    }
+}
+
 /// Serializes schema creation between processes (an arbitrary constant).
 const MIGRATION_LOCK: i64 = 0x7665_6c6f_7175_6575;
 
@@ -231,26 +241,13 @@ impl WorkQueue {
         self.options
     }
 
-    fn database(&self, action: &str) -> impl FnOnce(postgres::Error) -> QueueError + '_ {
-        let action = action.to_owned();
-        move |source| QueueError::Database {
-            url: self.url.clone(),
-            action,
-            source,
-        }
+    fn database(&self, action: &str) -> impl FnOnce(postgres::Error) -> QueueError + use<> {
+        failing(&self.url, action.to_owned())
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let shown = self.url.clone();
-        let fail = |action: &str| {
-            let action = action.to_owned();
-            let url = shown.clone();
-            move |source| QueueError::Database {
-                url,
-                action,
-                source,
-            }
-        };
+        let url = self.url.clone();
+        let fail = |action: &str| failing(&url, action.to_owned());
         let mut transaction = self
             .client
             .transaction()
@@ -277,15 +274,8 @@ impl WorkQueue {
     ) -> Result<()> {
         let max_attempts = self.options.max_attempts.max(1);
         let lease = self.options.lease.as_secs_f64().max(0.001);
-        let shown = self.url.clone();
-        let fail = |action: String| {
-            let url = shown.clone();
-            move |source| QueueError::Database {
-                url,
-                action,
-                source,
-            }
-        };
+        let url = self.url.clone();
+        let fail = |action: String| failing(&url, action);
         let mut transaction = self
             .client
             .transaction()
@@ -607,20 +597,11 @@ impl WorkQueue {
             .batch_execute(&format!("LISTEN {CHANNEL}"))
             .map_err(self.database("listen for new batches"))?;
         use postgres::fallible_iterator::FallibleIterator as _;
-        let fail = self.database_owned("wait for new batches");
+        let fail = self.database("wait for new batches");
         let mut notifications = self.client.notifications();
         let mut waiting = notifications.timeout_iter(timeout);
         let _ = waiting.next().map_err(fail)?;
         Ok(())
-    }
-
-    fn database_owned(&self, action: &str) -> impl FnOnce(postgres::Error) -> QueueError + use<> {
-        let (url, action) = (self.url.clone(), action.to_owned());
-        move |source| QueueError::Database {
-            url,
-            action,
-            source,
-        }
     }
 
     /// Every batch, oldest first, with its tasks counted by state.
