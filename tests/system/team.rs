@@ -103,8 +103,13 @@ fn the_lifecycle_runs_on_mlflow_with_postgresql_and_s3_artifacts() {
 /// Runs `script` with the venv's Python, `args` after it and `env` set; its stdout. Fails the
 /// test with the script's stderr when it fails.
 fn python_with(script: &str, args: &[&std::ffi::OsStr], env: &[(&'static str, String)]) -> String {
+    // Ends without the interpreter's finalization once the script got through: pyarrow's and
+    // boto3's threads have aborted it there ("terminate called without an active exception")
+    // after every line had run and printed.
+    let script =
+        format!("{script}\nimport os as _os, sys as _sys\n_sys.stdout.flush()\n_os._exit(0)\n");
     let output = std::process::Command::new(std::env::var_os("VELO_PYTHON").unwrap())
-        .args(["-c", script])
+        .args(["-c", &script])
         .args(args)
         .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
         .output()
